@@ -1,0 +1,1 @@
+"""prewarm: predictive KEDA external scaler for LLM inference."""

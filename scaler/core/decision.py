@@ -1,0 +1,204 @@
+"""The decision core: replicas from demand, forecast and cold start. Pure functions of data and ``now``.
+
+The chain, each step a small function with its own table test::
+
+    reactive floor  = ceil(demand now / capacity)              (bursts are still caught)
+    forecast need   = ceil(max upper quantile over [now, now + lead] / capacity)
+    need            = max(reactive floor, forecast need)        (0 when nothing is active)
+    stabilized      = max(need over the scale-down window)     (scale down only after both stayed low)
+    replicas        = clamp(stabilized + standby, min, max)
+
+E.g. capacity 16, demand 20 -> floor 2; forecast p90 peak 70 within the 12-minute lead -> 5;
+standby 1 -> 6. Ten minutes later demand 5, forecast 30: need 2, but the window still holds 5,
+so 6 stay until the window has passed.
+
+Missing data never lowers the count: without a fresh demand sample the last valid decision is
+held until ``staleAfter``, then the decision turns invalid (GetMetrics fails so KEDA's fallback
+applies) - never zero. A missing forecast holds the last forecast need for as long.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from forecasting.types import Forecast
+from scaler.core.config import ModelSettings, Overrides
+from scaler.core.model import Decision, Reason
+
+# Demand is a float from PromQL; 32.0000001 / 16 must not round up to 3 replicas.
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class DecisionInputs:
+    demand: float | None
+    """Current demand (model's demand unit); None when the source has no fresh sample."""
+    forecast: Forecast | None
+    """Demand forecast; None when none is usable (not fitted yet, disabled or demoted)."""
+    lead_seconds: float
+    """Cold start p90 (+ node provisioning when needed) + decision delay."""
+    forecast_note: str = ""
+    """Why ``forecast`` is None, for the decision's message."""
+
+
+@dataclass(frozen=True)
+class DecisionState:
+    """What ``decide`` carries from one call to the next (returned anew, never mutated)."""
+
+    needs: tuple[tuple[float, int], ...] = ()
+    """(time, need) within the scale-down stabilization window."""
+    last_valid: Decision | None = None
+    """The last decision made on fresh data (what HOLD serves)."""
+    forecast_need: tuple[float, int, float] | None = None
+    """(time, replicas, peak) of the last forecast-based need, held while the forecast is missing."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    min: int
+    max: int
+    standby: int
+
+    @classmethod
+    def of(cls, model: ModelSettings, overrides: Overrides | None = None) -> Bounds:
+        o = overrides or Overrides()
+        return cls(
+            min=model.minReplicas if o.minReplicas is None else o.minReplicas,
+            max=model.maxReplicas if o.maxReplicas is None else o.maxReplicas,
+            standby=model.standbyReplicas if o.standbyReplicas is None else o.standbyReplicas,
+        )
+
+
+def replicas_for(demand: float, capacity: float) -> int:
+    """Replicas that serve ``demand`` at ``capacity`` each: ceil, tolerant to float noise."""
+    if demand <= 0:
+        return 0
+    return max(0, math.ceil(demand / capacity - _EPSILON))
+
+
+def forecast_peak(forecast: Forecast, *, quantile: float, now: float, lead_seconds: float) -> float | None:
+    """Highest ``quantile`` forecast over the steps overlapping [now, now + lead].
+
+    A step at time t covers [t, t + step). None when the forecast does not reach ``now``.
+    """
+    path = forecast.quantile(quantile)
+    times = forecast.origin + forecast.step_seconds * np.arange(forecast.h, dtype=np.float64)
+    in_window = (times + forecast.step_seconds > now) & (times <= now + lead_seconds)
+    if not in_window.any():
+        return None
+    return float(max(path[in_window].max(), forecast.mean[in_window].max()))
+
+
+def stabilize(
+    needs: tuple[tuple[float, int], ...], need: int, *, now: float, window_seconds: float
+) -> tuple[int, tuple[tuple[float, int], ...]]:
+    """Highest need within (now - window, now], and the window to carry forward.
+
+    Scale-up is immediate; scale-down waits until every need in the window is lower.
+    """
+    kept = tuple((t, n) for t, n in needs if t > now - window_seconds) + ((now, need),)
+    return max(n for _, n in kept), kept
+
+
+def apply_bounds(need: int, need_reason: Reason, bounds: Bounds) -> tuple[int, Reason]:
+    """Standby on top of a non-zero need, then clamp to [min, max]; the reason names the binding step."""
+    wanted = need + bounds.standby if need > 0 else 0
+    if wanted > bounds.max:
+        return bounds.max, Reason.MAX
+    if wanted < bounds.min:
+        return bounds.min, Reason.MIN
+    return wanted, need_reason
+
+
+def decide(
+    inputs: DecisionInputs, model: ModelSettings, state: DecisionState, *, now: float
+) -> tuple[Decision, DecisionState]:
+    """One model's decision at ``now`` and the state for the next call."""
+    policy = model.policy
+    if inputs.demand is None or not math.isfinite(inputs.demand):
+        return _without_demand(model, state, now=now), state
+    demand = max(0.0, inputs.demand)
+    reactive = replicas_for(demand, model.capacityPerReplica)
+    forecast_replicas, peak, note, forecast_state = _forecast_need(inputs, model, state, now=now)
+    active = (
+        demand > policy.activationDemand
+        or (peak is not None and peak > policy.activationDemand)
+        or model.minReplicas > 0
+    )
+    need = max(reactive, forecast_replicas or 0) if active else 0
+    need_reason = _need_reason(need, reactive, forecast_replicas)
+    stabilized, needs = stabilize(
+        state.needs, need, now=now, window_seconds=policy.scaleDown.stabilization
+    )
+    if stabilized > need:
+        need_reason = Reason.STABILIZATION
+    bounds = Bounds.of(model)
+    replicas, reason = apply_bounds(stabilized, need_reason, bounds)
+    decision = Decision(
+        model=model.name, at=now, replicas=replicas, reason=reason, valid=True,
+        active=active or replicas > 0, need=stabilized, need_reason=need_reason,
+        standby=bounds.standby if stabilized > 0 else 0, reactive_replicas=reactive,
+        forecast_replicas=forecast_replicas, demand=demand, forecast_peak=peak,
+        lead_seconds=inputs.lead_seconds, expires_at=now + policy.staleAfter, message=note,
+    )
+    return decision, DecisionState(needs=needs, last_valid=decision, forecast_need=forecast_state)
+
+
+def _need_reason(need: int, reactive: int, forecast: int | None) -> Reason:
+    if need == 0:
+        return Reason.IDLE
+    return Reason.FORECAST if forecast is not None and forecast > reactive else Reason.REACTIVE
+
+
+def _forecast_need(
+    inputs: DecisionInputs, model: ModelSettings, state: DecisionState, *, now: float
+) -> tuple[int | None, float | None, str, tuple[float, int, float] | None]:
+    """(replicas, peak, note, state) from the forecast, or the held last one while it is missing."""
+    policy = model.policy
+    peak = None
+    if inputs.forecast is not None:
+        peak = forecast_peak(inputs.forecast, quantile=policy.quantile, now=now,
+                             lead_seconds=inputs.lead_seconds)
+    if peak is not None:
+        replicas = replicas_for(peak, model.capacityPerReplica)
+        return replicas, peak, inputs.forecast_note, (now, replicas, peak)
+    held = state.forecast_need
+    note = inputs.forecast_note or "no forecast covers the lead window"
+    if held is not None and now - held[0] <= policy.staleAfter:
+        return held[1], held[2], f"{note}; holding the forecast need from {now - held[0]:.0f}s ago", held
+    return None, None, f"{note}; reactive only", None
+
+
+def _without_demand(model: ModelSettings, state: DecisionState, *, now: float) -> Decision:
+    """Hold the last valid decision until staleAfter; then an invalid one (never a zero)."""
+    last = state.last_valid
+    stale_after = model.policy.staleAfter
+    if last is not None and now - last.at <= stale_after:
+        return replace(
+            last, at=now, reason=Reason.HOLD, expires_at=last.at + stale_after,
+            message=f"no fresh demand sample; holding the decision from {now - last.at:.0f}s ago",
+        )
+    since = f"since {now - last.at:.0f}s" if last is not None else "since start"
+    return Decision(
+        model=model.name, at=now, replicas=last.replicas if last else 0, reason=Reason.NO_DATA,
+        valid=False, active=last.active if last else False, need=last.need if last else 0,
+        need_reason=Reason.NO_DATA, expires_at=now,
+        message=f"no usable demand data {since} (staleAfter {stale_after:.0f}s)",
+    )
+
+
+def with_overrides(decision: Decision, model: ModelSettings, overrides: Overrides) -> Decision:
+    """Re-apply a ScaledObject's bounds/standby overrides to a snapshot decision (cheap, pure)."""
+    if not decision.valid or overrides == Overrides():
+        return decision
+    bounds = Bounds.of(model, overrides)
+    replicas, reason = apply_bounds(decision.need, decision.need_reason, bounds)
+    if decision.reason is Reason.HOLD:
+        reason = Reason.HOLD
+    return replace(decision, replicas=replicas, reason=reason,
+                   standby=bounds.standby if decision.need > 0 else 0,
+                   active=decision.active or replicas > 0)
+
