@@ -105,4 +105,4 @@ class FitDiagnostics:
     candidates: Mapping[str, float] = field(default_factory=dict)
     """Backtest pinball loss of every candidate model tried by ``fit_auto`` (lower is better)."""
     coverage: Mapping[float, float] = field(default_factory=dict)
-    """Empirical coverage of each quantile on the calibration window (in-sample for the quantile)."""
+    """Cross-fitted coverage of each quantile at the horizon on the holdout (0..1)."""

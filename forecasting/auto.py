@@ -1,0 +1,150 @@
+"""``fit_auto``: pick the model that forecasts THIS series best at the lead time, or say why not.
+
+Candidates depend on how much history there is (a daily season needs more than a day of
+training data, weekly more than two weeks); each is backtested on the series' own recent
+history (:mod:`forecasting.selection`) and the one with the lowest cross-fitted pinball loss at
+the horizon wins. Ties go to the simpler model, seasonal naive first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from forecasting.base import DEFAULT_QUANTILES, Forecaster
+from forecasting.cleaning import GapPolicy
+from forecasting.fitted import FittedModel
+from forecasting.naive import SeasonalNaive
+from forecasting.selection import (
+    Backtest,
+    Score,
+    _diagnostics,
+    backtest,
+    baseline_spec,
+    error_floor,
+    finish,
+    holdout_steps,
+    mase,
+    prepare,
+    score,
+)
+from forecasting.types import Series
+
+
+def default_candidates(
+    seasons_seconds: Sequence[int], *, step_seconds: int, train_steps: int
+) -> list[Forecaster]:
+    """Models worth trying on ``train_steps`` of history: simplest first (they win ties)."""
+    from forecasting.models import candidate_models
+
+    return candidate_models(seasons_seconds, step_seconds=step_seconds, train_steps=train_steps)
+
+
+def fit_auto(
+    series: Series,
+    *,
+    horizon_steps: int,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    seasons_seconds: Sequence[int] = (86400, 604800),
+    candidates: Sequence[Forecaster] | None = None,
+    policy: GapPolicy | None = None,
+    refit: bool = True,
+) -> FittedModel:
+    """Fit every eligible model, keep the best at ``horizon_steps``, calibrated and scored.
+
+    Parameters
+    ----------
+    series : history (14-28 days at 1-minute steps in the scaler; NaN = missing).
+    horizon_steps : lead time the forecast is judged at, in steps (>= 1).
+    quantiles : levels the forecast must provide.
+    seasons_seconds : seasonalities to consider (daily, weekly).
+    candidates : override the candidate list (tests, benchmarks).
+    policy : when zeros are collection gaps.
+    refit : refit the winner on all history (True) or walk the holdout with ``update`` (False,
+        cheaper; parameters then miss the last days).
+
+    Raises
+    ------
+    InsufficientDataError
+        The series has no observation at all.
+    """
+    started = time.perf_counter()
+    _validate(horizon_steps, quantiles, seasons_seconds)
+    policy = policy or GapPolicy()
+    values, gap_zeros = prepare(series, policy=policy)
+    step, n = series.step_seconds, len(series)
+    baseline = baseline_spec(seasons_seconds, step)
+    hold = holdout_steps(n, step_seconds=step, horizon_steps=horizon_steps,
+                         min_train=baseline.min_obs(step_seconds=step))
+    if hold < 1:  # shorter than one season + a holdout: no seasonal model can be judged
+        baseline = SeasonalNaive(season_seconds=step)
+        hold = holdout_steps(n, step_seconds=step, horizon_steps=horizon_steps, min_train=1)
+    specs = list(candidates) if candidates is not None else default_candidates(
+        seasons_seconds, step_seconds=step, train_steps=n - hold)
+    specs = [s for s in specs if s.min_obs(step_seconds=step) <= n - hold] or [baseline]
+    if hold < 1:  # a single sample: nothing to backtest
+        specs, hold = [SeasonalNaive(season_seconds=step)], 0
+    floor = error_floor(values)
+    tests = [backtest(s, values, hold=hold, step_seconds=step, horizon=horizon_steps)
+             for s in specs]
+    scores = [score(bt, levels=quantiles, floor=floor) for bt in tests]
+    best = min(range(len(tests)), key=lambda i: scores[i].loss)
+    base_bt = _baseline_backtest(baseline, tests, values, hold, step, horizon_steps)
+    model, fitted = finish(tests[best], values, step_seconds=step, end=series.end,
+                           levels=quantiles, power=scores[best].power, policy=policy, refit=refit)
+    skill = mase(tests[best], base_bt) if base_bt is not None and baseline.season_seconds > step \
+        else None
+    losses = {bt.spec.name: sc.loss for bt, sc in zip(tests, scores, strict=True)}
+    diagnostics = _diagnostics(values, series, gap_zeros, fitted, started, losses,
+                               scores[best].coverage)
+    reason = _reason(tests[best], scores[best], skill, baseline, hold, step, len(tests))
+    return replace(model, skill=skill, reason=reason, diagnostics=diagnostics)
+
+
+def _validate(horizon_steps: int, quantiles: Sequence[float], seasons: Sequence[int]) -> None:
+    if horizon_steps < 1:
+        raise ValueError(f"horizon_steps = {horizon_steps}, must be >= 1")
+    bad = [q for q in quantiles if not 0.0 < q < 1.0]
+    if bad or not quantiles:
+        raise ValueError(f"quantiles = {list(quantiles)}, each must be in (0, 1)")
+    if any(s <= 0 for s in seasons):
+        raise ValueError(f"seasons_seconds = {list(seasons)}, each must be > 0")
+
+
+def _baseline_backtest(
+    baseline: SeasonalNaive,
+    tests: list[Backtest],
+    values: object,
+    hold: int,
+    step: int,
+    horizon: int,
+) -> Backtest | None:
+    for bt in tests:
+        if bt.spec == baseline:
+            return bt
+    if hold < 1:
+        return None
+    import numpy as np
+
+    return backtest(baseline, np.asarray(values), hold=hold, step_seconds=step, horizon=horizon)
+
+
+def _reason(
+    bt: Backtest,
+    sc: Score,
+    skill: float | None,
+    baseline: SeasonalNaive,
+    hold: int,
+    step: int,
+    n_candidates: int,
+) -> str:
+    days = hold * step / 86400
+    head = (f"{bt.spec.name}: lowest pinball loss at the horizon of {n_candidates} candidates "
+            f"on the last {days:.2g} d (rolling origin)")
+    if skill is None:
+        if baseline.season_seconds <= step:
+            return head + "; skill unknown: history too short for a seasonal baseline"
+        return head + f"; skill unknown: {baseline.name} makes no error on the holdout"
+    verdict = "better than" if skill < 1.0 else "NOT better than"
+    return head + f"; MASE {skill:.2f}: {verdict} {baseline.name}"

@@ -1,0 +1,92 @@
+"""The fitted-model protocol the scaler depends on, and the one implementation every model shares.
+
+A fit is expensive (statsmodels, seconds) and runs every few minutes in a worker process; the
+level of LLM traffic moves within minutes. So a fitted model is an immutable value that can be
+*updated* cheaply with the observations seen since the fit (a few Python float operations per
+step) and asked for a forecast with calibrated quantiles at any time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from forecasting.calibration import Calibration
+from forecasting.smoothing import SmoothingState, predict, run
+from forecasting.types import FitDiagnostics, FloatArray, Forecast, Series
+
+
+@runtime_checkable
+class FittedForecaster(Protocol):
+    """A fitted model: immutable, picklable, cheap to update and to ask for a forecast."""
+
+    name: str
+    """Model name, e.g. ``mstl_ets`` or ``seasonal_naive_1d``."""
+    skill: float | None
+    """MASE against seasonal naive on recent held-out data at the horizon (< 1 = better than
+    seasonal naive); None when the history is too short to tell."""
+    reason: str
+    """Why this model was chosen, or why its skill is unknown."""
+    diagnostics: FitDiagnostics
+    end: float
+    """Unix seconds of the step after the last observation seen (= origin of ``forecast``)."""
+    step_seconds: int
+
+    def forecast(self, h: int) -> Forecast: ...
+
+    def update(self, new: Series) -> FittedForecaster: ...
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """Smoothing state + conformal calibration: the implementation of :class:`FittedForecaster`."""
+
+    name: str
+    state: SmoothingState
+    calibration: Calibration
+    end: float
+    step_seconds: int
+    skill: float | None = None
+    reason: str = ""
+    diagnostics: FitDiagnostics = field(default_factory=FitDiagnostics)
+
+    def forecast(self, h: int) -> Forecast:
+        """Mean and quantiles for the ``h`` steps from ``end``; never negative or NaN."""
+        if h < 1:
+            raise ValueError(f"h = {h}, must be >= 1")
+        mean, paths = self.calibration.bands(predict(self.state, h))
+        return Forecast(self.end, self.step_seconds, mean, paths, self.name)
+
+    def update(self, new: Series) -> FittedModel:
+        """Follow the level with observations after ``end``; returns a new model.
+
+        Samples before ``end`` (already seen) are skipped, so overlapping windows are fine; a
+        gap between ``end`` and ``new.start`` counts as missing data. ``new`` must have the same
+        step and be aligned to this model's step grid.
+        """
+        values = align_after(new, end=self.end, step_seconds=self.step_seconds)
+        if values.shape[0] == 0:
+            return self
+        state = run(self.state, values)
+        return replace(self, state=state, end=self.end + values.shape[0] * self.step_seconds)
+
+
+def align_after(new: Series, *, end: float, step_seconds: int) -> FloatArray:
+    """Values of ``new`` from time ``end`` on, NaN-padded over any gap before ``new.start``."""
+    if new.step_seconds != step_seconds:
+        raise ValueError(
+            f"update series step is {new.step_seconds} s, the model's is {step_seconds} s"
+        )
+    offset_steps = (new.start - end) / step_seconds
+    if not math.isclose(offset_steps, round(offset_steps), abs_tol=1e-6):
+        raise ValueError(
+            f"update series start {new.start} is not on the model's {step_seconds} s grid "
+            f"(model end {end})"
+        )
+    offset = round(offset_steps)
+    if offset >= 0:
+        return np.concatenate([np.full(offset, np.nan), new.values])
+    return np.asarray(new.values[-offset:], dtype=np.float64)
