@@ -42,6 +42,8 @@ class DecisionInputs:
     """Cold start p90 (+ node provisioning when needed) + decision delay."""
     forecast_note: str = ""
     """Why ``forecast`` is None, for the decision's message."""
+    node_lead_seconds: float = 0.0
+    """Node provisioning p90 of the model's pool: how much further ahead nodes are pre-warmed."""
 
 
 @dataclass(frozen=True)
@@ -139,12 +141,26 @@ def decide(
     replicas, reason = apply_bounds(stabilized, need_reason, bounds)
     decision = Decision(
         model=model.name, at=now, replicas=replicas, reason=reason, valid=True,
+        prewarm_replicas=_prewarm_replicas(inputs, model, replicas, now=now),
         active=active or replicas > 0, need=stabilized, need_reason=need_reason,
         standby=bounds.standby if stabilized > 0 else 0, reactive_replicas=reactive,
         forecast_replicas=forecast_replicas, demand=demand, forecast_peak=peak,
         lead_seconds=inputs.lead_seconds, expires_at=now + policy.staleAfter, message=note,
     )
     return decision, DecisionState(needs=needs, last_valid=decision, forecast_need=forecast_state)
+
+
+def _prewarm_replicas(inputs: DecisionInputs, model: ModelSettings, replicas: int, *, now: float) -> int:
+    """Replicas forecast within lead + node provisioning beyond those ordered now (for balloons)."""
+    if inputs.forecast is None or inputs.node_lead_seconds <= 0:
+        return 0
+    peak = forecast_peak(inputs.forecast, quantile=model.policy.quantile, now=now,
+                         lead_seconds=inputs.lead_seconds + inputs.node_lead_seconds)
+    if peak is None:
+        return 0
+    wanted = min(replicas_for(peak, model.capacityPerReplica) + model.standbyReplicas,
+                 model.maxReplicas)
+    return max(0, wanted - replicas)
 
 
 def _need_reason(need: int, reactive: int, forecast: int | None) -> Reason:

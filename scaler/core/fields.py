@@ -100,7 +100,7 @@ class Int(Kind):
     max: int | None = None
 
     def convert(self, value: object) -> int:
-        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise Invalid(f"{value!r} is not a whole number")
         try:
             number = int(str(value).strip()) if isinstance(value, str) else int(value)  # type: ignore[call-overload]

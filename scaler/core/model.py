@@ -78,6 +78,9 @@ class Decision:
     forecast_peak: float | None = None
     """Upper-quantile forecast peak over [now, now + lead], demand units."""
     lead_seconds: float = 0.0
+    prewarm_replicas: int = 0
+    """Extra replicas the forecast wants within lead + node provisioning, beyond ``replicas``:
+    GPU nodes to pre-warm (balloons) so those replicas find a node when they are ordered."""
     expires_at: float = 0.0
     """After this (Unix seconds) the decision is stale: GetMetrics fails UNAVAILABLE."""
     message: str = ""

@@ -1,0 +1,216 @@
+"""KEDA's ExternalScaler over gRPC: translate the latest snapshot into KEDA's messages.
+
+Handlers never query, fit or sleep: KEDA calls GetMetrics *and* IsActive on every poll, and its
+HPA path gives all of them together a 3 s deadline. Each reads ``holder.current`` and answers.
+
+Replica contract: GetMetricSpec target 1 (AverageValue), GetMetrics value = desired replicas, so
+the HPA computes ceil(value / 1) = desired. Both the float and the deprecated int64 fields are set
+(KEDA < 2.17 reads only the int; any KEDA uses the int when the float is <= 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from scaler._pb import externalscaler_pb2 as pb
+from scaler._pb import externalscaler_pb2_grpc as pb_grpc
+from scaler.core.clock import Clock
+from scaler.core.config import MODEL_NAME, ModelSettings, parse_overrides
+from scaler.core.decision import with_overrides
+from scaler.core.errors import MetadataError
+from scaler.core.model import Decision
+from scaler.snapshot import SnapshotHolder
+
+log = logging.getLogger("prewarm.grpc")
+
+METRIC_PREFIX = "prewarm-"
+MODEL_KEY = "model"
+_SHOWN_NAME_CHARS = 64
+
+T = TypeVar("T")
+
+
+def metric_name(model: str) -> str:
+    """HPA metric name for a model: lowercase, DNS-safe (config names are DNS labels)."""
+    return f"{METRIC_PREFIX}{model}"
+
+
+def shown(value: str) -> str:
+    """A client-supplied string made safe to echo in an error message."""
+    text = value if len(value) <= _SHOWN_NAME_CHARS else value[:_SHOWN_NAME_CHARS] + "..."
+    return repr(text)
+
+
+class GrpcMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "prewarm_grpc_requests", "ExternalScaler RPCs handled, by method and status code.",
+            ["method", "code"], registry=registry)
+        self.seconds = Histogram(
+            "prewarm_grpc_request_duration_seconds",
+            "Time to answer an ExternalScaler RPC (streams: time to the first message).",
+            ["method"], registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
+    def __init__(self, holder: SnapshotHolder, clock: Clock, metrics: GrpcMetrics) -> None:
+        self.holder = holder
+        self.clock = clock
+        self.metrics = metrics
+
+    # --- resolution (pure reads of the snapshot) -----------------------------------------------
+
+    def _model(self, ref: pb.ScaledObjectRef) -> ModelSettings:
+        name = ref.scalerMetadata.get(MODEL_KEY, "")
+        settings = self.holder.current.settings
+        known = ", ".join(settings.model_names) or "(none)"
+        if not name:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"trigger metadata '{MODEL_KEY}' is required (known models: {known})")
+        if not re.fullmatch(MODEL_NAME, name):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"trigger metadata '{MODEL_KEY}' = {shown(name)} is not a valid model name "
+                         f"(lowercase letters, digits, '-'); known models: {known}")
+        model = settings.model(name)
+        if model is None:
+            raise _Abort(grpc.StatusCode.NOT_FOUND,
+                         f"model {shown(name)} is not in the config; known models: {known}")
+        return model
+
+    def _decision(self, ref: pb.ScaledObjectRef) -> tuple[ModelSettings, Decision]:
+        model = self._model(ref)
+        try:
+            overrides = parse_overrides(ref.scalerMetadata, model)
+        except MetadataError as exc:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {model.name!r}: {exc}") from None
+        decision = self.holder.current.decisions.get(model.name)
+        if decision is None or not decision.valid:
+            why = decision.message if decision is not None else "no decision yet"
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, f"model {model.name!r}: {why}")
+        if self.clock.now() > decision.expires_at:
+            raise _Abort(grpc.StatusCode.UNAVAILABLE,
+                         f"model {model.name!r}: decision is stale (made at {decision.at:.0f}, "
+                         f"expired at {decision.expires_at:.0f}); the refresh loop is not keeping up")
+        return model, with_overrides(decision, model, overrides)
+
+    def _spec(self, ref: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
+        model = self._model(ref)
+        return pb.GetMetricSpecResponse(metricSpecs=[
+            pb.MetricSpec(metricName=metric_name(model.name), targetSize=1, targetSizeFloat=1.0)])
+
+    # --- unary RPCs ----------------------------------------------------------------------------
+
+    async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Any) -> pb.GetMetricSpecResponse:
+        return await self._unary("GetMetricSpec", context, lambda: self._spec(request))
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: Any) -> pb.GetMetricsResponse:
+        def answer() -> pb.GetMetricsResponse:
+            model, decision = self._decision(request.scaledObjectRef)
+            expected = metric_name(model.name)
+            if request.metricName and request.metricName != expected:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                             f"metricName {shown(request.metricName)} is not this model's metric "
+                             f"({expected!r})")
+            value = decision.replicas
+            return pb.GetMetricsResponse(metricValues=[
+                pb.MetricValue(metricName=expected, metricValue=value, metricValueFloat=float(value))])
+
+        return await self._unary("GetMetrics", context, answer)
+
+    async def IsActive(self, request: pb.ScaledObjectRef, context: Any) -> pb.IsActiveResponse:
+        return await self._unary(
+            "IsActive", context,
+            lambda: pb.IsActiveResponse(result=self._decision(request)[1].active))
+
+    # --- streams -------------------------------------------------------------------------------
+
+    async def StreamIsActive(
+        self, request: pb.ScaledObjectRef, context: Any
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        """Current state at once, then ``true`` on every refresh while active, ``false`` on change.
+
+        A bad ref aborts (INVALID_ARGUMENT / NOT_FOUND). While data is unusable the stream stays
+        open and silent, rather than erroring into KEDA's reconnect backoff (up to 60 s).
+        Ends with OK when the server shuts down (KEDA resets its reconnect backoff on OK).
+        """
+        started = time.perf_counter()
+        if await self._stream_first("StreamIsActive", context, lambda: self._model(request)) is None:
+            return
+        last: bool | None = None
+        while not self.holder.closed:
+            generation = self.holder.current.generation
+            try:
+                active = self._decision(request)[1].active
+            except _Abort:
+                active = None  # no usable data, or the model left the config: stay silent
+            if active is not None and (active or active != last):
+                if last is None:
+                    self.metrics.seconds.labels("StreamIsActive").observe(
+                        time.perf_counter() - started)
+                yield pb.IsActiveResponse(result=active)
+                last = active
+            await self.holder.wait_newer(generation, timeout=60.0)
+
+    async def StreamMetricSpec(
+        self, request: pb.ScaledObjectRef, context: Any
+    ) -> AsyncIterator[pb.GetMetricSpecResponse]:
+        """The spec at once (same as GetMetricSpec); it never changes for a model, so then wait."""
+        first = await self._stream_first("StreamMetricSpec", context, lambda: (self._spec(request), 0))
+        if first is None:
+            return
+        yield first[0]
+        generation = self.holder.current.generation
+        while not self.holder.closed:
+            generation = (await self.holder.wait_newer(generation, timeout=60.0)).generation
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    async def _unary(self, method: str, context: Any, answer: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return answer()
+        except _Abort as exc:
+            code = exc.code
+            await context.abort(exc.code, exc.message)
+            raise  # unreachable: abort raises
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("%s failed", method)
+            await context.abort(grpc.StatusCode.INTERNAL, f"{method}: internal error (see logs)")
+            raise
+        finally:
+            self.metrics.requests.labels(method, code.name).inc()
+            self.metrics.seconds.labels(method).observe(time.perf_counter() - started)
+
+    async def _stream_first(
+        self, method: str, context: Any, answer: Callable[[], T]
+    ) -> T | None:
+        try:
+            result = answer()
+        except _Abort as exc:
+            self.metrics.requests.labels(method, exc.code.name).inc()
+            await context.abort(exc.code, exc.message)
+            return None
+        self.metrics.requests.labels(method, "OK").inc()
+        return result
+
+
+def add_to_server(servicer: ExternalScalerServicer, server: Any) -> None:
+    pb_grpc.add_ExternalScalerServicer_to_server(servicer, server)
+

@@ -1,0 +1,342 @@
+"""The reconcile loop: read metrics, update forecasts, decide, publish a snapshot.
+
+Only this module reads the clock (``now = clock.now()``) and passes it down; everything it calls
+in ``scaler.core`` and ``forecasting`` is a pure function of data and ``now``. Source reads run in
+a thread, fits in a process pool, so the event loop (gRPC handlers) never waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from forecasting.types import Forecast, Series
+from scaler.core.clock import Clock
+from scaler.core.config import ModelSettings, Settings
+from scaler.core.decision import DecisionInputs, DecisionState, decide
+from scaler.core.errors import SourceError
+from scaler.core.model import ColdStart, Decision, Observation
+from scaler.core.ports import Actuator, ColdStartProvider, MetricSource
+from scaler.history import History
+from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder
+
+log = logging.getLogger("prewarm.engine")
+
+QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
+
+
+def fit_job(series: Series, horizon_steps: int, seasons: tuple[int, ...]) -> object:
+    """Runs in a worker process: fit and select a forecaster for one model's history."""
+    from forecasting import fit_auto
+
+    return fit_auto(series, horizon_steps=horizon_steps, quantiles=QUANTILES,
+                    seasons_seconds=seasons)
+
+
+@dataclass
+class ModelRuntime:
+    """Mutable per-model state, owned by the engine task alone."""
+
+    history: History
+    state: DecisionState = field(default_factory=DecisionState)
+    fitted: object | None = None
+    fit: FitInfo | None = None
+    pending_for_now: deque[tuple[float, float]] = field(default_factory=deque)
+    forecast_for_now: float | None = None
+    backfilled: bool = False
+
+
+@dataclass
+class EngineStats:
+    source_errors: dict[str, int] = field(default_factory=dict)
+    refreshes: int = 0
+    refits: int = 0
+    fit_errors: int = 0
+    last_refresh_seconds: float = 0.0
+    last_refit_seconds: float = 0.0
+    last_source_success: float | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        clock: Clock,
+        settings: Settings,
+        source: MetricSource,
+        holder: SnapshotHolder,
+        *,
+        fit_executor: Executor | None,
+        cold_starts: ColdStartProvider | None = None,
+        actuators: Sequence[Actuator] = (),
+    ) -> None:
+        self.clock = clock
+        self.settings = settings
+        self.source = source
+        self.holder = holder
+        self.fit_executor = fit_executor
+        self.cold_starts = cold_starts
+        self.actuators = list(actuators)
+        self.stats = EngineStats()
+        self.models: dict[str, ModelRuntime] = {}
+        self._refresh_lock = asyncio.Lock()
+        self._refit_lock = asyncio.Lock()
+        self.apply_settings(settings)
+
+    # --- configuration -------------------------------------------------------------------------
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Swap settings; keep what was learned for models that stay, start fresh for new ones."""
+        step = int(settings.defaults.step)
+        span = settings.defaults.history
+        kept: dict[str, ModelRuntime] = {}
+        for m in settings.models:
+            old = self.models.get(m.name)
+            if old is not None and old.history.step == step:
+                kept[m.name] = old
+            else:
+                kept[m.name] = ModelRuntime(History(step_seconds=step, span_seconds=span))
+        self.models = kept
+        self.settings = settings
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    async def backfill(self) -> None:
+        """Load fit history for models that have none yet (start, or a model added by reload)."""
+        now = self.clock.now()
+        d = self.settings.defaults
+        for m in self.settings.models:
+            rt = self.models.get(m.name)
+            if rt is None or rt.backfilled:
+                continue
+            try:
+                series = await asyncio.to_thread(
+                    self.source.history, m, start=now - d.history, end=now,
+                    step_seconds=int(d.step))
+            except SourceError as exc:
+                self._count_source_error(exc.reason)
+                log.warning("history for %s unavailable (%s); will retry", m.name, exc)
+                continue
+            rt.history.backfill(series)
+            rt.backfilled = True
+            log.info("history for %s: %d steps of %ds", m.name, len(series), series.step_seconds)
+
+    async def refresh(self) -> Snapshot:
+        """One refresh: observe all models in one batched read, decide each, publish."""
+        async with self._refresh_lock:
+            started = time.perf_counter()
+            now = self.clock.now()
+            settings = self.settings
+            observations = await self._observe(settings, now)
+            decisions: dict[str, Decision] = {}
+            forecasts: dict[str, Forecast] = {}
+            colds: dict[str, ColdStart] = {}
+            for m in settings.models:
+                decision, forecast, cold = self._decide_model(m, observations.get(m.name), now)
+                decisions[m.name] = decision
+                colds[m.name] = cold
+                if forecast is not None:
+                    forecasts[m.name] = forecast
+            snapshot = Snapshot(
+                at=now, generation=self.holder.current.generation + 1, settings=settings,
+                decisions=decisions, observations=observations, forecasts=forecasts,
+                fits={k: rt.fit for k, rt in self.models.items() if rt.fit is not None},
+                cold_starts=colds,
+                forecast_for_now={k: rt.forecast_for_now for k, rt in self.models.items()
+                                  if rt.forecast_for_now is not None},
+            )
+            await self.holder.publish(snapshot)
+            self.stats.refreshes += 1
+            self.stats.last_refresh_seconds = time.perf_counter() - started
+        await self._actuate(settings, decisions, now)
+        return snapshot
+
+    async def refit(self) -> None:
+        """Refit every model's forecaster on its completed history, in the process pool."""
+        if self.fit_executor is None:
+            return
+        async with self._refit_lock:
+            started = time.perf_counter()
+            now = self.clock.now()
+            loop = asyncio.get_running_loop()
+            jobs = {}
+            for m in self.settings.models:
+                rt = self.models.get(m.name)
+                series = rt.history.completed(now) if rt else None
+                if rt is None or series is None or not m.policy.forecast:
+                    continue
+                if np.isfinite(series.values).sum() < 3:
+                    continue
+                seasons = tuple(int(s) for s in m.policy.seasonality)
+                jobs[m.name] = loop.run_in_executor(
+                    self.fit_executor, fit_job, series, self._horizon_steps(m), seasons)
+            for name, job in jobs.items():
+                await self._store_fit(name, job, now)
+            self.stats.refits += 1
+            self.stats.last_refit_seconds = time.perf_counter() - started
+
+    async def _store_fit(self, name: str, job: asyncio.Future[object], fitted_at: float) -> None:
+        try:
+            fitted = await job
+        except Exception:  # a fit must never take the daemon down
+            self.stats.fit_errors += 1
+            log.exception("fit for %s failed; keeping the previous forecaster", name)
+            return
+        rt = self.models.get(name)
+        model = self.settings.model(name)
+        if rt is None or model is None:
+            return
+        skill = getattr(fitted, "skill", None)
+        rt.fitted = fitted
+        rt.fit = FitInfo(
+            model_name=str(getattr(fitted, "name", "?")), skill=skill,
+            reason=str(getattr(fitted, "reason", "")), fitted_at=fitted_at,
+            fit_seconds=float(getattr(getattr(fitted, "diagnostics", None), "fit_seconds", 0.0)),
+            demoted=skill is not None and skill >= model.policy.maxSkill,
+        )
+        log.info("fitted %s: %s (skill %s)", name, rt.fit.model_name,
+                 "n/a" if skill is None else f"{skill:.2f}")
+
+    # --- pieces --------------------------------------------------------------------------------
+
+    async def _observe(self, settings: Settings, now: float) -> Mapping[str, Observation]:
+        try:
+            observations = await asyncio.to_thread(self.source.observe, settings.models, now=now)
+        except SourceError as exc:
+            self._count_source_error(exc.reason)
+            log.warning("metrics source failed (%s): holding decisions", exc)
+            return {}
+        except Exception:
+            self._count_source_error("internal")
+            log.exception("metrics source raised unexpectedly: holding decisions")
+            return {}
+        self.stats.last_source_success = now
+        return observations
+
+    def _count_source_error(self, reason: str) -> None:
+        self.stats.source_errors[reason] = self.stats.source_errors.get(reason, 0) + 1
+
+    def _decide_model(
+        self, m: ModelSettings, obs: Observation | None, now: float
+    ) -> tuple[Decision, Forecast | None, ColdStart]:
+        rt = self.models[m.name]
+        demand = obs.demand if obs is not None else None
+        if demand is not None and math.isfinite(demand):
+            rt.history.add(now, demand)
+        cold = self._cold_start(m, now)
+        lead = cold.pod_startup_seconds + cold.node_provisioning_seconds \
+            + self.settings.defaults.pollingInterval
+        forecast, note = self._forecast(m, rt, now, lead + cold.node_provisioning_seconds)
+        self._track_forecast_for_now(m, rt, forecast, now, lead)
+        inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=lead,
+                                forecast_note=note,
+                                node_lead_seconds=cold.node_provisioning_seconds)
+        decision, rt.state = decide(inputs, m, rt.state, now=now)
+        return decision, forecast, cold
+
+    def _cold_start(self, m: ModelSettings, now: float) -> ColdStart:
+        initial = m.policy.coldStart
+        learned = None
+        if self.cold_starts is not None and initial.learn:
+            try:
+                learned = self.cold_starts.cold_start(m, now=now)
+            except Exception:
+                log.exception("cold-start provider failed for %s; using the initial value", m.name)
+        if learned is not None and learned.learned:
+            return learned
+        return ColdStart(pod_startup_seconds=initial.initial,
+                         node_provisioning_seconds=(learned.node_provisioning_seconds
+                                                    if learned else initial.nodeProvisioning),
+                         samples=learned.samples if learned else 0, learned=False)
+
+    def _forecast(
+        self, m: ModelSettings, rt: ModelRuntime, now: float, horizon_seconds: float
+    ) -> tuple[Forecast | None, str]:
+        if not m.policy.forecast:
+            return None, "forecast disabled"
+        if rt.fitted is None or rt.fit is None:
+            return None, "no forecaster fitted yet"
+        if rt.fit.demoted:
+            return None, (f"forecast demoted: {rt.fit.model_name} skill {rt.fit.skill:.2f} >= "
+                          f"maxSkill {m.policy.maxSkill:g}")
+        fitted = rt.fitted
+        completed = rt.history.completed(now)
+        end = float(getattr(fitted, "end", 0.0))
+        if completed is not None and completed.end > end:
+            fitted = self._update(fitted, completed, end)
+            rt.fitted = fitted
+        end = float(getattr(fitted, "end", 0.0))
+        step = int(getattr(fitted, "step_seconds", self.settings.defaults.step))
+        h = max(1, math.ceil((now + horizon_seconds - end) / step) + 1)
+        try:
+            return fitted.forecast(h), ""  # type: ignore[attr-defined,no-any-return]
+        except Exception:
+            log.exception("forecast for %s failed", m.name)
+            return None, "forecast failed"
+
+    @staticmethod
+    def _update(fitted: object, completed: Series, end: float) -> object:
+        """Feed the forecaster the buckets completed since it last saw data (online level update)."""
+        first = max(0, int(round((end - completed.start) / completed.step_seconds)))
+        new = Series(start=completed.start + first * completed.step_seconds,
+                     step_seconds=completed.step_seconds, values=completed.values[first:])
+        if len(new) == 0:
+            return fitted
+        try:
+            return fitted.update(new)  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("forecaster update failed; forecasting from the last fit")
+            return fitted
+
+    def _track_forecast_for_now(
+        self, m: ModelSettings, rt: ModelRuntime, forecast: Forecast | None, now: float,
+        lead: float,
+    ) -> None:
+        """Remember the forecast for now + lead, so at that time it can be shown beside actual."""
+        while rt.pending_for_now and rt.pending_for_now[0][0] <= now:
+            rt.forecast_for_now = rt.pending_for_now.popleft()[1]
+        if forecast is None:
+            return
+        index = int((now + lead - forecast.origin) // forecast.step_seconds)
+        if 0 <= index < forecast.h:
+            value = float(forecast.quantile(m.policy.quantile)[index])
+            rt.pending_for_now.append((now + lead, value))
+
+    def _horizon_steps(self, m: ModelSettings) -> int:
+        cold = m.policy.coldStart
+        lead = cold.initial + cold.nodeProvisioning + self.settings.defaults.pollingInterval
+        return max(1, math.ceil(lead / self.settings.defaults.step))
+
+    async def _actuate(self, settings: Settings, decisions: Mapping[str, Decision], now: float) -> None:
+        for actuator in self.actuators:
+            try:
+                await actuator.actuate(settings, decisions, now=now)
+            except Exception:
+                log.exception("actuator %s failed", type(actuator).__name__)
+
+
+def initial_snapshot(settings: Settings, now: float) -> Snapshot:
+    """Before the first refresh: every model invalid (GetMetrics answers UNAVAILABLE, not 0)."""
+    from scaler.core.model import Reason
+
+    decisions = {
+        m.name: Decision(model=m.name, at=now, replicas=0, reason=Reason.NO_DATA, valid=False,
+                         active=False, expires_at=now, message="no data yet: starting up")
+        for m in settings.models
+    }
+    return Snapshot(at=now, generation=0, settings=settings, decisions=decisions)
+
+
+def replace_settings(snapshot: Snapshot, settings: Settings) -> Snapshot:
+    """Same decisions under new settings (new models start invalid until the next refresh)."""
+    fresh = initial_snapshot(settings, snapshot.at).decisions
+    decisions = {name: snapshot.decisions.get(name, fresh[name]) for name in fresh}
+    return replace(snapshot, settings=settings, decisions=decisions,
+                   generation=snapshot.generation + 1)

@@ -1,0 +1,83 @@
+"""The immutable view gRPC handlers and the metrics collector read.
+
+The engine builds a new ``Snapshot`` on every refresh and swaps the reference; readers never
+see a half-updated state and never wait for I/O. Streams wait on ``SnapshotHolder.changed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from forecasting.types import Forecast
+from scaler.core.config import Settings
+from scaler.core.model import ColdStart, Decision, Observation
+
+
+@dataclass(frozen=True)
+class FitInfo:
+    model_name: str
+    """Forecasting model chosen (e.g. ``mstl_ets``)."""
+    skill: float | None
+    """MASE vs seasonal naive on recent data (< 1: better than naive)."""
+    reason: str
+    fitted_at: float
+    fit_seconds: float
+    demoted: bool
+    """True: skill >= maxSkill, the model is scaled reactively."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: float
+    generation: int
+    settings: Settings
+    decisions: Mapping[str, Decision]
+    observations: Mapping[str, Observation] = field(default_factory=dict)
+    forecasts: Mapping[str, Forecast] = field(default_factory=dict)
+    fits: Mapping[str, FitInfo] = field(default_factory=dict)
+    cold_starts: Mapping[str, ColdStart] = field(default_factory=dict)
+    forecast_for_now: Mapping[str, float] = field(default_factory=dict)
+    """Per model: the upper-quantile forecast made one lead time ago for now (lines up with actual)."""
+
+
+class SnapshotHolder:
+    """Holds the latest snapshot; notifies waiters (StreamIsActive) on every publish."""
+
+    def __init__(self, initial: Snapshot) -> None:
+        self._current = initial
+        self._changed = asyncio.Condition()
+        self.closed = False
+
+    @property
+    def current(self) -> Snapshot:
+        return self._current
+
+    def replace_nowait(self, snapshot: Snapshot) -> None:
+        """Swap without waking streams (config reload; the next refresh publishes properly)."""
+        self._current = snapshot
+
+    async def publish(self, snapshot: Snapshot) -> None:
+        async with self._changed:
+            self._current = snapshot
+            self._changed.notify_all()
+
+    async def wait_newer(self, generation: int, timeout: float | None = None) -> Snapshot:
+        """Wait until a snapshot newer than ``generation`` (or close); returns the current one."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(
+                        lambda: self.closed or self._current.generation > generation
+                    ),
+                    timeout,
+                )
+            except TimeoutError:
+                pass
+            return self._current
+
+    async def close(self) -> None:
+        async with self._changed:
+            self.closed = True
+            self._changed.notify_all()
