@@ -154,6 +154,7 @@ class App:
                                                  counters=self._counters))
         self.scheduler = AsyncIOScheduler()
         self.stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.grpc_port = 0
         self.metrics_port = 0
 
@@ -179,7 +180,7 @@ class App:
         self.engine.apply_settings(parsed.settings)
         self.holder.replace_nowait(replace_settings(self.holder.current, parsed.settings))
         self._schedule_jobs()
-        asyncio.get_running_loop().create_task(self.engine.backfill(), name="backfill")
+        self._tasks.add(asyncio.get_running_loop().create_task(self.engine.backfill(), name="backfill"))
 
     def _schedule_jobs(self) -> None:
         d, speed = self.settings.defaults, self._speed()
@@ -235,7 +236,7 @@ class App:
             await self.engine.refresh()
             self._schedule_jobs()
             self.scheduler.start()
-            loop.create_task(self._refit(), name="first-refit")
+            self._tasks.add(loop.create_task(self._refit(), name="first-refit"))
             await self.stopping.wait()
         finally:
             await self._shutdown(server, health_servicer)
@@ -248,6 +249,8 @@ class App:
         await health_servicer.enter_graceful_shutdown()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        for task in self._tasks:
+            task.cancel()
         await self.holder.close()
         await server.stop(self.options.grace_seconds)
         self.executor.shutdown(wait=False, cancel_futures=True)

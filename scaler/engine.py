@@ -276,7 +276,7 @@ class Engine:
         step = int(getattr(fitted, "step_seconds", self.settings.defaults.step))
         h = max(1, math.ceil((now + horizon_seconds - end) / step) + 1)
         try:
-            return fitted.forecast(h), ""  # type: ignore[attr-defined,no-any-return]
+            return fitted.forecast(h), ""  # type: ignore[attr-defined]
         except Exception:
             log.exception("forecast for %s failed", m.name)
             return None, "forecast failed"
@@ -284,7 +284,7 @@ class Engine:
     @staticmethod
     def _update(fitted: object, completed: Series, end: float) -> object:
         """Feed the forecaster the buckets completed since it last saw data (online level update)."""
-        first = max(0, int(round((end - completed.start) / completed.step_seconds)))
+        first = max(0, round((end - completed.start) / completed.step_seconds))
         new = Series(start=completed.start + first * completed.step_seconds,
                      step_seconds=completed.step_seconds, values=completed.values[first:])
         if len(new) == 0:

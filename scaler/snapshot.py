@@ -7,6 +7,7 @@ see a half-updated state and never wait for I/O. Streams wait on ``SnapshotHolde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -66,15 +67,13 @@ class SnapshotHolder:
     async def wait_newer(self, generation: int, timeout: float | None = None) -> Snapshot:
         """Wait until a snapshot newer than ``generation`` (or close); returns the current one."""
         async with self._changed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._changed.wait_for(
                         lambda: self.closed or self._current.generation > generation
                     ),
                     timeout,
                 )
-            except TimeoutError:
-                pass
             return self._current
 
     async def close(self) -> None:

@@ -67,7 +67,7 @@ class _Abort(Exception):
         self.message = message
 
 
-class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):  # type: ignore[misc]
+class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     def __init__(self, holder: SnapshotHolder, clock: Clock, metrics: GrpcMetrics) -> None:
         self.holder = holder
         self.clock = clock
@@ -212,5 +212,5 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):  # type: ignore[mi
 
 
 def add_to_server(servicer: ExternalScalerServicer, server: Any) -> None:
-    pb_grpc.add_ExternalScalerServicer_to_server(servicer, server)
+    pb_grpc.add_ExternalScalerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
 

@@ -189,7 +189,7 @@ def parse_settings(raw: object, *, source: str = "config") -> ParsedSettings:
     # by the full pass below).
     raw_defaults = raw.get("defaults") if isinstance(raw, Mapping) else None
     base = parse_section(Defaults, raw_defaults, "defaults", Problems())
-    inherit = {Policy: base.policy} if base is not None else {}
+    inherit: dict[type, Any] = {Policy: base.policy} if base is not None else {}
     settings = parse_section(Settings, raw, "", problems, inherit=inherit)
     if settings is not None:
         _validate(settings, problems)

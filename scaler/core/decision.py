@@ -101,7 +101,7 @@ def stabilize(
 
     Scale-up is immediate; scale-down waits until every need in the window is lower.
     """
-    kept = tuple((t, n) for t, n in needs if t > now - window_seconds) + ((now, need),)
+    kept = (*tuple((t, n) for t, n in needs if t > now - window_seconds), (now, need))
     return max(n for _, n in kept), kept
 
 

@@ -1,0 +1,329 @@
+"""PromQL for vLLM's metrics: default signal queries, safe label matchers, batched query plans.
+
+Pure string work (no I/O), so it is table-tested on its own; ``prometheus.py`` sends what this
+module builds. Everything a user writes into a query goes through :func:`quote` (PromQL string
+escaping) and, inside a regex matcher, :func:`regex_escape` first: a served model name such as
+``x"} or vector(1) or {a="`` stays a label value and cannot change the query.
+
+Query templates (built-in and config overrides) use two placeholders:
+
+``{{matchers}}``
+    the model's label matchers without braces, e.g. ``model_name="llama-3-8b",namespace="llm"``;
+    in a batched query ``model_name=~"llama-3-8b|qwen-2\\\\.5"``. Write ``metric{{{matchers}}}``
+    or ``metric{reason="capacity",{{matchers}}}``.
+``{{window}}``
+    the range-vector window for ``rate``/``deriv``, e.g. ``1m`` (history: ``max(2 * step, 1m)``).
+
+Batching: per refresh, each signal is ONE request for all models. Models that share a template
+and extra labels form a group with one regex matcher on ``model_name``; a per-model override is a
+group of its own. Several groups are joined with ``or``, each tagged with a ``prewarm_group``
+label by ``label_replace`` so an answer maps back to its group; inside a group, ``model_name``
+maps back to the model (a per-model override may return any labels, but only one series).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from scaler.core.config import ModelSettings
+
+MODEL_LABEL = "model_name"
+GROUP_LABEL = "prewarm_group"
+PLACEHOLDERS = ("matchers", "window")
+DEMAND_SIGNALS = ("concurrency", "arrivals")
+"""Signals that can be a model's demand (``policy.demand``); the same names as the config's."""
+
+_RUNNING = "vllm:num_requests_running{{{matchers}}}"
+_WAITING = "vllm:num_requests_waiting{{{matchers}}}"
+
+
+def _rate(counter: str) -> str:
+    return f"sum by (model_name) (rate({counter}{{{{{{matchers}}}}}}[{{{{window}}}}]))"
+
+
+def _p95(*histograms: str) -> str:
+    # `or` per series (rate() drops the name, labels incl. `le` match): a replica exporting both
+    # the new and the old name counts once; one exporting only the old name still counts.
+    rates = " or ".join(f"rate({h}_bucket{{{{{{matchers}}}}}}[{{{{window}}}}])" for h in histograms)
+    return f"histogram_quantile(0.95, sum by (model_name, le) ({rates}))"
+
+
+SIGNALS: Mapping[str, str] = {
+    # Demand, default: requests in the system (running + waiting) - includes the queue, so it
+    # keeps rising when replicas saturate (see docs/METRICS_SOURCE.md).
+    "concurrency": f"sum by (model_name) ({_RUNNING}) + sum by (model_name) ({_WAITING})",
+    # Demand, option: arrivals/s ~= completions/s + d(running + waiting)/dt. vLLM has no arrival
+    # counter; completions alone are censored by capacity under saturation, the queue growth
+    # term puts the censored part back.
+    "arrivals": (
+        "clamp_min("
+        + _rate("vllm:request_success_total")
+        + f" + sum by (model_name) (deriv({_RUNNING}[{{{{window}}}}]))"
+        + f" + sum by (model_name) (deriv({_WAITING}[{{{{window}}}}])), 0)"
+    ),
+    # Replicas: distinct scrape targets (pods); data-parallel engines of one pod count once.
+    "replicas": f"count by (model_name) (count by (model_name, instance) ({_RUNNING}))",
+    "running": f"sum by (model_name) ({_RUNNING})",
+    "waiting": f"sum by (model_name) ({_WAITING})",
+    "kv_cache_usage": (
+        "avg by (model_name) (vllm:kv_cache_usage_perc{{{matchers}}}"
+        " or vllm:gpu_cache_usage_perc{{{matchers}}})"
+    ),
+    "completions_per_second": _rate("vllm:request_success_total"),
+    "prompt_tokens_per_second": _rate("vllm:prompt_tokens_total"),
+    "generation_tokens_per_second": _rate("vllm:generation_tokens_total"),
+    "ttft_p95_seconds": _p95("vllm:time_to_first_token_seconds"),
+    "queue_time_p95_seconds": _p95("vllm:request_queue_time_seconds"),
+    "inter_token_latency_p95_seconds": _p95(
+        "vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"
+    ),
+}
+"""Default PromQL per signal (vLLM V1 names, ``model_name`` label, old names via ``or``)."""
+
+AUX_SIGNALS = tuple(s for s in SIGNALS if s not in DEMAND_SIGNALS)
+"""Signals read every refresh besides the demand: ``replicas`` and the exported extras."""
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+
+
+# --- escaping ------------------------------------------------------------------------------------
+
+
+def quote(value: str) -> str:
+    """``value`` as a double-quoted PromQL string literal (Go escapes: ``\\\\``, ``\\"``, ``\\n``...)."""
+    out: list[str] = []
+    for ch in value:
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif ch in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def regex_escape(value: str) -> str:
+    """``value`` as an RE2 regex matching exactly itself (Prometheus anchors matchers)."""
+    return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in value)
+
+
+def matchers(served_names: Sequence[str], labels: Mapping[str, str]) -> str:
+    """Label matchers, without braces, for one or several served names and extra exact labels."""
+    names = sorted(set(served_names))
+    if not names:
+        raise ValueError("at least one served model name is needed")
+    if len(names) == 1:
+        parts = [f"{MODEL_LABEL}={quote(names[0])}"]
+    else:
+        parts = [f"{MODEL_LABEL}=~{quote('|'.join(regex_escape(n) for n in names))}"]
+    parts += [f"{key}={quote(value)}" for key, value in sorted(labels.items())]
+    return ",".join(parts)
+
+
+def render(template: str, *, matchers: str, window: str) -> str:
+    """Fill a template's placeholders (validated beforehand: unknown ones raise ValueError)."""
+    values = {"matchers": matchers, "window": window}
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ValueError(f"unknown placeholder {{{{{name}}}}}")
+        return values[name]
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+def duration(seconds: float) -> str:
+    """A PromQL duration literal: 60 -> ``60s``, 0.5 -> ``500ms``."""
+    millis = round(seconds * 1000)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+# --- validation (called from config validation; messages start with the key) --------------------
+
+
+def validate_queries(queries: Mapping[str, str], *, batched: bool = False) -> list[str]:
+    """Problems in query overrides, each ``"<signal>: <problem>"``; empty when all are fine.
+
+    ``batched``: the overrides are ``defaults.queries``, shared by all models and sent as one
+    query for all of them, so each must use ``{{matchers}}`` (per-model overrides need not:
+    ``sum(rate(gateway_requests_total{route="/llama"}[{{window}}]))`` is a fine override).
+    """
+    problems: list[str] = []
+    known = ", ".join(SIGNALS)
+    for name, template in queries.items():
+        if name not in SIGNALS:
+            problems.append(f"{name}: unknown signal {name!r} (known: {known})")
+            continue
+        problems += [f"{name}: {p}" for p in _template_problems(template, batched=batched)]
+    return problems
+
+
+def validate_labels(labels: Mapping[str, str]) -> list[str]:
+    """Problems in a model's extra label matchers, each ``"<label>: <problem>"``."""
+    problems: list[str] = []
+    for key in labels:
+        if not _LABEL_NAME.fullmatch(key):
+            problems.append(f"{key}: not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+        elif key.startswith("__"):
+            problems.append(f"{key}: labels starting with '__' are reserved")
+        elif key in (MODEL_LABEL, GROUP_LABEL):
+            problems.append(f"{key}: set by prewarm (use servedModelName for {MODEL_LABEL})")
+    return problems
+
+
+def _template_problems(template: str, *, batched: bool) -> list[str]:
+    if not template.strip():
+        return ["empty query"]
+    problems: list[str] = []
+    used = {m.group(1) for m in _PLACEHOLDER.finditer(template)}
+    allowed = ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS)
+    problems += [
+        f"unknown placeholder {{{{{p}}}}} (known: {allowed})"
+        for p in sorted(used - set(PLACEHOLDERS))
+    ]
+    if batched and "matchers" not in used:
+        problems.append("must use {{matchers}} (a defaults query is sent for all models at once)")
+    if not problems:
+        sample = render(template, matchers='model_name="m"', window="1m")
+        problems += _bracket_problems(sample)
+    return problems
+
+
+def _bracket_problems(query: str) -> list[str]:
+    """Unbalanced brackets or an open string: the mistakes a config edit typically makes."""
+    stack: list[str] = []
+    quote_char: str | None = None
+    escaped = False
+    for ch in query:
+        if quote_char is not None:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and quote_char != "`":
+                escaped = True
+            elif ch == quote_char:
+                quote_char = None
+        elif ch in "\"'`":
+            quote_char = ch
+        elif ch in "([{":
+            stack.append(ch)
+        elif ch in _CLOSERS:
+            if not stack or stack.pop() != _CLOSERS[ch]:
+                return [f"unbalanced {ch!r}"]
+    if quote_char is not None:
+        return [f"unterminated string ({quote_char})"]
+    return [f"unclosed {stack[-1]!r}"] if stack else []
+
+
+# --- batched plans ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """Models answered by one sub-query: same template and extra labels."""
+
+    template: str
+    labels: tuple[tuple[str, str], ...]
+    models: tuple[tuple[str, str], ...]
+    """(served name, config name) pairs; served names are unique within a group."""
+    keyed: bool
+    """True: series carry ``model_name``. False: a per-model override, one series, any labels."""
+
+    def model_for(self, labels: Mapping[str, str]) -> str | None:
+        if not self.keyed:
+            return self.models[0][1]
+        served = labels.get(MODEL_LABEL)
+        return next((name for s, name in self.models if s == served), None)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One request: the query and how to map each answer series back to a model."""
+
+    signal: str
+    query: str
+    groups: tuple[Group, ...]
+
+    def model_for(self, labels: Mapping[str, str]) -> str | None:
+        if len(self.groups) == 1:
+            return self.groups[0].model_for(labels)
+        tag = labels.get(GROUP_LABEL, "")
+        if not tag.isdigit() or int(tag) >= len(self.groups):
+            return None
+        return self.groups[int(tag)].model_for(labels)
+
+
+def template_for(signal: str, model: ModelSettings, defaults_queries: Mapping[str, str]) -> str:
+    """The model's override, else the defaults override, else the built-in query."""
+    return model.queries.get(signal) or defaults_queries.get(signal) or SIGNALS[signal]
+
+
+def group_models(
+    signal: str, models: Sequence[ModelSettings], defaults_queries: Mapping[str, str]
+) -> list[Group]:
+    """Partition ``models`` into as few groups as batching allows (order-stable)."""
+    groups: list[Group] = []
+    for m in models:
+        own = signal in m.queries
+        template = template_for(signal, m, defaults_queries)
+        labels = tuple(sorted(m.labels.items()))
+        pair = (m.served_name, m.name)
+        i = next(
+            (
+                i for i, g in enumerate(groups)
+                if g.keyed and not own and (g.template, g.labels) == (template, labels)
+                and all(s != m.served_name for s, _ in g.models)
+            ),
+            None,
+        )
+        if i is None:
+            groups.append(Group(template, labels, (pair,), keyed=not own))
+        else:
+            g = groups[i]
+            groups[i] = Group(g.template, g.labels, (*g.models, pair), keyed=True)
+    return groups
+
+
+def plan(signal: str, groups: Sequence[Group], *, window: str) -> Plan:
+    """One query for ``groups``: tagged sub-queries joined with ``or`` when there are several."""
+    parts = [
+        render(g.template, matchers=matchers([s for s, _ in g.models], dict(g.labels)), window=window)
+        for g in groups
+    ]
+    if len(parts) == 1:
+        return Plan(signal, parts[0], tuple(groups))
+    tagged = [
+        f'label_replace({p}, "{GROUP_LABEL}", "{i}", "", "")' for i, p in enumerate(parts)
+    ]
+    return Plan(signal, " or ".join(tagged), tuple(groups))
+
+
+def plans(
+    signal: str,
+    models: Sequence[ModelSettings],
+    defaults_queries: Mapping[str, str],
+    *,
+    window: str,
+    max_query_chars: int,
+) -> list[Plan]:
+    """Requests for ``signal`` over ``models``: one, unless the query outgrows ``max_query_chars``.
+
+    The client sends queries in the URL (prometheus-api-client GETs): a query for thousands of
+    models is split by halving the model list, which keeps it under proxies' URL limits.
+    """
+    groups = group_models(signal, models, defaults_queries)
+    p = plan(signal, groups, window=window)
+    if len(p.query) <= max_query_chars or len(models) <= 1:
+        return [p]
+    half = len(models) // 2
+    return [
+        *plans(signal, models[:half], defaults_queries, window=window, max_query_chars=max_query_chars),
+        *plans(signal, models[half:], defaults_queries, window=window, max_query_chars=max_query_chars),
+    ]
