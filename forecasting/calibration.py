@@ -131,10 +131,8 @@ def _conformal_quantile(errors: FloatArray, level: float) -> float:
     n = finite.shape[0]
     if n == 0:
         return math.nan
-    if level >= 0.5:
-        rank = min(math.ceil((n + 1) * level), n)
-    else:
-        rank = max(math.floor((n + 1) * level), 1)
+    upper = min(math.ceil((n + 1) * level), n)
+    rank = upper if level >= 0.5 else max(math.floor((n + 1) * level), 1)
     return float(np.partition(finite, rank - 1)[rank - 1])
 
 

@@ -23,17 +23,32 @@ from forecasting.types import FitDiagnostics, FloatArray, Forecast, Series
 class FittedForecaster(Protocol):
     """A fitted model: immutable, picklable, cheap to update and to ask for a forecast."""
 
-    name: str
-    """Model name, e.g. ``mstl_ets`` or ``seasonal_naive_1d``."""
-    skill: float | None
-    """MASE against seasonal naive on recent held-out data at the horizon (< 1 = better than
-    seasonal naive); None when the history is too short to tell."""
-    reason: str
-    """Why this model was chosen, or why its skill is unknown."""
-    diagnostics: FitDiagnostics
-    end: float
-    """Unix seconds of the step after the last observation seen (= origin of ``forecast``)."""
-    step_seconds: int
+    @property
+    def name(self) -> str:
+        """Model name, e.g. ``mstl_ets`` or ``seasonal_naive_1d``."""
+        ...
+
+    @property
+    def skill(self) -> float | None:
+        """MASE against seasonal naive on recent held-out data at the horizon (< 1 = better
+        than seasonal naive); None when the history is too short to tell."""
+        ...
+
+    @property
+    def reason(self) -> str:
+        """Why this model was chosen, or why its skill is unknown."""
+        ...
+
+    @property
+    def diagnostics(self) -> FitDiagnostics: ...
+
+    @property
+    def end(self) -> float:
+        """Unix seconds of the step after the last observation seen (= ``forecast`` origin)."""
+        ...
+
+    @property
+    def step_seconds(self) -> int: ...
 
     def forecast(self, h: int) -> Forecast: ...
 
