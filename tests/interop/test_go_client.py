@@ -17,8 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,7 @@ def kedaclient() -> Path:
     """Path of the Go client; skipped only when Go is absent outside CI."""
     if shutil.which("go") is None and not _in_ci():
         pytest.skip("go toolchain not installed (CI=true makes this a failure)")
-    proc = subprocess.run(
-        ["bash", str(BUILD_SH)], capture_output=True, text=True, timeout=1800, check=False
-    )
+    proc = subprocess.run(["bash", str(BUILD_SH)], capture_output=True, text=True, timeout=1800, check=False)
     assert proc.returncode == 0, f"build.sh failed:\n{proc.stderr}\n{proc.stdout}"
     binary = Path(proc.stdout.strip().splitlines()[-1])
     assert binary.is_file() and os.access(binary, os.X_OK), binary
@@ -77,6 +75,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     addr: str
     log: Path
+    creds: grpc.ChannelCredentials | None = field(default=None)
 
     def tail(self, n: int = 60) -> str:
         lines = self.log.read_text(errors="replace").splitlines()
@@ -84,7 +83,10 @@ class Server:
 
     def health(self, timeout_s: float = 2.0) -> int:
         """grpc.health.v1 Check(service="") status, or -1 when it cannot answer."""
-        with grpc.insecure_channel(self.addr) as channel:
+        channel = (
+            grpc.secure_channel(self.addr, self.creds) if self.creds is not None else grpc.insecure_channel(self.addr)
+        )
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             try:
                 resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
@@ -108,20 +110,20 @@ class Server:
             self.proc.wait(timeout=10)
 
 
-def _start_server(log_dir: Path) -> Server:
+def _start_server(log_dir: Path, extra: Sequence[str] = (), creds: grpc.ChannelCredentials | None = None) -> Server:
     port, metrics_port = _free_port(), _free_port()
     log = log_dir / f"server-{port}.log"
     cmd = [
         sys.executable, "-m", "scaler", "serve", "--demo",
         "--listen", f"127.0.0.1:{port}",
-        "--metrics-listen", f"127.0.0.1:{metrics_port}",
+        "--metrics-listen", f"127.0.0.1:{metrics_port}", *extra,
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
-    server = Server(proc, f"127.0.0.1:{port}", log)
+    server = Server(proc, f"127.0.0.1:{port}", log, creds)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -157,7 +159,7 @@ class Run:
         return f"exit {self.code}\nstdout:\n{stdout}\nstderr:\n{self.stderr}"
 
 
-def _run_client(binary: Path, server: Server, *args: str, timeout_s: float = 120) -> Run:
+def _run_client(binary: Path, server: Server, *args: str, timeout_s: float = 60) -> Run:
     proc = subprocess.run(
         [str(binary), "-addr", server.addr, "-model", MODEL, "-name", "interop-so",
          "-namespace", "interop", "-metadata", "anotherUnknownKey=tolerate-me", *args],
@@ -238,9 +240,7 @@ def test_status_codes_and_still_serving(kedaclient: Path, server: Server) -> Non
     _check_poll(again.kind("poll")[0])
 
 
-def test_sigterm_with_open_stream_exits_zero(
-    kedaclient: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_sigterm_with_open_stream_exits_zero(kedaclient: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """KEDA holds StreamIsActive open for good: shutdown must not wait on it."""
     srv = _start_server(tmp_path_factory.mktemp("interop-sigterm"))
     holder = None
@@ -266,3 +266,86 @@ def test_sigterm_with_open_stream_exits_zero(
         if holder is not None:
             holder.kill()
             holder.communicate(timeout=10)
+
+
+def _write_pki(d: Path) -> dict[str, Path]:
+    """A throwaway CA, a server cert for 127.0.0.1 and a client cert (PEM files)."""
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.now(UTC)
+
+    def cert(cn: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
+             signer: ec.EllipticCurvePrivateKey) -> x509.Certificate:  # fmt: skip
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer.subject if issuer else subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=2))
+            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), True)
+        )
+        if issuer is not None:
+            server = cn == "server"
+            eku = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+            b = b.add_extension(x509.ExtendedKeyUsage([eku]), False)
+            if server:
+                san = [x509.IPAddress(IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
+                b = b.add_extension(x509.SubjectAlternativeName(san), False)
+        return b.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("interop-ca", ca_key, None, ca_key)
+    files = {"ca": d / "ca.pem"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for who in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        files[who] = d / f"{who}.pem"
+        files[who].write_bytes(cert(who, key, ca, ca_key).public_bytes(serialization.Encoding.PEM))
+        files[f"{who}-key"] = d / f"{who}.key"
+        files[f"{who}-key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return files
+
+
+def test_mtls_like_keda(kedaclient: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """KEDA's TLS: caCert + tlsClientCert/tlsClientKey, server name = host of scalerAddress."""
+    d = tmp_path_factory.mktemp("interop-tls")
+    pki = _write_pki(d)
+    creds = grpc.ssl_channel_credentials(
+        pki["ca"].read_bytes(), pki["client-key"].read_bytes(), pki["client"].read_bytes()
+    )
+    tls_flags = ["--tls-cert", str(pki["server"]), "--tls-key", str(pki["server-key"]),
+                 "--tls-client-ca", str(pki["ca"])]  # fmt: skip
+    srv = _start_server(d, tls_flags, creds)
+    try:
+        ca = ("-ca", str(pki["ca"]))
+        cert = ("-cert", str(pki["client"]))
+        key = ("-key", str(pki["client-key"]))
+        ok = _run_client(kedaclient, srv, "-tls", *ca, *cert, *key, "-polls", "1")
+        assert ok.code == 0, ok.why()
+        _check_poll(ok.kind("poll")[0])
+        assert {s["rpc"] for s in ok.kind("stream")} == {"StreamIsActive", "StreamMetricSpec"}
+
+        # TLS is on because caCert is set (KEDA's rule), but no client certificate: refused.
+        no_client_cert = _run_client(kedaclient, srv, "-tls", *ca, "-polls", "1")
+        assert no_client_cert.code != 0 and not no_client_cert.kind("poll"), no_client_cert.why()
+        wrong_name = _run_client(kedaclient, srv, *ca, *cert, *key, "-server-name", "wrong.example",
+                                 "-polls", "1")  # fmt: skip
+        assert wrong_name.code != 0 and not wrong_name.kind("poll"), wrong_name.why()
+        assert srv.stop() == 0, srv.tail()
+    finally:
+        srv.kill()
