@@ -59,12 +59,9 @@ def _add_forecast_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p = sub.add_parser("forecast-eval", help="rolling-origin forecast accuracy on a trace",
                        description="Evaluate every forecaster and the auto-selected one on a "
                                    "trace (docs/EVALUATION.md).")
-    try:
-        from forecasting import eval_cli
-    except ImportError:
-        p.set_defaults(unavailable="forecasting.eval_cli is not available in this build")
-        return
-    eval_cli.add_arguments(p)
+    from forecasting.eval_cli import add_arguments
+
+    add_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,12 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"serve": _serve, "check-config": _check_config, "config-schema": _config_schema}
     try:
         if args.command == "forecast-eval":
-            if getattr(args, "unavailable", None):
-                print(f"prewarm forecast-eval: {args.unavailable}", file=sys.stderr)
-                return 2
-            from forecasting import eval_cli
+            from forecasting.eval_cli import run
 
-            return eval_cli.run(args)
+            return run(args)
         return handlers[args.command](args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -214,9 +214,8 @@ def _bracket_problems(query: str) -> list[str]:
             quote_char = ch
         elif ch in "([{":
             stack.append(ch)
-        elif ch in _CLOSERS:
-            if not stack or stack.pop() != _CLOSERS[ch]:
-                return [f"unbalanced {ch!r}"]
+        elif ch in _CLOSERS and (not stack or stack.pop() != _CLOSERS[ch]):
+            return [f"unbalanced {ch!r}"]
     if quote_char is not None:
         return [f"unterminated string ({quote_char})"]
     return [f"unclosed {stack[-1]!r}"] if stack else []

@@ -202,23 +202,25 @@ def _validate(s: Settings, problems: Problems) -> None:
     pools = {p.name for p in s.nodePools}
     seen: set[str] = set()
     checks: list[tuple[bool, str, str]] = [
-        (not s.models, "models", "at least one model is required"),
+        (s.models is not None and not s.models, "models", "at least one model is required"),
         (s.prometheus is None and s.replay is None, "prometheus", "required (or set `replay` to replay a trace)"),
-        (s.defaults.step > s.defaults.refitInterval, "defaults.step", "must be <= defaults.refitInterval"),
+        (s.defaults is not None and s.defaults.step > s.defaults.refitInterval, "defaults.step", "must be <= defaults.refitInterval"),
     ]
-    for i, m in enumerate(s.models):
+    for i, m in enumerate(s.models or ()):
         path = f"models[{i}]"
+        bounds = m.minReplicas is not None and m.maxReplicas is not None
         checks += [
-            (m.name in seen, f"{path}.name", f"duplicate model name {m.name!r}"),
-            (m.maxReplicas < m.minReplicas, f"{path}.maxReplicas", f"must be >= minReplicas ({m.minReplicas})"),
+            (m.name is not None and m.name in seen, f"{path}.name", f"duplicate model name {m.name!r}"),
+            (bounds and m.maxReplicas < m.minReplicas, f"{path}.maxReplicas", f"must be >= minReplicas ({m.minReplicas})"),
             (m.nodePool is not None and m.nodePool not in pools, f"{path}.nodePool",
              f"{m.nodePool!r} is not in nodePools ({', '.join(sorted(pools)) or 'none defined'})"),
         ]
         seen.add(m.name)
     names = [p.name for p in s.nodePools]
     for i, p in enumerate(s.nodePools):
-        checks.append((names.count(p.name) > 1, f"nodePools[{i}].name", f"duplicate pool name {p.name!r}"))
-        checks.append((p.gpusPerReplica > p.gpusPerNode, f"nodePools[{i}].gpusPerReplica",
+        gpus = p.gpusPerReplica is not None and p.gpusPerNode is not None
+        checks.append((p.name is not None and names.count(p.name) > 1, f"nodePools[{i}].name", f"duplicate pool name {p.name!r}"))
+        checks.append((gpus and p.gpusPerReplica > p.gpusPerNode, f"nodePools[{i}].gpusPerReplica",
                        f"must be <= gpusPerNode ({p.gpusPerNode})"))
     check_all(checks, problems)
 

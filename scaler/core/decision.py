@@ -28,8 +28,8 @@ from forecasting.types import Forecast
 from scaler.core.config import ModelSettings, Overrides
 from scaler.core.model import Decision, Reason
 
-# Demand is a float from PromQL; 32.0000001 / 16 must not round up to 3 replicas.
-_EPSILON = 1e-9
+# Demand is a float from PromQL: 32.00001 / 16 must not round up to 3 replicas.
+_EPSILON = 1e-6
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,9 @@ def parse_section(
     ``inherit`` maps a flattened section class to the instance its absent keys default to, so
     keys under each ``models[i]`` inherit from ``defaults``.
 
-    Returns None when the section has errors (which are in ``problems``).
+    A value that fails to convert is recorded in ``problems`` and replaced by its default (None
+    when required), so cross-field checks can still run and report everything in one pass.
+    Returns None only when ``raw`` is not a mapping.
     """
     if raw is None:
         raw = {}
@@ -307,11 +309,8 @@ def parse_section(
     for key in unknown:
         problems.warnings.append(f"{_join(path, key)}: unknown key, ignored")
     values: dict[str, Any] = {}
-    before = len(problems.errors)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         values[f.name] = _parse_field(f, raw, path, problems, base, inherit or {})
-    if len(problems.errors) > before:
-        return None
     return cls(**values)
 
 
@@ -359,7 +358,8 @@ def _parse_field(
         return spec.convert(value)
     except Invalid as exc:
         problems.error(sub, str(exc))
-        return None
+        default = _field_default(f, base)
+        return None if default is dataclasses.MISSING else default
 
 
 class _Quiet(Problems):

@@ -11,8 +11,14 @@ import pytest
 from forecasting.types import Forecast
 from scaler.core.model import Reason
 from scaler.snapshot import FitInfo
-from tests.support.harness import FakeSource, start_harness, settings_from_yaml
-from tests.support.keda_client import KedaClient, ScaledObjectSim, hpa_desired, keda_value, stream_is_active_with_backoff
+from tests.support.harness import FakeSource, settings_from_yaml, start_harness
+from tests.support.keda_client import (
+    KedaClient,
+    ScaledObjectSim,
+    hpa_desired,
+    keda_value,
+    stream_is_active_with_backoff,
+)
 
 CONFIG = """
 replay: {}
@@ -200,7 +206,7 @@ class _FixedFitted:
         self._forecast = forecast
         self.end = forecast.origin
 
-    def update(self, new):  # noqa: ANN001
+    def update(self, new):
         return self
 
     def forecast(self, h: int) -> Forecast:

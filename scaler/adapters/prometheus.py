@@ -1,0 +1,449 @@
+"""MetricSource over a real Prometheus (or Thanos/Mimir), through prometheus-api-client.
+
+The only module that talks to Prometheus. Per refresh, :meth:`PrometheusSource.observe` sends one
+instant query per signal for ALL models (``promql.plans``); :meth:`PrometheusSource.history` reads
+one model's demand with range queries chunked under Prometheus' 11,000-points limit.
+
+Failures, all explicit:
+
+- the source as a whole (unreachable, timeout, 5xx, 4xx, garbage) -> :class:`SourceError` with a
+  ``reason`` label, after ``retries`` retries with exponential backoff and jitter (4xx and
+  credential problems are not retried: they need a fix, not patience);
+- one model's value (NaN, +-Inf, negative, several series where one was expected, a stale
+  timestamp) -> that model's value is unknown (``demand=None``, signal absent), counted in
+  ``rejected_samples_total`` by reason - never turned into a zero;
+- one auxiliary signal failing -> the signal is absent this refresh; the demand decides whether
+  the refresh fails.
+
+Counters for the /metrics collector are plain attributes (keys pre-populated so readers can iterate
+while a refresh updates values). Close the source (``close()`` or ``with``) to release sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from forecasting.types import Series
+from scaler.adapters import promql
+from scaler.core.config import Defaults, ModelSettings, PrometheusSettings
+from scaler.core.errors import ConfigError, SourceError
+from scaler.core.model import Observation
+
+log = logging.getLogger(__name__)
+
+MAX_POINTS_PER_QUERY = 10_000
+"""Points per series per range request; Prometheus rejects more than 11,000."""
+MAX_QUERY_CHARS = 24_000
+"""Longer batched queries are split (they travel in the URL; proxies cap URLs near 32 KiB)."""
+ERROR_REASONS = ("unreachable", "timeout", "tls", "http_4xx", "http_5xx", "bad_response",
+                 "credentials")
+REJECT_REASONS = ("nan", "inf", "negative", "stale", "ambiguous", "unexpected_series")
+_RETRIED = frozenset({"unreachable", "timeout", "http_5xx", "bad_response"})
+_STATUS = re.compile(r"HTTP Status Code (\d{3})")
+
+
+@dataclass(frozen=True)
+class _Sample:
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
+class _FileAuth(requests.auth.AuthBase):
+    """Bearer token or basic auth read from files on every request (rotated secrets just work)."""
+
+    def __init__(self, settings: PrometheusSettings) -> None:
+        self._token_file = settings.bearerTokenFile
+        self._basic = settings.basicAuth
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._token_file:
+            token = _read_secret(self._token_file)
+            request.headers["Authorization"] = f"Bearer {token}"
+        elif self._basic is not None:
+            password = _read_secret(self._basic.passwordFile)
+            basic = requests.auth.HTTPBasicAuth(self._basic.username, password)
+            return basic(request)
+        return request
+
+
+class _CredentialsError(Exception):
+    pass
+
+
+def _read_secret(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise _CredentialsError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def validate_settings(settings: PrometheusSettings) -> list[str]:
+    """Problems in the ``prometheus`` section that its field types cannot catch."""
+    problems: list[str] = []
+    if settings.bearerTokenFile and settings.basicAuth is not None:
+        problems.append("bearerTokenFile: set either bearerTokenFile or basicAuth, not both")
+    if settings.insecureSkipVerify and settings.caFile:
+        problems.append("insecureSkipVerify: set either caFile or insecureSkipVerify, not both")
+    lowered = {k.lower() for k in settings.headers}
+    if "authorization" in lowered and (settings.bearerTokenFile or settings.basicAuth):
+        problems.append("headers: Authorization is set by bearerTokenFile/basicAuth")
+    return problems
+
+
+class PrometheusSource:
+    """MetricSource reading vLLM's metrics from Prometheus. Blocking; thread-safe.
+
+    ``sleep`` and ``rng`` are injected for the retry backoff (tests pass a recorder);
+    ``rate_window_seconds`` is the ``{{window}}`` of instant queries (history uses
+    ``max(2 * step, rate window)``); a sample whose timestamp is more than
+    ``max_sample_age_seconds`` (default ``2 * defaults.step``) away from ``now`` is rejected.
+    """
+
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        defaults: Defaults,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        rate_window_seconds: float = 60.0,
+        max_sample_age_seconds: float | None = None,
+        backoff_base_seconds: float = 0.25,
+        backoff_max_seconds: float = 5.0,
+    ) -> None:
+        problems = validate_settings(settings) + [
+            f"defaults.queries.{p}" for p in promql.validate_queries(defaults.queries, batched=True)
+        ]
+        if problems:
+            raise ConfigError([f"prometheus.{p}" if not p.startswith("defaults.") else p
+                               for p in problems])
+        self._settings = settings
+        self._defaults = defaults
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._rate_window = rate_window_seconds
+        self._max_age = max_sample_age_seconds or 2 * defaults.step
+        self._backoff = (backoff_base_seconds, backoff_max_seconds)
+        self._lock = threading.Lock()
+        self._client = self._connect(settings)
+        self.errors_total: dict[str, int] = dict.fromkeys(ERROR_REASONS, 0)
+        """Queries that failed after all retries, by reason."""
+        self.requests_total: dict[str, int] = {"instant": 0, "range": 0}
+        """HTTP requests sent (every attempt), by kind."""
+        self.request_seconds_total: dict[str, float] = {"instant": 0.0, "range": 0.0}
+        """Seconds spent in HTTP requests, by kind."""
+        self.retries_total = 0
+        self.rejected_samples_total: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
+        """Values refused by data hygiene (the model's value is unknown instead), by reason."""
+        self.last_success: float | None = None
+        """``now`` of the last observe() whose demand queries succeeded (Unix seconds)."""
+
+    @staticmethod
+    def _connect(settings: PrometheusSettings) -> PrometheusConnect:
+        session = requests.Session()
+        session.verify = settings.caFile or not settings.insecureSkipVerify
+        if settings.insecureSkipVerify:
+            # The operator opted out of verification; one log line instead of one warning a request.
+            import urllib3
+
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            log.warning("prometheus: TLS verification disabled (insecureSkipVerify)")
+        return PrometheusConnect(
+            url=settings.url.rstrip("/"),
+            headers=dict(settings.headers) or None,
+            retry=Retry(total=False),  # our own retries: backoff with jitter, counted
+            auth=_FileAuth(settings) if settings.bearerTokenFile or settings.basicAuth else None,
+            session=session,
+            timeout=settings.timeout,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PrometheusSource:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- MetricSource -----------------------------------------------------------------------------
+
+    def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
+        """One batched read: a query per demand kind in use, then one per auxiliary signal.
+
+        Raises SourceError when a demand query fails; an auxiliary failure only drops that signal
+        (and, for a source-level reason, skips the remaining ones: they would fail the same way).
+        """
+        if not models:
+            return {}
+        values: dict[str, dict[str, float]] = {m.name: {} for m in models}
+        for kind in promql.DEMAND_SIGNALS:
+            users = [m for m in models if m.policy.demand == kind]
+            if users:
+                self._observe_signal(kind, users, now, values)
+        self._set_last_success(now)
+        for signal in promql.AUX_SIGNALS:
+            try:
+                self._observe_signal(signal, models, now, values)
+            except SourceError as exc:
+                log.warning("prometheus: signal %s skipped this refresh: %s", signal, exc)
+                if exc.reason != "http_4xx":
+                    break
+        return {m.name: _observation(m, values[m.name], now) for m in models}
+
+    def history(
+        self, model: ModelSettings, *, start: float, end: float, step_seconds: int
+    ) -> Series:
+        """Demand over [start, end) at ``step_seconds``; NaN where Prometheus has nothing."""
+        count = max(0, math.ceil((end - start) / step_seconds - 1e-9))
+        values = np.full(count, np.nan)
+        window = promql.duration(max(2.0 * step_seconds, self._rate_window))
+        groups = promql.group_models(model.policy.demand, [model], self._defaults.queries)
+        plan = promql.plan(model.policy.demand, groups, window=window)
+        for first in range(0, count, MAX_POINTS_PER_QUERY):
+            n = min(MAX_POINTS_PER_QUERY, count - first)
+            t0 = start + first * step_seconds
+            samples = self._request_range(plan.query, t0, t0 + (n - 1) * step_seconds, step_seconds)
+            self._fill(values, samples, plan, start, step_seconds)
+        return Series(start=start, step_seconds=step_seconds, values=values)
+
+    # --- one signal -------------------------------------------------------------------------------
+
+    def _observe_signal(
+        self, signal: str, models: Sequence[ModelSettings], now: float,
+        values: dict[str, dict[str, float]],
+    ) -> None:
+        usable = [m for m in models if not _bad_override(signal, m)]
+        window = promql.duration(self._rate_window)
+        for plan in promql.plans(signal, usable, self._defaults.queries, window=window,
+                                 max_query_chars=MAX_QUERY_CHARS):
+            for plan_, samples in self._answers(plan, now):
+                for name, value in self._instant_values(plan_, samples, now).items():
+                    values[name][signal] = value
+
+    def _answers(self, plan: promql.Plan, now: float) -> Iterator[tuple[promql.Plan, list[_Sample]]]:
+        """The plan's answer; on a 4xx (bad PromQL) each group alone, so one bad per-model
+        override blinds only its own model, not every model batched with it."""
+        try:
+            yield plan, self._request_instant(plan.query, now)
+        except SourceError as exc:
+            if exc.reason != "http_4xx" or len(plan.groups) == 1:
+                raise
+            for group in plan.groups:
+                single = promql.plan(plan.signal, [group], window=promql.duration(self._rate_window))
+                try:
+                    yield single, self._request_instant(single.query, now)
+                except SourceError as group_exc:
+                    if group_exc.reason != "http_4xx":
+                        raise
+                    log.warning("prometheus: %s for %s: %s", plan.signal,
+                                [n for _, n in group.models], group_exc)
+
+    def _instant_values(
+        self, plan: promql.Plan, samples: list[_Sample], now: float
+    ) -> dict[str, float]:
+        found: dict[str, list[float]] = {}
+        for s in samples:
+            name = plan.model_for(s.labels)
+            if name is None:
+                self._reject("unexpected_series")
+                continue
+            ts, value = s.points[0]
+            if abs(ts - now) > self._max_age:
+                self._reject("stale")
+                continue
+            found.setdefault(name, []).append(value)
+        out: dict[str, float] = {}
+        for name, vals in found.items():
+            reason = "ambiguous" if len(vals) > 1 else _hygiene(vals[0])
+            if reason:
+                self._reject(reason)
+            else:
+                out[name] = vals[0]
+        return out
+
+    def _fill(
+        self, values: np.ndarray[Any, np.dtype[np.float64]], samples: list[_Sample],
+        plan: promql.Plan, start: float, step: int,
+    ) -> None:
+        mine = [s for s in samples if plan.model_for(s.labels) is not None]
+        if len(samples) > len(mine):
+            self._reject("unexpected_series")
+        if len(mine) > 1:
+            self._reject("ambiguous")
+            return
+        for s in mine:
+            for ts, value in s.points:
+                index = round((ts - start) / step)
+                if not 0 <= index < len(values) or abs(start + index * step - ts) > 1e-3:
+                    continue
+                reason = _hygiene(value)
+                if reason:
+                    self._reject(reason)
+                else:
+                    values[index] = value
+
+    # --- HTTP -------------------------------------------------------------------------------------
+
+    def _request_instant(self, query: str, now: float) -> list[_Sample]:
+        params = {"time": repr(now), "timeout": repr(self._settings.timeout)}
+        return self._request("instant", lambda: _parse(
+            self._client.custom_query(query, params=params), "value"))
+
+    def _request_range(self, query: str, start: float, end: float, step: int) -> list[_Sample]:
+        # Exact (float) bounds through params: the client would round its datetimes to seconds.
+        params = {"start": repr(start), "end": repr(end), "timeout": repr(self._settings.timeout)}
+        return self._request("range", lambda: _parse(self._client.custom_query_range(
+            query, start_time=datetime.fromtimestamp(start, UTC),
+            end_time=datetime.fromtimestamp(end, UTC), step=str(step), params=params,
+        ), "values"))
+
+    def _request(self, kind: str, call: Callable[[], list[_Sample]]) -> list[_Sample]:
+        retries = self._settings.retries
+        for attempt in range(retries + 1):
+            began = time.monotonic()
+            try:
+                return call()
+            except Exception as exc:  # classified; anything unexpected propagates unchanged
+                error = _classify(exc)
+                if error is None:
+                    raise
+                if error.reason not in _RETRIED or attempt == retries:
+                    self._count_error(error.reason)
+                    raise error from (None if error is exc else exc)
+            finally:
+                self._count_request(kind, time.monotonic() - began)
+            with self._lock:
+                self.retries_total += 1
+            self._sleep(self._backoff_seconds(attempt))
+        raise AssertionError("not reached")  # pragma: no cover
+
+    def _backoff_seconds(self, attempt: int) -> float:
+        """Exponential backoff with "equal jitter": base * 2^attempt, scaled into [50%, 100%]."""
+        base, cap = self._backoff
+        return min(cap, base * 2**attempt) * (0.5 + 0.5 * self._rng.random())
+
+    # --- counters ---------------------------------------------------------------------------------
+
+    def _count_request(self, kind: str, seconds: float) -> None:
+        with self._lock:
+            self.requests_total[kind] += 1
+            self.request_seconds_total[kind] += seconds
+
+    def _count_error(self, reason: str) -> None:
+        with self._lock:
+            self.errors_total[reason] += 1
+
+    def _reject(self, reason: str) -> None:
+        with self._lock:
+            self.rejected_samples_total[reason] += 1
+
+    def _set_last_success(self, now: float) -> None:
+        with self._lock:
+            self.last_success = now if self.last_success is None else max(self.last_success, now)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _observation(model: ModelSettings, values: dict[str, float], now: float) -> Observation:
+    demand = values.pop(model.policy.demand, None)
+    replicas = values.pop("replicas", None)
+    return Observation(
+        model=model.name, at=now, demand=demand,
+        replicas=None if replicas is None else round(replicas), signals=values,
+    )
+
+
+def _bad_override(signal: str, model: ModelSettings) -> bool:
+    template = model.queries.get(signal)
+    if template is None or not promql.validate_queries({signal: template}):
+        return False
+    log.warning("prometheus: invalid %s query for model %s ignored", signal, model.name)
+    return True
+
+
+def _hygiene(value: float) -> str | None:
+    """Why a value is refused, or None. Every signal here is non-negative by definition."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    return "negative" if value < 0 else None
+
+
+def _classify(exc: BaseException) -> SourceError | None:
+    """A SourceError with a stable ``reason`` for a failed request; None: not ours to handle."""
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, _CredentialsError):
+        return SourceError(f"prometheus credentials: {exc}", reason="credentials")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return SourceError(f"prometheus TLS error: {exc}", reason="tls")
+    if isinstance(exc, requests.Timeout):
+        return SourceError(f"prometheus timed out: {exc}", reason="timeout")
+    if isinstance(exc, requests.ConnectionError):
+        return SourceError(f"prometheus unreachable: {exc}", reason="unreachable")
+    if isinstance(exc, PrometheusApiClientException):
+        match = _STATUS.search(str(exc))
+        status = int(match.group(1)) if match else 0
+        reason = "http_4xx" if 400 <= status < 500 and status not in (408, 429) else "http_5xx"
+        return SourceError(f"prometheus answered {str(exc)[:300]}", reason=reason)
+    if isinstance(exc, ValueError | KeyError | TypeError | requests.RequestException):
+        return SourceError(f"prometheus answer unreadable: {exc!r}"[:300], reason="bad_response")
+    return None
+
+
+def _parse(raw: object, key: str) -> list[_Sample]:
+    """Validate the ``data.result`` of a vector (``value``) or matrix (``values``) answer."""
+    if not isinstance(raw, list):
+        raise SourceError(f"prometheus answer: result is {type(raw).__name__}, expected a list",
+                          reason="bad_response")
+    try:
+        return [_sample(item, key) for item in raw]
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise SourceError(f"prometheus answer: malformed series: {exc!r}"[:300],
+                          reason="bad_response") from None
+
+
+def _sample(item: Any, key: str) -> _Sample:
+    labels = item["metric"]
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise TypeError("metric must map label names to strings")
+    points = [item["value"]] if key == "value" else item["values"]
+    if not isinstance(points, list) or not points:
+        raise TypeError(f"{key} must be a non-empty list")
+    return _Sample(labels, tuple(_point(p) for p in points))
+
+
+def _point(point: Any) -> tuple[float, float]:
+    if not isinstance(point, list) or len(point) != 2 or not isinstance(point[0], int | float):
+        raise TypeError(f"point {point!r} is not [time, value]")
+    return float(point[0]), float(_string(point[1]))
+
+
+def _string(value: Any) -> str:
+    # Prometheus encodes sample values as strings ("1.5", "NaN", "+Inf"); a bare number is garbage.
+    if not isinstance(value, str):
+        raise TypeError(f"sample value {value!r} is not a string")
+    return value
