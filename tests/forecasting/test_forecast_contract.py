@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections.abc import Callable
 
@@ -47,7 +48,7 @@ def _check_forecast(fitted: FittedForecaster, h: int) -> None:
     assert (lower <= forecast.mean).all()
     assert (forecast.mean <= upper).all()
     ordered = [forecast.quantiles[q] for q in sorted(forecast.quantiles)]
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in itertools.pairwise(ordered):
         assert (a <= b).all()
 
 

@@ -1,0 +1,62 @@
+"""``forecast-eval`` through ``run(args)``: JSON contract, plot, exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from forecasting import eval_cli
+from forecasting.traces import synthetic_trace, write_trace
+
+
+@pytest.fixture(scope="module")
+def trace_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("trace") / "synthetic_1h.csv"
+    write_trace(path, synthetic_trace(days=10, step_seconds=3600, seed=2))
+    return path
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    eval_cli.add_arguments(parser)
+    return parser.parse_args([*argv, "--no-progress"])
+
+
+def test_json_matches_the_contract(trace_csv: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    code = eval_cli.run(_args("--trace", str(trace_csv), "--horizon", "2h", "--refit-every", "1d",
+                              "--json", str(out), "--plot", str(png)))
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["trace"] == str(trace_csv) and report["horizon_s"] == 7200
+    assert report["selected"] in report["models"] and "auto" in report["models"]
+    for block in report["models"].values():
+        assert set(block) >= {"mase", "smape", "pinball", "coverage", "fit_seconds_median"}
+        assert set(block["coverage"]) == {"0.1", "0.5", "0.9", "0.95"}
+    assert report["models"]["seasonal_naive_1d"]["mase"] == pytest.approx(1.0)
+    assert png.stat().st_size > 10_000
+    assert "selected" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--horizon", "90m"], "--horizon 90m", id="horizon-off-grid"),
+        pytest.param(["--horizon", "soon"], "--horizon 'soon'", id="horizon-garbage"),
+        pytest.param(["--horizon", "1h", "--quantiles", "0.9,1.5"], "--quantiles", id="bad-quantile"),
+        pytest.param(["--horizon", "5d"], "too long", id="horizon-too-long"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(trace_csv: Path, argv: list[str], message: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert eval_cli.run(_args("--trace", str(trace_csv), *argv)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_trace_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert eval_cli.run(_args("--trace", str(tmp_path / "nope.csv"))) == 2
+    assert "nope.csv" in capsys.readouterr().err
