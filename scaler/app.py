@@ -111,10 +111,14 @@ async def create_grpc_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = (server.add_secure_port(listen, credentials) if credentials is not None
-            else server.add_insecure_port(listen))
+    split_host_port(listen, "--listen")
+    try:
+        port = (server.add_secure_port(listen, credentials) if credentials is not None
+                else server.add_insecure_port(listen))
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise ConfigError([f"--listen {listen}: cannot bind"], source="flags")
+        raise ConfigError([f"--listen {listen}: cannot bind (in use, or not a local address)"], source="flags")
     await server.start()
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -220,8 +224,13 @@ class App:
 
     async def run(self) -> int:
         credentials = server_credentials(self.options)
+        split_host_port(self.options.listen, "--listen")
         host, port = split_host_port(self.options.metrics_listen, "--metrics-listen")
-        metrics_server, metrics_thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            metrics_server, metrics_thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError([f"--metrics-listen {self.options.metrics_listen}: {exc.strerror or exc}"],
+                              source="flags") from None
         self.metrics_port = metrics_server.server_port
         server, health_servicer, self.grpc_port = await create_grpc_server(
             self.servicer, self.options.listen, credentials)

@@ -1,0 +1,89 @@
+"""Run `prewarm serve` as a real process and wait until its gRPC health check says SERVING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServeProcess:
+    proc: subprocess.Popen[str]
+    grpc_port: int
+    metrics_port: int
+    log: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_serve(args: list[str], tmp: Path, *, wait: bool = True, credentials: grpc.ChannelCredentials | None = None,
+                timeout: float = 60.0) -> ServeProcess:
+    grpc_port, metrics_port = free_port(), free_port()
+    log = tmp / f"serve-{grpc_port}.log"
+    cmd = [sys.executable, "-m", "scaler", "serve", *args, "--listen", f"127.0.0.1:{grpc_port}",
+           "--metrics-listen", f"127.0.0.1:{metrics_port}", "--grace", "5"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
+    server = ServeProcess(proc, grpc_port, metrics_port, log)
+    if wait:
+        wait_serving(server, credentials=credentials, timeout=timeout)
+    return server
+
+
+def wait_serving(server: ServeProcess, *, credentials: grpc.ChannelCredentials | None = None,
+                 timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise AssertionError(f"prewarm serve exited {server.proc.returncode}:\n{server.output()}")
+        channel = (grpc.secure_channel(server.address, credentials) if credentials
+                   else grpc.insecure_channel(server.address))
+        try:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+            if status.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.RpcError:
+            pass
+        finally:
+            channel.close()
+        time.sleep(0.2)
+    server.kill()
+    raise AssertionError(f"prewarm serve not SERVING after {timeout}s:\n{server.output()}")

@@ -1,0 +1,317 @@
+"""A stand-in for vLLM's /metrics, driven by a real trace: exact vLLM names and labels.
+
+Run as a process (stdlib only, by path): ``python tests/support/vllm_exporter.py SPEC_JSON``. It
+binds one loopback port per simulated pod plus a control port and prints
+``{"control": P, "pods": [P1, ...]}`` on stdout. Pods serve ``/metrics`` with ``model_name`` and
+``engine`` labels, the vLLM V1 names (or, for a ``legacy`` model, the old
+``vllm:gpu_cache_usage_perc`` and ``vllm:time_per_output_token_seconds``). The control port
+serves ``GET /state`` (what is served now, JSON) and ``POST /control`` (``{"pin": {served:
+concurrency or null}}`` pins a model's gauges; ``{"reset": true}`` restarts every counter at 0 as
+a pod restart would).
+
+The same functions give the backfilled history (``promenv.write_openmetrics``), so live data
+continues the history: demand at time ``t`` is the trace's bucket ``(t mod span) // step`` (the
+ServeGen traces start at 1970-01-01T00:00Z = local midnight, so the daily phase follows UTC).
+Demand is concurrency (running + waiting); completions follow Little's law,
+``completions/s = concurrency / latency``, and counters are exact integrals of that rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
+                5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+QUEUE_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+PROMPT_TOKENS_PER_REQUEST = 480.0
+GENERATION_TOKENS_PER_REQUEST = 210.0
+LENGTH_FRACTION = 0.1
+"""Share of completions with finished_reason="length" (the rest "stop")."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Concurrency per trace bucket (scaled), repeating every ``len(values) * step`` seconds."""
+
+    values: tuple[float, ...]
+    step: int = 600
+    cumulative: tuple[float, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        sums = [0.0]
+        for v in self.values:
+            sums.append(sums[-1] + v * self.step)
+        object.__setattr__(self, "cumulative", tuple(sums))
+
+    @property
+    def span(self) -> int:
+        return len(self.values) * self.step
+
+    def index(self, t: float) -> int:
+        return int((t % self.span) // self.step)
+
+    def at(self, t: float) -> float:
+        return self.values[self.index(t)]
+
+    def is_gap(self, t: float) -> bool:
+        """Trace buckets of exactly 0 are collection gaps (ServeGen: every client 0 at once)."""
+        return self.at(t) == 0.0
+
+    def integral(self, t: float) -> float:
+        """Integral of concurrency over [0, t] (concurrency x seconds), exact."""
+        cycles, rest = divmod(t, self.span)
+        i = int(rest // self.step)
+        return cycles * self.cumulative[-1] + self.cumulative[i] + (rest - i * self.step) * self.values[i]
+
+
+def load_trace(path: str, *, mean_concurrency: float) -> Trace:
+    """A trace CSV (``timestamp_utc,requests,...``) scaled so its mean is ``mean_concurrency``."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    requests = [float(r["requests"]) for r in rows]
+    stamps = [_parse_utc(r["timestamp_utc"]) for r in rows[:2]]
+    mean = sum(requests) / len(requests)
+    return Trace(tuple(mean_concurrency * r / mean for r in requests), step=int(stamps[1] - stamps[0]))
+
+
+def _parse_utc(text: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    served: str
+    trace_path: str
+    mean_concurrency: float
+    latency_seconds: float = 4.0
+    """Mean request latency: completions/s = concurrency / latency (Little's law)."""
+    max_running: int = 16
+    """Per engine: requests above this wait (vLLM's max_num_seqs)."""
+    legacy: bool = False
+    """Export the pre-0.12 names (gpu_cache_usage_perc, time_per_output_token_seconds)."""
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    served: str
+    engines: int = 1
+    """Data-parallel engines in this pod (label ``engine``="0".."n-1")."""
+
+
+@dataclass(frozen=True)
+class ExporterSpec:
+    models: tuple[ModelSpec, ...]
+    pods: tuple[PodSpec, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ExporterSpec:
+        raw = json.loads(text)
+        return cls(tuple(ModelSpec(**m) for m in raw["models"]),
+                   tuple(PodSpec(**p) for p in raw["pods"]))
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` spread over ``parts`` integers that sum to it exactly (first ones get +1)."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if k < extra else 0) for k in range(parts)]
+
+
+def engine_gauges(concurrency: float, engines: int, max_running: int) -> list[tuple[int, int]]:
+    """(running, waiting) per engine; the sum over engines is round(concurrency) exactly."""
+    shares = split(max(0, round(concurrency)), engines)
+    return [(min(s, max_running), max(0, s - max_running)) for s in shares]
+
+
+def _cdf(buckets: Sequence[float], median: float) -> list[float]:
+    """A fixed log-logistic latency distribution (shape 3) at the bucket bounds."""
+    return [1.0 / (1.0 + (median / b) ** 3) for b in buckets]
+
+
+class Exporter:
+    """What every pod serves at a given time; ``pins`` and ``counter_start`` set by control."""
+
+    def __init__(self, spec: ExporterSpec, *, now: float) -> None:
+        self.spec = spec
+        self.models = {m.served: m for m in spec.models}
+        self.traces = {m.served: load_trace(m.trace_path, mean_concurrency=m.mean_concurrency)
+                       for m in spec.models}
+        self.engines = {m.served: sum(p.engines for p in spec.pods if p.served == m.served)
+                        for m in spec.models}
+        self.pins: dict[str, float] = {}
+        self.counter_start = now
+        self.lock = threading.Lock()
+
+    def concurrency(self, served: str, t: float) -> float:
+        with self.lock:
+            pinned = self.pins.get(served)
+        return pinned if pinned is not None else self.traces[served].at(t)
+
+    def state(self, t: float) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for served, m in self.models.items():
+            gauges = engine_gauges(self.concurrency(served, t), self.engines[served], m.max_running)
+            running, waiting = sum(r for r, _ in gauges), sum(w for _, w in gauges)
+            out[served] = {"concurrency": running + waiting, "running": running, "waiting": waiting,
+                           "engines": self.engines[served],
+                           "pods": sum(1 for p in self.spec.pods if p.served == served)}
+        return out
+
+    def render(self, pod_index: int, t: float) -> str:
+        pod = self.spec.pods[pod_index]
+        m = self.models[pod.served]
+        first = sum(p.engines for p in self.spec.pods[:pod_index] if p.served == pod.served)
+        total = self.engines[pod.served]
+        gauges = engine_gauges(self.concurrency(pod.served, t), total, m.max_running)
+        trace = self.traces[pod.served]
+        with self.lock:
+            since = self.counter_start
+        # Completions over [since, t], this engine's share: integral(concurrency) / latency.
+        done = (trace.integral(t) - trace.integral(since)) / m.latency_seconds / total
+        lines: list[str] = []
+        for k in range(pod.engines):
+            running, waiting = gauges[first + k]
+            labels = f'engine="{k}",model_name="{_escape(pod.served)}"'
+            lines += _engine_lines(m, labels, running, waiting, done)
+        return _group(lines)
+
+
+def _engine_lines(m: ModelSpec, labels: str, running: int, waiting: int, done: float) -> list[str]:
+    kv_name = "vllm:gpu_cache_usage_perc" if m.legacy else "vllm:kv_cache_usage_perc"
+    itl_name = ("vllm:time_per_output_token_seconds" if m.legacy
+                else "vllm:inter_token_latency_seconds")
+    out = [
+        f"gauge vllm:num_requests_running{{{labels}}} {running}",
+        f"gauge vllm:num_requests_waiting{{{labels}}} {waiting}",
+        f"gauge {kv_name}{{{labels}}} {min(1.0, 0.9 * running / m.max_running):.6f}",
+        f'counter vllm:request_success_total{{{labels},finished_reason="stop"}} '
+        f"{done * (1 - LENGTH_FRACTION):.6f}",
+        f'counter vllm:request_success_total{{{labels},finished_reason="length"}} '
+        f"{done * LENGTH_FRACTION:.6f}",
+        f"counter vllm:prompt_tokens_total{{{labels}}} {done * PROMPT_TOKENS_PER_REQUEST:.6f}",
+        f"counter vllm:generation_tokens_total{{{labels}}} {done * GENERATION_TOKENS_PER_REQUEST:.6f}",
+    ]
+    out += _histogram("vllm:time_to_first_token_seconds", labels, TTFT_BUCKETS, 0.2, done)
+    out += _histogram("vllm:request_queue_time_seconds", labels, QUEUE_BUCKETS, 0.5, done)
+    out += _histogram(itl_name, labels, ITL_BUCKETS, 0.04, done * GENERATION_TOKENS_PER_REQUEST)
+    return out
+
+
+def _histogram(name: str, labels: str, buckets: Sequence[float], median: float,
+               count: float) -> list[str]:
+    out = [f'histogram {name}_bucket{{{labels},le="{b}"}} {count * c:.6f}'
+           for b, c in zip(buckets, _cdf(buckets, median), strict=True)]
+    out.append(f'histogram {name}_bucket{{{labels},le="+Inf"}} {count:.6f}')
+    out.append(f"histogram {name}_count{{{labels}}} {count:.6f}")
+    out.append(f"histogram {name}_sum{{{labels}}} {count * median * 1.2:.6f}")
+    return out
+
+
+def _group(lines: list[str]) -> str:
+    """Text exposition 0.0.4: samples grouped per family under one HELP/TYPE."""
+    families: dict[str, tuple[str, list[str]]] = {}
+    for line in lines:
+        kind, sample = line.split(" ", 1)
+        name = sample.split("{", 1)[0]
+        family = _family(name, kind)
+        families.setdefault(family, (kind, []))[1].append(sample)
+    text = []
+    for family, (kind, samples) in families.items():
+        text.append(f"# HELP {family} vLLM stand-in: {family}.")
+        text.append(f"# TYPE {family} {kind}")
+        text += samples
+    return "\n".join(text) + "\n"
+
+
+def _family(name: str, kind: str) -> str:
+    if kind == "histogram":
+        for suffix in ("_bucket", "_count", "_sum"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+    return name
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+# --- process ---------------------------------------------------------------------------------------
+
+
+def _handler(exporter: Exporter, pod_index: int | None) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: str, content_type: str) -> None:
+            data = body.encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if pod_index is not None and self.path.startswith("/metrics"):
+                self._send(200, exporter.render(pod_index, time.time()),
+                           "text/plain; version=0.0.4; charset=utf-8")
+            elif pod_index is None and self.path == "/state":
+                self._send(200, json.dumps(exporter.state(time.time())), "application/json")
+            else:
+                self._send(404, "not found\n", "text/plain")
+
+        def do_POST(self) -> None:
+            if pod_index is not None or self.path != "/control":
+                self._send(404, "not found\n", "text/plain")
+                return
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            with exporter.lock:
+                for served, value in body.get("pin", {}).items():
+                    if value is None:
+                        exporter.pins.pop(served, None)
+                    else:
+                        exporter.pins[served] = float(value)
+                if body.get("reset"):
+                    exporter.counter_start = time.time()
+            self._send(200, json.dumps(exporter.state(time.time())), "application/json")
+
+    return Handler
+
+
+def main(argv: Sequence[str]) -> int:
+    spec = ExporterSpec.from_json(argv[1] if len(argv) > 1 else sys.stdin.readline())
+    exporter = Exporter(spec, now=time.time())
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), _handler(exporter, None))]
+    servers += [ThreadingHTTPServer(("127.0.0.1", 0), _handler(exporter, i))
+                for i in range(len(spec.pods))]
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for thread in threads:
+        thread.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ports = [s.server_address[1] for s in servers]
+    print(json.dumps({"control": ports[0], "pods": ports[1:]}), flush=True)
+    while not stop.wait(0.2):
+        pass
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
