@@ -217,7 +217,7 @@ class WatchStats:
     last_error: str | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Stream:
     """One watch request running in a worker thread; ``stop`` interrupts its blocking read."""
 

@@ -427,3 +427,39 @@ def check_all(checks: Sequence[tuple[bool, str, str]], problems: Problems) -> No
     for failed, path, message in checks:
         if failed:
             problems.error(path, message)
+
+
+def markdown_reference(cls: type, *, prefix: str = "") -> list[str]:
+    """Rows ``| key | type | default | description |`` for every field, nested sections flattened."""
+    rows: list[str] = []
+    for f in dataclasses.fields(cls):
+        spec, key = f.metadata["spec"], f.metadata["key"]
+        if isinstance(spec, Flatten):
+            rows += markdown_reference(spec.cls, prefix=prefix)
+            continue
+        path = f"{prefix}{key}"
+        if isinstance(spec, Section | SectionList):
+            suffix = "[]." if isinstance(spec, SectionList) else "."
+            rows.append(f"| `{path}` | {'list' if suffix == '[].' else 'section'} | | {f.metadata['doc']} |")
+            rows += markdown_reference(spec.cls, prefix=f"{path}{suffix}")
+            continue
+        rows.append(f"| `{path}` | {_type_name(spec)} | {_default_text(f, spec)} | {f.metadata['doc']} |")
+    return rows
+
+
+def _type_name(spec: Kind) -> str:
+    return {Duration: "duration", Int: "integer", Float: "number", Bool: "boolean", Str: "string",
+            StrMap: "map", Raw: "list", DurationList: "list of durations"}.get(type(spec), "value")
+
+
+def _default_text(f: dataclasses.Field[Any], spec: Kind) -> str:
+    default = _field_default(f, None)
+    if default is dataclasses.MISSING:
+        return "**required**"
+    if default is None or default == {} or default == ():
+        return ""
+    if isinstance(spec, Duration):
+        return format_duration(default)
+    if isinstance(spec, DurationList):
+        return "[" + ", ".join(format_duration(d) for d in default) + "]"
+    return f"`{str(default).lower() if isinstance(default, bool) else default}`"

@@ -180,3 +180,22 @@ def test_bad_overrides_name_key_and_value(metadata, needle) -> None:
     with pytest.raises(MetadataError, match=None) as err:
         parse_overrides(metadata, parse(MINIMAL).models[0])
     assert needle in str(err.value)
+
+
+def test_config_reference_doc_is_current() -> None:
+    import subprocess
+    import sys
+
+    generated = subprocess.run([sys.executable, "-m", "scaler", "config-schema", "--markdown"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout
+    assert (ROOT / "docs" / "CONFIG.md").read_text() == generated, "run: prewarm config-schema --markdown > docs/CONFIG.md"
+
+
+def test_shipped_examples_parse_cleanly() -> None:
+    parsed = parse_settings(yaml.safe_load((ROOT / "deploy" / "examples" / "config.yaml").read_text()))
+    assert parsed.warnings == ()
+    so = yaml.safe_load((ROOT / "deploy" / "examples" / "scaledobject.yaml").read_text())
+    trigger = so["spec"]["triggers"][0]
+    assert trigger["metricType"] == "AverageValue"
+    assert trigger["metadata"]["model"] in parsed.settings.model_names
+    assert so["spec"]["fallback"]["replicas"] > 0
