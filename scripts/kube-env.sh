@@ -51,6 +51,7 @@ cmd_deps() {
     command -v dpkg-source >/dev/null || missing+=(dpkg-dev)
     command -v openssl >/dev/null || missing+=(openssl)
     command -v make >/dev/null || missing+=(make)
+    command -v curl >/dev/null || missing+=(curl)
     local update=0
     if [ ! -x "$BIN" ] && ! have_src_list; then
         log "adding the deb-src source list (for apt-get source kubernetes)"
@@ -77,16 +78,18 @@ cmd_build() {
     exec 9>"$CACHE_ROOT/kube-apiserver.lock"
     flock 9
     if [ -x "$BIN" ]; then log "built by a concurrent run: $BIN"; echo "$BIN"; return 0; fi
-    local work
-    work=$(mktemp -d "$CACHE_ROOT/build.XXXXXX")
-    # The build tree is ~1.5 GB: never leave it behind, whatever happens.
-    trap 'rm -rf "$work"' EXIT
+    # The build tree is ~1.5 GB: never leave it behind, whatever happens (global: the EXIT trap
+    # runs after this function's locals are gone).
+    BUILD_WORK=$(mktemp -d "$CACHE_ROOT/build.XXXXXX")
+    trap 'rm -rf "${BUILD_WORK:-/nonexistent}"' EXIT
+    local work=$BUILD_WORK
     local t0=$SECONDS
     (
         cd "$work"
         apt-get source --download-only kubernetes >/dev/null
         dpkg-source -x kubernetes_*.dsc src >/dev/null
         cd src
+        # The build keeps its Go cache under _output/: removed with the tree.
         GOPROXY=off KUBE_GIT_VERSION=$VERSION KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 \
             KUBE_GIT_TREE_STATE=clean \
             make WHAT=cmd/kube-apiserver KUBE_BUILD_PLATFORMS=linux/amd64 >"$work/build.log" 2>&1 \
@@ -162,9 +165,6 @@ ETCD_PID=$etcd_pid
 APISERVER_PID=$api_pid
 ETCD_DATA=$etcd_data
 EOF
-    write_kubeconfig "$dir/admin.kubeconfig" "$server" admin "$admin_token"
-    write_kubeconfig "$dir/prewarm.kubeconfig" "$server" prewarm "$user_token"
-    write_kubeconfig "$dir/prewarm-2.kubeconfig" "$server" prewarm-2 "$user2_token"
 
     local deadline=$((SECONDS + ${KUBE_ENV_START_TIMEOUT:-90}))
     until curl -ksf -H "Authorization: Bearer $admin_token" "$server/readyz" >/dev/null 2>&1; do
@@ -176,11 +176,16 @@ EOF
         fi
         sleep 0.2
     done
+    # The apiserver self-signs (CA + serving cert, 127.0.0.1 in the SANs) into --cert-dir: trust
+    # that bundle rather than skipping verification (clients warn on every insecure request).
+    write_kubeconfig "$dir/admin.kubeconfig" "$server" admin "$admin_token" "$dir/certs/apiserver.crt"
+    write_kubeconfig "$dir/prewarm.kubeconfig" "$server" prewarm "$user_token" "$dir/certs/apiserver.crt"
+    write_kubeconfig "$dir/prewarm-2.kubeconfig" "$server" prewarm-2 "$user2_token" "$dir/certs/apiserver.crt"
     log "ready at $server in $((SECONDS - t0)) s (dir $dir)"
 }
 
 write_kubeconfig() {
-    local file=$1 server=$2 user=$3 token=$4
+    local file=$1 server=$2 user=$3 token=$4 ca=$5
     cat >"$file" <<EOF
 apiVersion: v1
 kind: Config
@@ -188,7 +193,7 @@ clusters:
 - name: local
   cluster:
     server: $server
-    insecure-skip-tls-verify: true
+    certificate-authority: $ca
 users:
 - name: $user
   user:

@@ -12,6 +12,7 @@ the pod goes away, so scale-downs do not erase what scale-ups taught.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -212,11 +213,15 @@ class Cluster:
         self._frozen_nodes: dict[str, dict[str, DurationSample]] = {}
         self.changed = False
         """New samples since the last save of the persisted state."""
+        self._targets_changed = asyncio.Event()
 
     # --- settings and selectors -------------------------------------------------------------
 
     def set_settings(self, settings: Settings) -> None:
+        old = self.targets()
         self.settings = settings
+        if self.targets() != old:
+            self._targets_changed.set()
 
     def targets(self) -> set[tuple[str, str]]:
         return {(m.target.namespace, m.target.deployment) for m in self.settings.models
@@ -240,11 +245,13 @@ class Cluster:
 
     async def keep_selectors_fresh(self, api: Api, period_seconds: float = SELECTOR_REFRESH_SECONDS) -> None:
         while True:
+            self._targets_changed.clear()
             try:
                 await asyncio.to_thread(self.refresh_selectors, api)
             except Exception as exc:  # any API failure: keep the old selectors
                 log.warning("reading target deployments failed: %s", exc)
-            await asyncio.sleep(period_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._targets_changed.wait(), period_seconds)
 
     def model_pods(self, model: ModelSettings) -> list[PodView]:
         selector = self._selector(model)
