@@ -1,0 +1,105 @@
+"""The engine with a real forecaster (thread pool here; a process pool in serve) and a fake source."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from forecasting.types import Series
+from scaler.core.model import Reason
+from tests.support.harness import T0, FakeSource, settings_from_yaml, start_harness
+
+CONFIG = """
+replay: {}
+defaults: {refreshInterval: 15s, step: 10m, history: 7d, staleAfter: 10m, coldStart: {initial: 20m}, seasonality: [1d]}
+models:
+  - {name: chat, capacityPerReplica: 10, maxReplicas: 50}
+"""
+
+
+def daily(days: int = 7, step: int = 600) -> Series:
+    t = np.arange(days * 86400 // step) * step
+    values = 50 + 40 * np.sin(2 * np.pi * t / 86400)
+    return Series(start=T0 - days * 86400, step_seconds=step, values=values)
+
+
+async def test_backfill_refit_and_forecast_driven_decisions() -> None:
+    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": daily()})
+    with ThreadPoolExecutor(1) as pool:
+        h = await start_harness(settings_from_yaml(CONFIG), source, fit_executor=pool)
+        try:
+            await h.engine.backfill()
+            await h.engine.refit()
+            await h.step(15)
+            snap = h.holder.current
+            assert snap.fits["chat"].skill is not None and not snap.fits["chat"].demoted
+            d = snap.decisions["chat"]
+            # at T0 (midnight) the sine rises: the p90 over the next ~20 min exceeds demand now
+            assert d.forecast_replicas is not None and d.forecast_replicas >= d.reactive_replicas
+            assert d.lead_seconds == 20 * 60 + 30
+            assert "chat" in snap.forecasts and snap.forecasts["chat"].origin <= snap.at
+            # the forecast made one lead ago for now appears once that time has come
+            for _ in range(int(d.lead_seconds // 60) + 2):
+                await h.step(60)
+            assert "chat" in h.holder.current.forecast_for_now
+            assert h.registry.get_sample_value("prewarm_forecast_for_now_demand", {"model": "chat"}) is not None
+        finally:
+            await h.close()
+
+
+class FailingPool:
+    def submit(self, fn, *args, **kwargs):
+        future: Future[object] = Future()
+        future.set_exception(RuntimeError("worker died"))
+        return future
+
+    def shutdown(self, wait: bool = True, **kwargs) -> None:
+        return None
+
+
+async def test_failed_fit_is_counted_and_decisions_stay_reactive() -> None:
+    source = FakeSource(demand={"chat": 35.0}, history_values={"chat": daily()})
+    h = await start_harness(settings_from_yaml(CONFIG), source, fit_executor=FailingPool())
+    try:
+        await h.engine.backfill()
+        await h.engine.refit()
+        await h.step(15)
+        assert h.engine.stats.fit_errors == 1
+        d = h.holder.current.decisions["chat"]
+        assert (d.replicas, d.reason) == (4, Reason.REACTIVE) and "no forecaster fitted yet" in d.message
+    finally:
+        await h.close()
+
+
+async def test_source_failure_is_counted_and_history_retried() -> None:
+    source = FakeSource(demand={"chat": 35.0}, fail="http_5xx")
+    h = await start_harness(settings_from_yaml(CONFIG), source)
+    try:
+        await h.engine.backfill()
+        await h.step(15)
+        assert h.engine.stats.source_errors == {"http_5xx": 2}
+        assert not h.holder.current.decisions["chat"].valid
+        source.fail = None
+        await h.engine.backfill()
+        assert h.engine.models["chat"].backfilled
+        await h.step(15)
+        assert h.holder.current.decisions["chat"].replicas == 4
+    finally:
+        await h.close()
+
+
+async def test_reload_keeps_learned_state_and_adds_models() -> None:
+    h = await start_harness(settings_from_yaml(CONFIG), FakeSource(demand={"chat": 35.0, "code": 5.0}))
+    try:
+        await h.step(15)
+        runtime = h.engine.models["chat"]
+        new = settings_from_yaml(CONFIG.replace("maxReplicas: 50}", "maxReplicas: 3}\n  - {name: code, capacityPerReplica: 1}"))
+        h.engine.apply_settings(new)
+        assert h.engine.models["chat"] is runtime and "code" in h.engine.models
+        await h.step(15)
+        decisions = h.holder.current.decisions
+        assert decisions["chat"].replicas == 3 and decisions["chat"].reason is Reason.MAX
+        assert decisions["code"].replicas == 5
+    finally:
+        await h.close()
