@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import requests
+import urllib3
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
@@ -51,10 +52,10 @@ MAX_POINTS_PER_QUERY = 10_000
 """Points per series per range request; Prometheus rejects more than 11,000."""
 MAX_QUERY_CHARS = 24_000
 """Longer batched queries are split (they travel in the URL; proxies cap URLs near 32 KiB)."""
-ERROR_REASONS = ("unreachable", "timeout", "tls", "http_4xx", "http_5xx", "bad_response",
-                 "credentials")
+ERROR_REASONS = ("unreachable", "timeout", "tls", "throttled", "http_4xx", "http_5xx",
+                 "bad_response", "credentials")
 REJECT_REASONS = ("nan", "inf", "negative", "stale", "ambiguous", "unexpected_series")
-_RETRIED = frozenset({"unreachable", "timeout", "http_5xx", "bad_response"})
+_RETRIED = frozenset({"unreachable", "timeout", "throttled", "http_5xx", "bad_response"})
 _STATUS = re.compile(r"HTTP Status Code (\d{3})")
 
 
@@ -161,18 +162,21 @@ class PrometheusSource:
         session.verify = settings.caFile or not settings.insecureSkipVerify
         if settings.insecureSkipVerify:
             # The operator opted out of verification; one log line instead of one warning a request.
-            import urllib3
-
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             log.warning("prometheus: TLS verification disabled (insecureSkipVerify)")
-        return PrometheusConnect(
-            url=settings.url.rstrip("/"),
-            headers=dict(settings.headers) or None,
-            retry=Retry(total=False),  # our own retries: backoff with jitter, counted
-            auth=_FileAuth(settings) if settings.bearerTokenFile or settings.basicAuth else None,
-            session=session,
-            timeout=settings.timeout,
-        )
+        # Passed as a mapping: the client's annotations are narrower than what it accepts
+        # (headers may be None, auth any requests auth, timeout float seconds).
+        options: dict[str, Any] = {
+            "url": settings.url.rstrip("/"),
+            "headers": dict(settings.headers) or None,
+            # No urllib3 retries (ours have jitter and are counted); read=False keeps a read
+            # timeout a timeout instead of a "max retries" connection error.
+            "retry": Retry(total=0, read=False),
+            "auth": _FileAuth(settings) if settings.bearerTokenFile or settings.basicAuth else None,
+            "session": session,
+            "timeout": settings.timeout,
+        }
+        return PrometheusConnect(**options)
 
     def close(self) -> None:
         self._client.close()
@@ -341,7 +345,7 @@ class PrometheusSource:
     def _backoff_seconds(self, attempt: int) -> float:
         """Exponential backoff with "equal jitter": base * 2^attempt, scaled into [50%, 100%]."""
         base, cap = self._backoff
-        return min(cap, base * 2**attempt) * (0.5 + 0.5 * self._rng.random())
+        return min(cap, base * 2.0**attempt) * (0.5 + 0.5 * self._rng.random())
 
     # --- counters ---------------------------------------------------------------------------------
 
@@ -402,12 +406,13 @@ def _classify(exc: BaseException) -> SourceError | None:
         return SourceError(f"prometheus TLS error: {exc}", reason="tls")
     if isinstance(exc, requests.Timeout):
         return SourceError(f"prometheus timed out: {exc}", reason="timeout")
-    if isinstance(exc, requests.ConnectionError):
+    if isinstance(exc, requests.ConnectionError | urllib3.exceptions.HTTPError):
         return SourceError(f"prometheus unreachable: {exc}", reason="unreachable")
     if isinstance(exc, PrometheusApiClientException):
         match = _STATUS.search(str(exc))
         status = int(match.group(1)) if match else 0
-        reason = "http_4xx" if 400 <= status < 500 and status not in (408, 429) else "http_5xx"
+        reason = {408: "timeout", 429: "throttled"}.get(status) or (
+            "http_5xx" if status >= 500 else "http_4xx" if status >= 400 else "bad_response")
         return SourceError(f"prometheus answered {str(exc)[:300]}", reason=reason)
     if isinstance(exc, ValueError | KeyError | TypeError | requests.RequestException):
         return SourceError(f"prometheus answer unreadable: {exc!r}"[:300], reason="bad_response")
