@@ -8,8 +8,9 @@
 #                                     ${XDG_CACHE_HOME:-$HOME/.cache}/prewarm/kube-apiserver-v1.20.2)
 #   scripts/kube-env.sh path          print the cached binary's path (exit 1 when not built)
 #   scripts/kube-env.sh start DIR     start etcd (data on /dev/shm) + apiserver on free loopback ports;
-#                                     writes DIR/admin.kubeconfig, DIR/tokens.csv, DIR/env (KEY=VALUE
-#                                     lines: SERVER, ADMIN_TOKEN, USER_TOKEN, ETCD_PID, APISERVER_PID ...)
+#                                     writes DIR/admin.kubeconfig, DIR/prewarm.kubeconfig (the daemon's
+#                                     ServiceAccount user), DIR/env (KEY=VALUE lines: SERVER,
+#                                     ADMIN_TOKEN, USER_TOKEN, ETCD_PID, APISERVER_PID ...)
 #                                     and returns once /readyz answers ok
 #   scripts/kube-env.sh stop DIR      stop what `start DIR` started (by the PIDs it recorded) and
 #                                     remove the etcd data directory
@@ -19,10 +20,10 @@
 # ~5-10 min on 2 cores and a 1.5 GB tree; only the 110 MB binary is kept.
 #
 # Token users written to tokens.csv (static token auth; RBAC is the only authorizer):
-#   admin        group system:masters     - the test harness (creates namespaces, plays pods/nodes)
-#   prewarm      group prewarm-daemons    - the daemon under test; bound by the tests to exactly the
-#                                           shipped deploy/rbac roles, nothing else
-#   prewarm-2    group prewarm-daemons    - a second daemon replica (leader election tests)
+#   admin                                   system:masters - the test harness (namespaces, pods, nodes)
+#   system:serviceaccount:prewarm:prewarm   the daemon under test: the user name and groups a pod of
+#                                           ServiceAccount prewarm/prewarm authenticates as, so the
+#                                           shipped deploy/rbac bindings apply to it unchanged
 set -euo pipefail
 
 VERSION=v1.20.2
@@ -126,12 +127,11 @@ cmd_start() {
     # etcd 3.4 has no --unsafe-no-fsync: tmpfs keeps its fsyncs cheap.
     local etcd_data
     etcd_data=$(mktemp -d /dev/shm/prewarm-etcd.XXXXXX)
-    local admin_token user_token user2_token
-    admin_token=$(rand_token); user_token=$(rand_token); user2_token=$(rand_token)
+    local admin_token user_token
+    admin_token=$(rand_token); user_token=$(rand_token)
     {
         echo "$admin_token,admin,admin,system:masters"
-        echo "$user_token,prewarm,prewarm,prewarm-daemons"
-        echo "$user2_token,prewarm-2,prewarm-2,prewarm-daemons"
+        echo "$user_token,system:serviceaccount:prewarm:prewarm,prewarm-sa,\"system:serviceaccounts,system:serviceaccounts:prewarm,system:authenticated\""
     } >"$dir/tokens.csv"
     [ -f "$dir/sa.key" ] || openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null
     openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null
@@ -160,7 +160,6 @@ cmd_start() {
 SERVER=$server
 ADMIN_TOKEN=$admin_token
 USER_TOKEN=$user_token
-USER2_TOKEN=$user2_token
 ETCD_PID=$etcd_pid
 APISERVER_PID=$api_pid
 ETCD_DATA=$etcd_data
@@ -180,7 +179,6 @@ EOF
     # that bundle rather than skipping verification (clients warn on every insecure request).
     write_kubeconfig "$dir/admin.kubeconfig" "$server" admin "$admin_token" "$dir/certs/apiserver.crt"
     write_kubeconfig "$dir/prewarm.kubeconfig" "$server" prewarm "$user_token" "$dir/certs/apiserver.crt"
-    write_kubeconfig "$dir/prewarm-2.kubeconfig" "$server" prewarm-2 "$user2_token" "$dir/certs/apiserver.crt"
     log "ready at $server in $((SECONDS - t0)) s (dir $dir)"
 }
 

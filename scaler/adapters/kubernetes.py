@@ -249,8 +249,8 @@ class KubernetesCollector(Collector):
         spare = GaugeMetricFamily("prewarm_pool_spare_gpus",
                                   "GPU slots a new replica could take now (balloon-held included).",
                                   labels=["pool"])
-        for pool in self.parts.cluster.settings.nodePools:
-            spare.add_metric([pool.name], self.parts.cluster.pool_capacity(pool).spare_gpus)
+        for node_pool in self.parts.cluster.settings.nodePools:
+            spare.add_metric([node_pool.name], self.parts.cluster.pool_capacity(node_pool).spare_gpus)
         yield from (pods, wanted, capped, spare)
         yield CounterMetricFamily("prewarm_balloon_errors", "Failed balloon actuations.",
                                   value=status.errors_total)
