@@ -13,10 +13,11 @@ import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -34,6 +35,9 @@ from scaler.core.errors import ConfigError
 from scaler.core.ports import MetricSource
 from scaler.engine import Engine, initial_snapshot, replace_settings
 from scaler.snapshot import SnapshotHolder
+
+if TYPE_CHECKING:
+    from scaler.adapters.kubernetes import KubernetesParts
 
 log = logging.getLogger("prewarm")
 
@@ -149,18 +153,40 @@ class App:
         workers = self.settings.defaults.fitWorkers or os.cpu_count() or 1
         self.executor = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-        self.engine = Engine(self.clock, self.settings, self.source, self.holder,
-                             fit_executor=self.executor)
+        self.kube = self._build_kubernetes()
+        self.engine = Engine(
+            self.clock, self.settings, self.source, self.holder, fit_executor=self.executor,
+            cold_starts=self.kube.cold_starts if self.kube else None,
+            actuators=self.kube.actuators if self.kube else (),
+            pool_has_spare=self.kube.pool_has_spare if self.kube else None)
         self.watcher = (ConfigFileWatcher(options.config, self._on_settings)
                         if options.config is not None else None)
         self.servicer = ExternalScalerServicer(self.holder, self.clock, GrpcMetrics(self.registry))
         self.registry.register(ForecastCollector(lambda: self.holder.current, self.clock,
                                                  counters=self._counters))
+        if self.kube is not None:
+            from scaler.adapters.kubernetes import KubernetesCollector
+
+            self.registry.register(KubernetesCollector(self.kube))
         self.scheduler = AsyncIOScheduler()
         self.stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.grpc_port = 0
+        self.exit_code = 0
         self.metrics_port = 0
+
+    def _build_kubernetes(self) -> KubernetesParts | None:
+        """Cold-start learning, balloons, leader election, ConfigMap watch: with `kubernetes:` only."""
+        if self.settings.kubernetes is None:
+            return None
+        from scaler.adapters.kubernetes import build_kubernetes
+
+        try:
+            return build_kubernetes(self.settings, clock=self.clock, kubeconfig=self.options.kubeconfig,
+                                    on_settings=self._on_settings)
+        except Exception as exc:  # a wrong kubeconfig is a user error, reported as one
+            raise ConfigError([f"kubernetes: cannot connect to the API server: {exc}"],
+                              source="--kubeconfig") from None
 
     def _speed(self) -> float:
         replay = self.settings.replay
@@ -171,17 +197,22 @@ class App:
         source_errors = dict(stats.source_errors)
         for reason, n in getattr(self.source, "errors_total", {}).items():
             source_errors[reason] = max(source_errors.get(reason, 0), n)
+        kube = self.kube.counters() if self.kube is not None else {}
         return {
             "source_errors": source_errors, "refreshes": stats.refreshes, "refits": stats.refits,
             "fit_errors": stats.fit_errors, "last_source_success": stats.last_source_success,
-            "config_reloads": self.watcher.reloads_total if self.watcher else 0,
-            "config_reload_errors": self.watcher.errors_total if self.watcher else 0,
+            "config_reloads": (self.watcher.reloads_total if self.watcher else 0)
+            + kube.get("config_reloads", 0),
+            "config_reload_errors": (self.watcher.errors_total if self.watcher else 0)
+            + kube.get("config_reload_errors", 0),
         }
 
     def _on_settings(self, parsed: ParsedSettings) -> None:
         """A new valid config: swap it in; the next refresh decides under it."""
         self.settings = parsed.settings
         self.engine.apply_settings(parsed.settings)
+        if self.kube is not None:
+            self.kube.update_settings(parsed.settings)
         self.holder.replace_nowait(replace_settings(self.holder.current, parsed.settings))
         self._schedule_jobs()
         self._tasks.add(asyncio.get_running_loop().create_task(self.engine.backfill(), name="backfill"))
@@ -200,6 +231,17 @@ class App:
             self.scheduler.add_job(func, "interval", seconds=seconds, id=name, name=name,
                                    replace_existing=True, max_instances=1, coalesce=True,
                                    misfire_grace_time=None)
+
+    async def _guard(self, run: Callable[[], Awaitable[None]]) -> None:
+        """A long-running task that dies takes the daemon down (a bug, not a data problem)."""
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task %s failed; stopping", getattr(run, "__name__", run))
+            self.exit_code = 1
+            self.stopping.set()
 
     async def _refit(self) -> None:
         await self.engine.backfill()
@@ -240,6 +282,9 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        if self.kube is not None:
+            for task in self.kube.tasks:
+                self._tasks.add(loop.create_task(self._guard(task), name=task.__name__))
         try:
             await self.engine.backfill()
             await self.engine.refresh()
@@ -251,7 +296,7 @@ class App:
             await self._shutdown(server, health_servicer)
             metrics_server.shutdown()
             metrics_thread.join(timeout=5)
-        return 0
+        return self.exit_code
 
     async def _shutdown(self, server: grpc.aio.Server, health_servicer: Any) -> None:
         log.info("shutting down: health NOT_SERVING, ending streams, draining calls")
@@ -260,6 +305,9 @@ class App:
             self.scheduler.shutdown(wait=False)
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.kube is not None:
+            await self.kube.aclose()
         await self.holder.close()
         await server.stop(self.options.grace_seconds)
         self.executor.shutdown(wait=False, cancel_futures=True)

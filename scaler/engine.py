@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from forecasting.types import Forecast, Series
 from scaler.core.clock import Clock
+from scaler.core.coldstart import lead_seconds
 from scaler.core.config import ModelSettings, Settings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
 from scaler.core.errors import SourceError
@@ -76,6 +77,7 @@ class Engine:
         fit_executor: Executor | None,
         cold_starts: ColdStartProvider | None = None,
         actuators: Sequence[Actuator] = (),
+        pool_has_spare: Callable[[ModelSettings], bool | None] | None = None,
     ) -> None:
         self.clock = clock
         self.settings = settings
@@ -84,6 +86,7 @@ class Engine:
         self.fit_executor = fit_executor
         self.cold_starts = cold_starts
         self.actuators = list(actuators)
+        self.pool_has_spare = pool_has_spare
         self.stats = EngineStats()
         self.models: dict[str, ModelRuntime] = {}
         self._refresh_lock = asyncio.Lock()
@@ -231,8 +234,10 @@ class Engine:
         if demand is not None and math.isfinite(demand):
             rt.history.add(now, demand)
         cold = self._cold_start(m, now)
-        lead = cold.pod_startup_seconds + cold.node_provisioning_seconds \
-            + self.settings.defaults.pollingInterval
+        # Node provisioning counts only when no GPU is free for a new replica (None: unknown).
+        spare = self.pool_has_spare(m) if self.pool_has_spare is not None else None
+        lead = lead_seconds(cold, pool_has_spare=spare,
+                            decision_delay_seconds=self.settings.defaults.pollingInterval)
         forecast, note = self._forecast(m, rt, now, lead + cold.node_provisioning_seconds)
         self._track_forecast_for_now(m, rt, forecast, now, lead)
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=lead,
