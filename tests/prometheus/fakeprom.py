@@ -67,8 +67,8 @@ class FakePrometheus:
         self, handler: Handler | None = None, *, upstream: str | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.handler = handler or (lambda request: Reply())
         self.upstream = upstream
+        self.handler: Handler = handler or (self.forward if upstream else lambda request: Reply())
         self.requests: list[Request] = []
         self._closing = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self._make_handler())
