@@ -170,10 +170,10 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
         self, request: pb.ScaledObjectRef, context: Any
     ) -> AsyncIterator[pb.GetMetricSpecResponse]:
         """The spec at once (same as GetMetricSpec); it never changes for a model, so then wait."""
-        first = await self._stream_first("StreamMetricSpec", context, lambda: (self._spec(request), 0))
-        if first is None:
+        spec = await self._stream_first("StreamMetricSpec", context, lambda: self._spec(request))
+        if spec is None:
             return
-        yield first[0]
+        yield spec
         generation = self.holder.current.generation
         while not self.holder.closed:
             generation = (await self.holder.wait_newer(generation, timeout=60.0)).generation
