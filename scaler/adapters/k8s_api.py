@@ -5,23 +5,27 @@ Why not the generated ``CoreV1Api`` models: every object here is read for a hand
 object and a conversion back for every write. The official ``ApiClient`` still does everything
 that matters: kubeconfig and in-cluster config, TLS, token refresh, proxies.
 
-The client is blocking. Each call here runs in a worker thread (``asyncio.to_thread``); a watch
-streams in a thread and hands events to the event loop with ``call_soon_threadsafe``, so every
-store is only mutated on the loop. Cancelling a watch shuts its socket down so the thread ends
-within milliseconds, not at the server's watch timeout.
+The client is blocking. Each call runs in a thread of the Api's own small pool (``Api.call``) and
+each watch streams in a thread of its own, handing events to the event loop with
+``call_soon_threadsafe``, so every store is only mutated on the loop. Neither uses asyncio's default
+executor: a watch holds its thread for minutes, and a few of them would starve everything else the
+app runs in that executor. Cancelling a watch shuts its socket down so the thread ends within
+milliseconds, not at the server's watch timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import urllib3.exceptions
 from kubernetes import client as k8s_client
@@ -36,6 +40,10 @@ WATCH_TIMEOUT_SECONDS = (240, 480)
 """Server-side watch timeout range (random, so replicas do not relist together, as client-go)."""
 REQUEST_TIMEOUT_SECONDS = 30.0
 BACKOFF_SECONDS = (0.5, 30.0)
+API_THREADS = 4
+"""Threads for short blocking calls (Lease, balloons, state, Events): they never wait on each other."""
+
+T = TypeVar("T")
 
 
 class KubeApiError(Exception):
@@ -94,6 +102,7 @@ class Api:
 
     def __init__(self, api_client: Any, *, request_timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
         self._client = api_client
+        self._executor = ThreadPoolExecutor(API_THREADS, thread_name_prefix="k8s-api")
         self.request_timeout = request_timeout
         self.requests_total: dict[str, int] = {}
         """Requests by verb, for the metrics (as VPA instruments its Prometheus client)."""
@@ -105,7 +114,13 @@ class Api:
         return cls(load_api_client(kubeconfig))
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
         self._client.close()
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking function (usually one of this Api's calls) off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Obj:
         return self.request("GET", path, query=query)
@@ -259,12 +274,16 @@ class ListWatch:
         self.synced = asyncio.Event()
         """Set once the first list has been handed to the handler."""
         self._streams: set[_Stream] = set()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"k8s-watch-{self.name}")
+        """This watch's own thread: list and stream, one at a time."""
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = BACKOFF_SECONDS[0]
         while True:
             try:
-                items, version = await asyncio.to_thread(self.api.list_all, self.path, self.query)
+                items, version = await loop.run_in_executor(
+                    self._executor, self.api.list_all, self.path, self.query)
                 self.stats.relists += 1
                 self.handler.replace(items)
                 self.synced.set()
@@ -292,7 +311,8 @@ class ListWatch:
         self._streams.add(stream)
         timeout = random.randint(*WATCH_TIMEOUT_SECONDS)
         try:
-            return await asyncio.to_thread(self._stream_events, stream, loop, version, timeout)
+            return await loop.run_in_executor(
+                self._executor, self._stream_events, stream, loop, version, timeout)
         finally:
             stream.stop()
             self._streams.discard(stream)
@@ -341,6 +361,7 @@ class ListWatch:
             stream.stop()
         for stream in streams:
             stream.done.wait(wait_seconds)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _events(response: Any) -> Iterator[Obj]:

@@ -15,7 +15,6 @@ the models they are meant to serve.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -133,7 +132,7 @@ class BalloonActuator:
 
     async def _apply(self, pool: NodePool, plan: BalloonPlan | None) -> None:
         try:
-            replicas = await asyncio.to_thread(self.apply_plan, pool, plan)
+            replicas = await self.api.call(self.apply_plan, pool, plan)
         except KubeApiError as exc:
             self.status.errors_total += 1
             self.status.last_error = f"{pool.name}: {exc}"

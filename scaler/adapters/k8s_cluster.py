@@ -247,7 +247,7 @@ class Cluster:
         while True:
             self._targets_changed.clear()
             try:
-                await asyncio.to_thread(self.refresh_selectors, api)
+                await api.call(self.refresh_selectors, api)
             except Exception as exc:  # any API failure: keep the old selectors
                 log.warning("reading target deployments failed: %s", exc)
             with contextlib.suppress(TimeoutError):

@@ -114,9 +114,14 @@ class ConfigMapWatcher:
         self.last_error = str(error)
         log.error("config change rejected, keeping the last good config: %s", error)
         task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self.emit_event, obj, error), name="config-event")
+            self.api.call(self.emit_event, obj, error), name="config-event")
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        task.add_done_callback(self._event_done)
+
+    def _event_done(self, task: asyncio.Task[bool]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("cannot create the InvalidConfig event: %s", task.exception())
 
     # --- Event ---------------------------------------------------------------------------------
 

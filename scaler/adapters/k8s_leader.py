@@ -194,23 +194,27 @@ class LeaderElector:
             return False
         self._set_leading(False)
         self._renewed_at = None
-        try:
-            lease = self.api.get(self.path)
-            if LeaseRecord.of(lease).holder != self.identity:
+        for _ in range(3):  # 409: our own last renewal (still in flight at shutdown) got there first
+            try:
+                lease = self.api.get(self.path)
+                if LeaseRecord.of(lease).holder != self.identity:
+                    return False
+                spec = {**(lease.get("spec") or {}), "holderIdentity": "", "leaseDurationSeconds": 1,
+                        "renewTime": format_micro_time(self.clock.now())}
+                self.api.replace(self.path, {**lease, "spec": spec})
+                return True
+            except KubeApiError as exc:
+                if exc.conflict:
+                    continue
+                log.warning("releasing lease %s/%s failed: %s", self.namespace, self.name, exc)
                 return False
-            spec = {**(lease.get("spec") or {}), "holderIdentity": "", "leaseDurationSeconds": 1,
-                    "renewTime": format_micro_time(self.clock.now())}
-            self.api.replace(self.path, {**lease, "spec": spec})
-        except KubeApiError as exc:
-            log.warning("releasing lease %s/%s failed: %s", self.namespace, self.name, exc)
-            return False
-        return True
+        return False
 
     async def run(self) -> None:
         """Elect forever: renew every renewPeriod as leader, retry with jitter as follower."""
         while True:
             try:
-                leading = await asyncio.to_thread(self.try_acquire_or_renew)
+                leading = await self.api.call(self.try_acquire_or_renew)
             except Exception as exc:  # network errors: a step failed, the loop goes on
                 leading = self._failed(exc)
             # A leader whose renewal failed checks the deadline (is_leader) on every read.

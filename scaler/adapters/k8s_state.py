@@ -161,4 +161,4 @@ class StateStore:
         while True:
             await asyncio.sleep(self.save_period_seconds)
             if self.cluster.changed and self.is_leader():
-                await asyncio.to_thread(self.save)
+                await self.api.call(self.save)

@@ -209,7 +209,7 @@ def _config_watcher(
 
 
 async def _load_then_save(state: StateStore) -> None:
-    await asyncio.to_thread(state.load)
+    await state.api.call(state.load)
     await state.run()
 
 
