@@ -12,6 +12,7 @@ released); SIGKILL: a crash (the Lease runs out).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -48,10 +49,8 @@ async def main(config_json: str, kubeconfig: str, identity: str) -> None:
         if parts.is_leader() != leading:
             leading = parts.is_leader()
             emit(id=identity, t=time.time(), change=leading)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), TICK_SECONDS)
-        except TimeoutError:
-            pass
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
