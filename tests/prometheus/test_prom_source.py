@@ -30,8 +30,6 @@ from scaler.core.config import Settings, parse_settings
 from scaler.core.errors import ConfigError, SourceError
 from tests.prometheus.fakeprom import FakePrometheus, Reply, Request, matrix, vector
 
-pytestmark = pytest.mark.prometheus
-
 NOW = 1_767_225_600.0
 A, B = "llama", "qwen/qwen2.5-7b"
 

@@ -13,8 +13,6 @@ from hypothesis import strategies as st
 from scaler.adapters import promql
 from scaler.core.config import ModelSettings, parse_settings
 
-pytestmark = pytest.mark.prometheus
-
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
 
 

@@ -46,7 +46,11 @@ def binaries() -> tuple[str, str] | None:
 
 def install() -> tuple[str, str] | None:
     """Run scripts/prometheus-env.sh (apt-get install when missing); the binaries after it."""
-    subprocess.run(["bash", str(ENV_SCRIPT)], check=False, timeout=600)
+    bash = shutil.which("bash") or "/bin/bash"
+    try:
+        subprocess.run([bash, str(ENV_SCRIPT), "install"], check=False, timeout=600)
+    except OSError as exc:
+        print(f"cannot run {ENV_SCRIPT}: {exc}", file=sys.stderr)
     return binaries()
 
 

@@ -298,7 +298,8 @@ def main(argv: Sequence[str]) -> int:
     servers = [ThreadingHTTPServer(("127.0.0.1", 0), _handler(exporter, None))]
     servers += [ThreadingHTTPServer(("127.0.0.1", 0), _handler(exporter, i))
                 for i in range(len(spec.pods))]
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+               for s in servers]
     for thread in threads:
         thread.start()
     stop = threading.Event()
