@@ -16,7 +16,7 @@ node wait 0, pod startup 610 s.
 
 Each stage's estimate is a decayed, robust p90 of recent samples: recent startups weigh more (half
 life ``DEFAULT_HALF_LIFE_SECONDS``; images and weights get cached, models change), one stuck pod
-cannot set the lead time (far-out samples above the upper quartile are dropped), and until
+cannot set the lead time (a rare sample 10x above the median is dropped), and until
 ``minSamples`` startups are seen the config's ``initial`` value is used.
 """
 
@@ -37,11 +37,14 @@ MAX_SAMPLES = 64
 """Samples kept per model and per pool: with the half life, older ones weigh < 1% anyway."""
 MAX_SAMPLE_SECONDS = 6 * 3600.0
 """Longer "startups" are not cold starts (quota exhausted, broken image): never learned."""
-OUTLIER_MIN_RATIO = 10.0
-"""A sample is far out only when above q75 x max(10, (q75/q25)^3): a bimodal cached/uncached
-image pull (60 s / 400 s) stays, a pod stuck for two hours among 5-minute starts goes."""
+OUTLIER_RATIO = 10.0
+"""A sample is far out when above 10 x the (weighted) median: a cached/uncached image pull (60 s /
+400 s) is not, a pod stuck for two hours among 5-minute starts is."""
+OUTLIER_MAX_SHARE = 0.25
+"""Far-out samples are dropped only while they are a minority (< 25% of the weight): slow starts
+that recur are the model's tail, and the p90 must cover them."""
 OUTLIER_MIN_SAMPLES = 4
-"""Quartiles of fewer samples say nothing: below this nothing is dropped."""
+"""With fewer samples nothing is dropped (one of three is no minority)."""
 
 
 @dataclass(frozen=True)
@@ -146,29 +149,24 @@ def node_sample(node: NodeTimeline) -> DurationSample | None:
 
 
 def weighted_quantile(values: Sequence[float], weights: Sequence[float], q: float) -> float:
-    """Quantile ``q`` of weighted values: linear between the midpoints of their weight steps.
+    """The smallest value whose cumulative weight reaches ``q`` of the total (inverted CDF).
 
-    E.g. three equal weights put the values at 1/6, 1/2 and 5/6 of the mass: q=0.9 is the
-    largest value (with three samples the p90 cannot be below the slowest one seen).
+    No interpolation: a sample of negligible weight (a month-old slow start) has negligible
+    influence, which interpolating toward it would not give. E.g. three equal weights: q=0.9
+    is the largest value (with three samples the p90 cannot be below the slowest one seen);
+    ten equal weights 1..10: q=0.9 is 9.
     """
     if not values or len(values) != len(weights):
         raise ValueError("values and weights must be non-empty and of equal length")
     pairs = sorted((v, w) for v, w in zip(values, weights, strict=True) if w > 0)
     if not pairs:
         raise ValueError("weights must not all be zero")
-    total = math.fsum(w for _, w in pairs)
+    target = q * math.fsum(w for _, w in pairs) * (1 - 1e-12)  # float noise must not skip a value
     cumulative = 0.0
-    positions: list[float] = []
-    for _, w in pairs:
-        positions.append((cumulative + w / 2) / total)
-        cumulative += w
-    if q <= positions[0]:
-        return pairs[0][0]
-    for i in range(1, len(pairs)):
-        if q <= positions[i]:
-            lo, hi = positions[i - 1], positions[i]
-            frac = (q - lo) / (hi - lo) if hi > lo else 1.0
-            return pairs[i - 1][0] + frac * (pairs[i][0] - pairs[i - 1][0])
+    for value, weight in pairs:
+        cumulative += weight
+        if cumulative >= target:
+            return value
     return pairs[-1][0]
 
 
@@ -178,13 +176,18 @@ def decay_weights(ages_seconds: Iterable[float], half_life_seconds: float) -> li
 
 
 def drop_far_out(values: Sequence[float], weights: Sequence[float]) -> tuple[list[float], list[float]]:
-    """Values and weights without the far-out high values (see ``OUTLIER_MIN_RATIO``)."""
+    """Values and weights without far-out high values, when those are a minority.
+
+    E.g. 300, 310, 320, 330 and one 7200 (a pod stuck on a quota): median 320, fence 3200, the
+    7200 is 20% of the weight -> dropped, p90 330. With two such pods of six (33%) both stay.
+    Quartiles would not do here: with five samples the outlier itself moves q75 past 2000.
+    """
     if len(values) < OUTLIER_MIN_SAMPLES:
         return list(values), list(weights)
-    q25 = weighted_quantile(values, weights, 0.25)
-    q75 = weighted_quantile(values, weights, 0.75)
-    spread = (q75 / q25) ** 3 if q25 > 0 else math.inf
-    fence = q75 * max(OUTLIER_MIN_RATIO, spread)
+    fence = weighted_quantile(values, weights, 0.5) * OUTLIER_RATIO
+    far = math.fsum(w for v, w in zip(values, weights, strict=True) if v > fence)
+    if far >= OUTLIER_MAX_SHARE * math.fsum(weights):
+        return list(values), list(weights)
     kept = [(v, w) for v, w in zip(values, weights, strict=True) if v <= fence]
     return [v for v, _ in kept], [w for _, w in kept]
 

@@ -68,7 +68,8 @@ def pool_capacity(
         allocatable += node.allocatable
         balloon += node.balloon
         free += _slots(idle, gpus_per_replica)
-        spare += _slots(idle + node.balloon, gpus_per_replica)
+        # Whatever real pods do not use, balloons preempted (never more than the node has).
+        spare += _slots(max(0, node.allocatable - node.used), gpus_per_replica)
     return PoolCapacity(
         allocatable_gpus=allocatable,
         free_gpus=max(0, free - pending_gpus),
