@@ -28,7 +28,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -42,7 +41,7 @@ from urllib3.util.retry import Retry
 
 from forecasting.types import Series
 from scaler.adapters import promql
-from scaler.core.config import Defaults, ModelSettings, PrometheusSettings
+from scaler.core.config import Defaults, ModelSettings, PrometheusSettings, Settings
 from scaler.core.errors import ConfigError, SourceError
 from scaler.core.model import Observation
 
@@ -57,12 +56,6 @@ ERROR_REASONS = ("unreachable", "timeout", "tls", "throttled", "http_4xx", "http
 REJECT_REASONS = ("nan", "inf", "negative", "stale", "ambiguous", "unexpected_series")
 _RETRIED = frozenset({"unreachable", "timeout", "throttled", "http_5xx", "bad_response"})
 _STATUS = re.compile(r"HTTP Status Code (\d{3})")
-
-
-@dataclass(frozen=True)
-class _Sample:
-    labels: Mapping[str, str]
-    points: tuple[tuple[float, float], ...]
 
 
 class _FileAuth(requests.auth.AuthBase):
@@ -105,6 +98,22 @@ def validate_settings(settings: PrometheusSettings) -> list[str]:
     lowered = {k.lower() for k in settings.headers}
     if "authorization" in lowered and (settings.bearerTokenFile or settings.basicAuth):
         problems.append("headers: Authorization is set by bearerTokenFile/basicAuth")
+    return problems
+
+
+def config_problems(settings: Settings) -> list[str]:
+    """Every Prometheus-related problem in a parsed config, each as ``key.path: problem``.
+
+    For config validation (``check-config``, load and reload): unknown signal names, bad query
+    templates, bad extra labels, conflicting auth settings.
+    """
+    problems = [f"defaults.queries.{p}"
+                for p in promql.validate_queries(settings.defaults.queries, batched=True)]
+    for i, m in enumerate(settings.models):
+        problems += [f"models[{i}].queries.{p}" for p in promql.validate_queries(m.queries)]
+        problems += [f"models[{i}].labels.{p}" for p in promql.validate_labels(m.labels)]
+    if settings.prometheus is not None:
+        problems += [f"prometheus.{p}" for p in validate_settings(settings.prometheus)]
     return problems
 
 
@@ -245,7 +254,7 @@ class PrometheusSource:
                 for name, value in self._instant_values(plan_, samples, now).items():
                     values[name][signal] = value
 
-    def _answers(self, plan: promql.Plan, now: float) -> Iterator[tuple[promql.Plan, list[_Sample]]]:
+    def _answers(self, plan: promql.Plan, now: float) -> Iterator[tuple[promql.Plan, list[promql.Sample]]]:
         """The plan's answer; on a 4xx (bad PromQL) each group alone, so one bad per-model
         override blinds only its own model, not every model batched with it."""
         try:
@@ -264,7 +273,7 @@ class PrometheusSource:
                                 [n for _, n in group.models], group_exc)
 
     def _instant_values(
-        self, plan: promql.Plan, samples: list[_Sample], now: float
+        self, plan: promql.Plan, samples: list[promql.Sample], now: float
     ) -> dict[str, float]:
         found: dict[str, list[float]] = {}
         for s in samples:
@@ -279,7 +288,7 @@ class PrometheusSource:
             found.setdefault(name, []).append(value)
         out: dict[str, float] = {}
         for name, vals in found.items():
-            reason = "ambiguous" if len(vals) > 1 else _hygiene(vals[0])
+            reason = "ambiguous" if len(vals) > 1 else promql.hygiene(vals[0])
             if reason:
                 self._reject(reason)
             else:
@@ -287,7 +296,7 @@ class PrometheusSource:
         return out
 
     def _fill(
-        self, values: np.ndarray[Any, np.dtype[np.float64]], samples: list[_Sample],
+        self, values: np.ndarray[Any, np.dtype[np.float64]], samples: list[promql.Sample],
         plan: promql.Plan, start: float, step: int,
     ) -> None:
         mine = [s for s in samples if plan.model_for(s.labels) is not None]
@@ -301,7 +310,7 @@ class PrometheusSource:
                 index = round((ts - start) / step)
                 if not 0 <= index < len(values) or abs(start + index * step - ts) > 1e-3:
                     continue
-                reason = _hygiene(value)
+                reason = promql.hygiene(value)
                 if reason:
                     self._reject(reason)
                 else:
@@ -309,20 +318,20 @@ class PrometheusSource:
 
     # --- HTTP -------------------------------------------------------------------------------------
 
-    def _request_instant(self, query: str, now: float) -> list[_Sample]:
+    def _request_instant(self, query: str, now: float) -> list[promql.Sample]:
         params = {"time": repr(now), "timeout": repr(self._settings.timeout)}
-        return self._request("instant", lambda: _parse(
+        return self._request("instant", lambda: promql.parse_result(
             self._client.custom_query(query, params=params), "value"))
 
-    def _request_range(self, query: str, start: float, end: float, step: int) -> list[_Sample]:
+    def _request_range(self, query: str, start: float, end: float, step: int) -> list[promql.Sample]:
         # Exact (float) bounds through params: the client would round its datetimes to seconds.
         params = {"start": repr(start), "end": repr(end), "timeout": repr(self._settings.timeout)}
-        return self._request("range", lambda: _parse(self._client.custom_query_range(
+        return self._request("range", lambda: promql.parse_result(self._client.custom_query_range(
             query, start_time=datetime.fromtimestamp(start, UTC),
             end_time=datetime.fromtimestamp(end, UTC), step=str(step), params=params,
         ), "values"))
 
-    def _request(self, kind: str, call: Callable[[], list[_Sample]]) -> list[_Sample]:
+    def _request(self, kind: str, call: Callable[[], list[promql.Sample]]) -> list[promql.Sample]:
         retries = self._settings.retries
         for attempt in range(retries + 1):
             began = time.monotonic()
@@ -387,15 +396,6 @@ def _bad_override(signal: str, model: ModelSettings) -> bool:
     return True
 
 
-def _hygiene(value: float) -> str | None:
-    """Why a value is refused, or None. Every signal here is non-negative by definition."""
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf"
-    return "negative" if value < 0 else None
-
-
 def _classify(exc: BaseException) -> SourceError | None:
     """A SourceError with a stable ``reason`` for a failed request; None: not ours to handle."""
     if isinstance(exc, SourceError):
@@ -417,38 +417,3 @@ def _classify(exc: BaseException) -> SourceError | None:
     if isinstance(exc, ValueError | KeyError | TypeError | requests.RequestException):
         return SourceError(f"prometheus answer unreadable: {exc!r}"[:300], reason="bad_response")
     return None
-
-
-def _parse(raw: object, key: str) -> list[_Sample]:
-    """Validate the ``data.result`` of a vector (``value``) or matrix (``values``) answer."""
-    if not isinstance(raw, list):
-        raise SourceError(f"prometheus answer: result is {type(raw).__name__}, expected a list",
-                          reason="bad_response")
-    try:
-        return [_sample(item, key) for item in raw]
-    except (TypeError, ValueError, KeyError, IndexError) as exc:
-        raise SourceError(f"prometheus answer: malformed series: {exc!r}"[:300],
-                          reason="bad_response") from None
-
-
-def _sample(item: Any, key: str) -> _Sample:
-    labels = item["metric"]
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        raise TypeError("metric must map label names to strings")
-    points = [item["value"]] if key == "value" else item["values"]
-    if not isinstance(points, list) or not points:
-        raise TypeError(f"{key} must be a non-empty list")
-    return _Sample(labels, tuple(_point(p) for p in points))
-
-
-def _point(point: Any) -> tuple[float, float]:
-    if not isinstance(point, list) or len(point) != 2 or not isinstance(point[0], int | float):
-        raise TypeError(f"point {point!r} is not [time, value]")
-    return float(point[0]), float(_string(point[1]))
-
-
-def _string(value: Any) -> str:
-    # Prometheus encodes sample values as strings ("1.5", "NaN", "+Inf"); a bare number is garbage.
-    if not isinstance(value, str):
-        raise TypeError(f"sample value {value!r} is not a string")
-    return value

@@ -1,7 +1,8 @@
-"""PromQL for vLLM's metrics: default signal queries, safe label matchers, batched query plans.
+"""PromQL for vLLM's metrics: default signal queries, safe label matchers, batched query plans,
+and the validation of answers.
 
-Pure string work (no I/O), so it is table-tested on its own; ``prometheus.py`` sends what this
-module builds. Everything a user writes into a query goes through :func:`quote` (PromQL string
+Pure (no I/O), so it is table-tested on its own; ``prometheus.py`` sends what this module builds
+and hands it what comes back. Everything a user writes into a query goes through :func:`quote` (PromQL string
 escaping) and, inside a regex matcher, :func:`regex_escape` first: a served model name such as
 ``x"} or vector(1) or {a="`` stays a label value and cannot change the query.
 
@@ -23,9 +24,11 @@ maps back to the model (a per-model override may return any labels, but only one
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from scaler.core.config import ModelSettings
 
@@ -317,6 +320,8 @@ def plans(
     The client sends queries in the URL (prometheus-api-client GETs): a query for thousands of
     models is split by halving the model list, which keeps it under proxies' URL limits.
     """
+    if not models:
+        return []
     groups = group_models(signal, models, defaults_queries)
     p = plan(signal, groups, window=window)
     if len(p.query) <= max_query_chars or len(models) <= 1:
@@ -326,3 +331,57 @@ def plans(
         *plans(signal, models[:half], defaults_queries, window=window, max_query_chars=max_query_chars),
         *plans(signal, models[half:], defaults_queries, window=window, max_query_chars=max_query_chars),
     ]
+
+
+# --- answers -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One answer series: its labels and (time, value) points (one point for an instant query)."""
+
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float], ...]
+
+
+def parse_result(raw: object, key: str) -> list[Sample]:
+    """The ``data.result`` of a vector (``key="value"``) or matrix (``"values"``) answer.
+
+    Raises ValueError for anything else (a scalar, a series without points, a value that is not
+    a string...): garbage is refused as a whole, never half-read.
+    """
+    if not isinstance(raw, list):
+        raise ValueError(f"result is {type(raw).__name__}, expected a list of series")
+    try:
+        return [_sample(item, key) for item in raw]
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise ValueError(f"malformed series: {exc!r}"[:300]) from None
+
+
+def hygiene(value: float) -> str | None:
+    """Why a value is refused, or None. Every signal here is non-negative by definition."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    return "negative" if value < 0 else None
+
+
+def _sample(item: Any, key: str) -> Sample:
+    labels = item["metric"]
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise TypeError("metric must map label names to strings")
+    points = [item["value"]] if key == "value" else item["values"]
+    if not isinstance(points, list) or not points:
+        raise TypeError(f"{key} must be a non-empty list")
+    return Sample(labels, tuple(_point(p) for p in points))
+
+
+def _point(point: Any) -> tuple[float, float]:
+    if not isinstance(point, list) or len(point) != 2 or not isinstance(point[0], int | float):
+        raise TypeError(f"point {point!r} is not [time, value]")
+    value = point[1]
+    # Prometheus encodes sample values as strings ("1.5", "NaN", "+Inf"); a bare number is garbage.
+    if not isinstance(value, str):
+        raise TypeError(f"sample value {value!r} is not a string")
+    return float(point[0]), float(value)

@@ -24,6 +24,7 @@ from scaler.adapters import promql
 from scaler.adapters.prometheus import (
     MAX_POINTS_PER_QUERY,
     PrometheusSource,
+    config_problems,
     validate_settings,
 )
 from scaler.core.config import Settings, parse_settings
@@ -324,6 +325,33 @@ def test_invalid_defaults_queries_are_refused() -> None:
     text = str(raised.value)
     assert "runing: unknown signal 'runing'" in text
     assert "waiting: must use {{matchers}}" in text
+
+
+def test_config_problems_name_the_key() -> None:
+    settings = make_settings(
+        "http://127.0.0.1:1", bearerTokenFile="/t", basicAuth={"username": "u", "passwordFile": "/p"},
+        defaults={"queries": {"running": "sum(x)"}},
+        models=[{"name": "a", "capacityPerReplica": 1, "labels": {"bad-key": "v"},
+                 "queries": {"waitng": "x", "waiting": "x{{{matchers}}"}}],
+    )
+    assert config_problems(settings) == [
+        "defaults.queries.running: must use {{matchers}} (a defaults query is sent for all "
+        "models at once)",
+        "models[0].queries.waitng: unknown signal 'waitng' (known: "
+        + ", ".join(promql.SIGNALS) + ")",
+        "models[0].queries.waiting: unclosed '{'",
+        "models[0].labels.bad-key: not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)",
+        "prometheus.bearerTokenFile: set either bearerTokenFile or basicAuth, not both",
+    ]
+    assert config_problems(make_settings("http://127.0.0.1:1")) == []
+
+
+def test_all_models_with_invalid_overrides_send_nothing(fake: FakePrometheus) -> None:
+    settings = make_settings(fake.url, models=[
+        {"name": "a", "capacityPerReplica": 1, "queries": {"concurrency": "sum(x"}}])
+    with open_source(settings) as source:
+        assert source.observe(settings.models, now=NOW)["a"].demand is None
+    assert not any("sum(x" in q for q in fake.queries())
 
 
 # --- history ---------------------------------------------------------------------------------------
