@@ -28,6 +28,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import pickle  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -85,6 +86,7 @@ def fit_one(task: tuple[str, int, int, int]) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     fitted.update(Series(fitted.end, series.step_seconds, series.values[-5:])).forecast(60)
     return {"name": fitted.name, "skill": fitted.skill, "seconds": seconds,
+            "model_kb": len(pickle.dumps(fitted)) / 1024,
             "warnings": len(fitted.diagnostics.warnings),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -118,6 +120,7 @@ def summarize(args: argparse.Namespace, workload: str, results: list[dict[str, A
         "fit_s_median": round(statistics.median(seconds), 4),
         "fit_s_p95": round(float(np.percentile(seconds, 95)), 4),
         "fit_s_max": round(max(seconds), 4),
+        "fitted_model_kb_median": round(statistics.median(r["model_kb"] for r in results), 1),
         "peak_rss_mb": {"parent": round(parent), "largest_worker": round(child),
                         "total_upper_bound": round(parent + args.workers * child)},
         "selected": dict(Counter(r["name"] for r in results).most_common()),

@@ -30,12 +30,16 @@ from forecasting.naive import SeasonalNaive
 from forecasting.smoothing import rolling_forecasts
 from forecasting.types import FitDiagnostics, FloatArray, Series
 
-MAX_HOLDOUT_SECONDS = 3 * 86400
+MAX_HOLDOUT_SECONDS = 2 * 86400
 """Recent history held out for selection and calibration: enough origins, still recent."""
 MAX_ORIGINS = 600
 """Origins scored per backtest (strided beyond this): bounds the cost at 1-minute steps."""
 POWERS = (0.0, 1.0)
 """Error scalings tried for the conformal bands: absolute, relative to the forecast."""
+CLIP_SIGMAS = 4.0
+"""Robust standard deviations of the one-step error one observation may correct (burst guard)."""
+SHIFT_SIGMAS = 6.0
+"""Errors beyond this many robust standard deviations, 3 steps in a row, are a level shift."""
 
 
 class InsufficientDataError(ValueError):
@@ -80,7 +84,7 @@ def prepare(series: Series, *, policy: GapPolicy) -> tuple[FloatArray, int]:
 
 
 def holdout_steps(n: int, *, step_seconds: int, horizon_steps: int, min_train: int) -> int:
-    """Length of the recent holdout: a quarter of the history, at most 3 days, at least 8 h."""
+    """Length of the recent holdout: a quarter of the history, at most 2 days, >= 8 horizons."""
     want = max(n // 4, 8 * horizon_steps)
     cap = max(MAX_HOLDOUT_SECONDS // step_seconds, 8 * horizon_steps)
     return max(0, min(want, cap, n - min_train))
@@ -149,6 +153,20 @@ def mase(bt: Backtest, baseline: Backtest) -> float | None:
     return float(np.mean(err[ok]) / np.mean(base[ok]))
 
 
+def error_clip(bt: Backtest, *, sigmas: float | None = None) -> float:
+    """Largest one-step error an observation may correct the level by: ``CLIP_SIGMAS`` robust
+    standard deviations (1.4826 x median absolute one-step error on the holdout). One burst then
+    moves the level by a bounded amount; a real level shift still gets through over a few steps.
+    """
+    sigmas = CLIP_SIGMAS if sigmas is None else sigmas
+    errors = np.abs(bt.actual[:, 0] - bt.predicted[:, 0]) if bt.actual.size else np.zeros(0)
+    errors = errors[~np.isnan(errors)]
+    if not math.isfinite(sigmas) or errors.size < 10:
+        return math.inf
+    scale = 1.4826 * float(np.median(errors))
+    return sigmas * scale if scale > 0 else math.inf
+
+
 def error_floor(values: FloatArray) -> float:
     """Scale floor for relative errors: 10 % of the mean level (1 for an all-zero series)."""
     level = float(np.nanmean(values))
@@ -174,8 +192,13 @@ def finish(
     else:
         walked, _ = rolling_forecasts(bt.fit.state, values[-bt.hold :], horizon=0)
         fitted = replace(bt.fit, state=walked)
+    # Burst guard and level-shift jumps only for models with a level; seasonal naive stays the
+    # pure baseline that MASE is measured against.
+    has_level = fitted.state.alpha > 0.0
     state = replace(
         fitted.state,
+        error_clip=error_clip(bt) if has_level else math.inf,
+        shift_error=error_clip(bt, sigmas=SHIFT_SIGMAS) if has_level else math.inf,
         gap_min_level=policy.min_level,
         max_gap_steps=policy.max_run_steps(step_seconds),
     )

@@ -63,6 +63,12 @@ class SmoothingState:
     """Longest run of zeros treated as a collection gap before zeros are believed."""
     zero_run: int = 0
     """Gap zeros seen in a row so far."""
+    shift_error: float = math.inf
+    """An error beyond this (series units), ``shift_steps`` times in a row with the same sign, is
+    a level shift, not a burst: the level jumps to it at once instead of crawling at ``alpha``."""
+    shift_steps: int = 3
+    shift_run: int = 0
+    """Signed count of consecutive same-sign errors beyond ``shift_error`` so far."""
 
     def __post_init__(self) -> None:
         season = np.asarray(self.season, dtype=np.float64)
@@ -113,8 +119,10 @@ def rolling_forecasts(
 def _filter(
     state: SmoothingState, values: FloatArray, *, horizon: int, stride: int
 ) -> tuple[SmoothingState, FloatArray]:
-    # A plain Python loop over floats: ~1 us per step, far cheaper than numpy scalar ops.
+    # A plain Python loop over floats (~1 us a step; numpy scalar ops would be 10x slower), kept
+    # in one function on purpose: this is the hot path of every backtest and update.
     level, trend, pos, zero_run = state.level, state.trend, state.pos, state.zero_run
+    shift_error, shift_steps, shift_run = state.shift_error, state.shift_steps, state.shift_run
     season = state.season.tolist()
     period = len(season)
     alpha, beta, gamma, phi = state.alpha, state.beta, state.gamma, state.phi
@@ -134,8 +142,18 @@ def _filter(
         elif y == y:
             zero_run = 0
         if y == y:  # not NaN
-            e = min(max(y - yhat, -clip), clip)
+            raw = y - yhat
+            e = min(max(raw, -clip), clip)
             level = level + phi * trend + alpha * e
+            if raw > shift_error:
+                shift_run = shift_run + 1 if shift_run > 0 else 1
+            elif raw < -shift_error:
+                shift_run = shift_run - 1 if shift_run < 0 else -1
+            else:
+                shift_run = 0
+            if abs(shift_run) >= shift_steps:  # level shift: this step's forecast is made exact
+                level += raw - alpha * e
+                shift_run = 0
             trend = phi * trend + beta * e
             if gamma > 0.0:
                 season[pos] += gamma * e
@@ -151,5 +169,6 @@ def _filter(
         season=season_arr,
         pos=pos,
         zero_run=zero_run,
+        shift_run=shift_run,
     )
     return final, rows

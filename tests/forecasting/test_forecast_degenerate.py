@@ -105,3 +105,24 @@ def test_nan_runs_never_leak_into_forecasts(
                 min_size=1, max_size=120))
 def test_arbitrary_non_negative_series(values: list[float]) -> None:
     _assert_sane(fit_auto(Series(0, STEP, np.array(values)), horizon_steps=H))
+
+
+def test_update_follows_a_level_shift_within_hours() -> None:
+    """Bursts are clipped, but a sustained doubling must get through within a few steps."""
+    day = 100 + 50 * np.sin(2 * np.pi * np.arange(24) / 24)
+    rng = np.random.default_rng(3)
+    values = np.tile(day, 10) + rng.normal(0, 3, 240)
+    fitted = fit_auto(Series(0, STEP, values), horizon_steps=H)
+    doubled = 2 * np.tile(day, 2)[:6]
+    moved = fitted.update(Series(fitted.end, STEP, doubled))
+    expected = 2 * np.tile(day, 2)[6:9]
+    np.testing.assert_allclose(moved.forecast(3).mean, expected, rtol=0.35)
+
+
+def test_one_burst_in_update_moves_the_level_a_bounded_amount() -> None:
+    day = 100 + 50 * np.sin(2 * np.pi * np.arange(24) / 24)
+    values = np.tile(day, 10) + np.random.default_rng(4).normal(0, 3, 240)
+    fitted = fit_auto(Series(0, STEP, values), horizon_steps=H)
+    calm = fitted.forecast(2).mean
+    burst = fitted.update(Series(fitted.end, STEP, np.array([100 * calm[0]])))
+    assert burst.forecast(1).mean[0] < calm[1] + 100
