@@ -114,6 +114,7 @@ async def test_serve_follows_prometheus_and_fails_static(
             assert time.monotonic() - stopped < STALE_AFTER + 5, "never turned UNAVAILABLE"
             await asyncio.sleep(0.25)
         failed_after = time.monotonic() - stopped
+        print(f"UNAVAILABLE {failed_after:.1f}s after Prometheus stopped")
         assert held and all(v == {"small": 9.0, "mid": 3.0} for v in held)
         assert STALE_AFTER - 2 * REFRESH <= failed_after <= STALE_AFTER + 3 * REFRESH
         polls = await keda.poll()
@@ -124,6 +125,7 @@ async def test_serve_follows_prometheus_and_fails_static(
         prom_env.prometheus.start()
         recovered = await keda.until(lambda v: v == {"small": 9.0, "mid": 3.0},
                                      timeout=10, what="answers after Prometheus restarts")
+        print(f"right answers {recovered:.1f}s after Prometheus was ready again")
         assert recovered <= REFRESH + 1.5, server.output()[-3000:]
         prom_env.prometheus.wait_scraped()
     finally:
