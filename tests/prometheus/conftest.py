@@ -60,7 +60,6 @@ def prom_env(
     try:
         yield env
     finally:
-        env.exporter.control(pin={SMALL: None, MID: None})
         next(env_iter, None)
 
 
