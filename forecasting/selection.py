@@ -27,7 +27,7 @@ from forecasting.calibration import Calibration, calibrate, pinball
 from forecasting.cleaning import GapPolicy, mask_gap_zeros
 from forecasting.fitted import FittedModel
 from forecasting.naive import SeasonalNaive
-from forecasting.smoothing import rolling_forecasts
+from forecasting.smoothing import SmoothingState, rolling_forecasts
 from forecasting.types import FitDiagnostics, FloatArray, Series
 
 MAX_HOLDOUT_SECONDS = 2 * 86400
@@ -59,6 +59,8 @@ class Backtest:
     seconds: float
     hold: int
     """Holdout length, steps."""
+    stride: int
+    """Steps between scored origins."""
 
     def horizon_errors(self) -> FloatArray:
         return self.actual[:, -1] - self.predicted[:, -1]
@@ -102,7 +104,7 @@ def backtest(
     padded = np.concatenate([test, np.full(horizon, np.nan)])
     windows = np.lib.stride_tricks.sliding_window_view(padded, horizon)[: test.shape[0] : stride]
     return Backtest(spec, fitted, predicted, np.array(windows),
-                    time.perf_counter() - started, hold)
+                    time.perf_counter() - started, hold, stride)
 
 
 def fit_state_recorded(spec: Forecaster, values: FloatArray, *, step_seconds: int) -> StateFit:
@@ -184,26 +186,42 @@ def finish(
     policy: GapPolicy,
     refit: bool,
 ) -> tuple[FittedModel, StateFit]:
-    """The fitted model: refit on all values (or walk the holdout), holdout calibration attached."""
+    """The fitted model: refit on all values (or walk the holdout), holdout calibration attached.
+
+    The calibration errors come from re-running the holdout with the burst guard and level-shift
+    jumps switched on, exactly as ``update`` will run between refits.
+    """
     floor = error_floor(values)
-    calibration = calibrate(bt.actual, bt.predicted, levels=levels, power=power, floor=floor)
+    guarded = with_online_guards(bt.fit.state, bt, policy=policy, step_seconds=step_seconds)
+    test = values[values.shape[0] - bt.hold :]
+    _, predicted = rolling_forecasts(guarded, test, horizon=bt.predicted.shape[1],
+                                     stride=bt.stride)
+    calibration = calibrate(bt.actual, predicted, levels=levels, power=power, floor=floor)
     if refit:
         fitted = fit_state_recorded(bt.spec, values, step_seconds=step_seconds)
     else:
-        walked, _ = rolling_forecasts(bt.fit.state, values[-bt.hold :], horizon=0)
-        fitted = replace(bt.fit, state=walked)
-    # Burst guard and level-shift jumps only for models with a level; seasonal naive stays the
-    # pure baseline that MASE is measured against.
-    has_level = fitted.state.alpha > 0.0
-    state = replace(
-        fitted.state,
+        fitted = replace(bt.fit, state=rolling_forecasts(bt.fit.state, test, horizon=0)[0])
+    state = with_online_guards(fitted.state, bt, policy=policy, step_seconds=step_seconds)
+    model = FittedModel(bt.spec.name, state, calibration, end, step_seconds)
+    return model, fitted
+
+
+def with_online_guards(
+    state: SmoothingState, bt: Backtest, *, policy: GapPolicy, step_seconds: int
+) -> SmoothingState:
+    """Switch on what protects ``update``: gap zeros, burst clipping, level-shift jumps.
+
+    Clipping and jumps only for models with a level (``alpha > 0``): seasonal naive stays the
+    pure baseline that MASE is measured against.
+    """
+    has_level = state.alpha > 0.0
+    return replace(
+        state,
         error_clip=error_clip(bt) if has_level else math.inf,
         shift_error=error_clip(bt, sigmas=SHIFT_SIGMAS) if has_level else math.inf,
         gap_min_level=policy.min_level,
         max_gap_steps=policy.max_run_steps(step_seconds),
     )
-    model = FittedModel(bt.spec.name, state, calibration, end, step_seconds)
-    return model, fitted
 
 
 def fit_model(
