@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scaler.core.config import ModelSettings
@@ -90,31 +90,27 @@ AUX_SIGNALS = tuple(s for s in SIGNALS if s not in DEMAND_SIGNALS)
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 
 
 # --- escaping ------------------------------------------------------------------------------------
 
 
+_QUOTE = {
+    **{c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]},
+    ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+}
+_REGEX = {ord(ch): "\\" + ch for ch in "\\.+*?()|[]{}^$"}
+
+
 def quote(value: str) -> str:
     """``value`` as a double-quoted PromQL string literal (Go escapes: ``\\\\``, ``\\"``, ``\\n``...)."""
-    out: list[str] = []
-    for ch in value:
-        if ch in '\\"':
-            out.append("\\" + ch)
-        elif ch in "\n\r\t":
-            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return '"' + value.translate(_QUOTE) + '"'
 
 
 def regex_escape(value: str) -> str:
     """``value`` as an RE2 regex matching exactly itself (Prometheus anchors matchers)."""
-    return "".join("\\" + ch if ch in _RE2_SPECIAL else ch for ch in value)
+    return value.translate(_REGEX)
 
 
 def matchers(served_names: Sequence[str], labels: Mapping[str, str]) -> str:
@@ -237,12 +233,15 @@ class Group:
     """(served name, config name) pairs; served names are unique within a group."""
     keyed: bool
     """True: series carry ``model_name``. False: a per-model override, one series, any labels."""
+    _by_served: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_served", dict(self.models))
 
     def model_for(self, labels: Mapping[str, str]) -> str | None:
         if not self.keyed:
             return self.models[0][1]
-        served = labels.get(MODEL_LABEL)
-        return next((name for s, name in self.models if s == served), None)
+        return self._by_served.get(labels.get(MODEL_LABEL, ""))
 
 
 @dataclass(frozen=True)
@@ -270,27 +269,24 @@ def template_for(signal: str, model: ModelSettings, defaults_queries: Mapping[st
 def group_models(
     signal: str, models: Sequence[ModelSettings], defaults_queries: Mapping[str, str]
 ) -> list[Group]:
-    """Partition ``models`` into as few groups as batching allows (order-stable)."""
-    groups: list[Group] = []
+    """Partition ``models`` into as few groups as batching allows (order-stable, linear time)."""
+    groups: list[tuple[str, tuple[tuple[str, str], ...], list[tuple[str, str]], bool]] = []
+    served: list[set[str]] = []
+    by_key: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = {}
     for m in models:
-        own = signal in m.queries
         template = template_for(signal, m, defaults_queries)
         labels = tuple(sorted(m.labels.items()))
-        pair = (m.served_name, m.name)
-        i = next(
-            (
-                i for i, g in enumerate(groups)
-                if g.keyed and not own and (g.template, g.labels) == (template, labels)
-                and all(s != m.served_name for s, _ in g.models)
-            ),
-            None,
-        )
-        if i is None:
-            groups.append(Group(template, labels, (pair,), keyed=not own))
-        else:
-            g = groups[i]
-            groups[i] = Group(g.template, g.labels, (*g.models, pair), keyed=True)
-    return groups
+        own = signal in m.queries
+        candidates = [] if own else by_key.setdefault((template, labels), [])
+        index = next((i for i in candidates if m.served_name not in served[i]), None)
+        if index is None:
+            index = len(groups)
+            groups.append((template, labels, [], not own))
+            served.append(set())
+            candidates.append(index)
+        groups[index][2].append((m.served_name, m.name))
+        served[index].add(m.served_name)
+    return [Group(t, labels, tuple(pairs), keyed) for t, labels, pairs, keyed in groups]
 
 
 def plan(signal: str, groups: Sequence[Group], *, window: str) -> Plan:
@@ -318,7 +314,8 @@ def plans(
     """Requests for ``signal`` over ``models``: one, unless the query outgrows ``max_query_chars``.
 
     The client sends queries in the URL (prometheus-api-client GETs): a query for thousands of
-    models is split by halving the model list, which keeps it under proxies' URL limits.
+    models is split into parts sized from the first rendering, which keeps it under proxies' URL
+    limits (e.g. 2,000 models -> 4 requests per signal at the default budget).
     """
     if not models:
         return []
@@ -326,10 +323,12 @@ def plans(
     p = plan(signal, groups, window=window)
     if len(p.query) <= max_query_chars or len(models) <= 1:
         return [p]
-    half = len(models) // 2
+    size = math.ceil(len(models) / (len(p.query) // max_query_chars + 1))
     return [
-        *plans(signal, models[:half], defaults_queries, window=window, max_query_chars=max_query_chars),
-        *plans(signal, models[half:], defaults_queries, window=window, max_query_chars=max_query_chars),
+        part
+        for first in range(0, len(models), size)
+        for part in plans(signal, models[first:first + size], defaults_queries, window=window,
+                          max_query_chars=max_query_chars)
     ]
 
 
