@@ -2,9 +2,9 @@
 and the validation of answers.
 
 Pure (no I/O), so it is table-tested on its own; ``prometheus.py`` sends what this module builds
-and hands it what comes back. Everything a user writes into a query goes through :func:`quote` (PromQL string
-escaping) and, inside a regex matcher, :func:`regex_escape` first: a served model name such as
-``x"} or vector(1) or {a="`` stays a label value and cannot change the query.
+and hands it what comes back. Everything a user writes into a query goes through :func:`quote`
+(PromQL string escaping) and, inside a regex matcher, :func:`regex_escape` first: a served model
+name such as ``x"} or vector(1) or {a="`` stays a label value and cannot change the query.
 
 Query templates (built-in and config overrides) use two placeholders:
 
