@@ -18,7 +18,6 @@ from forecasting.fitted import FittedModel
 from forecasting.naive import SeasonalNaive
 from forecasting.selection import (
     Backtest,
-    Score,
     _diagnostics,
     backtest,
     baseline_spec,
@@ -73,33 +72,49 @@ def fit_auto(
     _validate(horizon_steps, quantiles, seasons_seconds)
     policy = policy or GapPolicy()
     values, gap_zeros = prepare(series, policy=policy)
-    step, n = series.step_seconds, len(series)
-    baseline = baseline_spec(seasons_seconds, step)
-    hold = holdout_steps(n, step_seconds=step, horizon_steps=horizon_steps,
-                         min_train=baseline.min_obs(step_seconds=step))
-    if hold < 1:  # shorter than one season + a holdout: no seasonal model can be judged
-        baseline = SeasonalNaive(season_seconds=step)
-        hold = holdout_steps(n, step_seconds=step, horizon_steps=horizon_steps, min_train=1)
-    specs = list(candidates) if candidates is not None else default_candidates(
-        seasons_seconds, step_seconds=step, train_steps=n - hold)
-    specs = [s for s in specs if s.min_obs(step_seconds=step) <= n - hold] or [baseline]
-    if hold < 1:  # a single sample: nothing to backtest
-        specs, hold = [SeasonalNaive(season_seconds=step)], 0
+    step = series.step_seconds
+    baseline, hold, specs = _plan(len(series), step, horizon_steps, seasons_seconds, candidates)
     floor = error_floor(values)
     tests = [backtest(s, values, hold=hold, step_seconds=step, horizon=horizon_steps)
              for s in specs]
     scores = [score(bt, levels=quantiles, floor=floor) for bt in tests]
-    best = min(range(len(tests)), key=lambda i: scores[i].loss)
+    best = min(range(len(tests)), key=lambda i: scores[i].loss)  # first (simplest) wins ties
     base_bt = _baseline_backtest(baseline, tests, values, hold, step, horizon_steps)
     model, fitted = finish(tests[best], values, step_seconds=step, end=series.end,
                            levels=quantiles, power=scores[best].power, policy=policy, refit=refit)
-    skill = mase(tests[best], base_bt) if base_bt is not None and baseline.season_seconds > step \
-        else None
+    seasonal_baseline = base_bt is not None and baseline.season_seconds > step
+    skill = mase(tests[best], base_bt) if base_bt is not None and seasonal_baseline else None
     losses = {bt.spec.name: sc.loss for bt, sc in zip(tests, scores, strict=True)}
     diagnostics = _diagnostics(values, series, gap_zeros, fitted, started, losses,
                                scores[best].coverage)
-    reason = _reason(tests[best], scores[best], skill, baseline, hold, step, len(tests))
+    reason = _reason(tests[best], skill, baseline, hold, step, len(tests))
     return replace(model, skill=skill, reason=reason, diagnostics=diagnostics)
+
+
+def _plan(
+    n: int,
+    step: int,
+    horizon_steps: int,
+    seasons_seconds: Sequence[int],
+    candidates: Sequence[Forecaster] | None,
+) -> tuple[SeasonalNaive, int, list[Forecaster]]:
+    """Baseline, holdout length and the candidates the history can support.
+
+    Shorter than one season + a holdout: no seasonal model can be judged, the baseline becomes
+    plain naive (last value). A single sample: nothing to backtest at all.
+    """
+    baseline = baseline_spec(seasons_seconds, step)
+    hold = holdout_steps(n, step_seconds=step, horizon_steps=horizon_steps,
+                         min_train=baseline.min_obs(step_seconds=step))
+    if hold < 1:
+        baseline = SeasonalNaive(season_seconds=step)
+        hold = holdout_steps(n, step_seconds=step, horizon_steps=horizon_steps, min_train=1)
+    if hold < 1:
+        return baseline, 0, [baseline]
+    specs = list(candidates) if candidates is not None else default_candidates(
+        seasons_seconds, step_seconds=step, train_steps=n - hold)
+    specs = [s for s in specs if s.min_obs(step_seconds=step) <= n - hold]
+    return baseline, hold, specs or [baseline]
 
 
 def _validate(horizon_steps: int, quantiles: Sequence[float], seasons: Sequence[int]) -> None:
@@ -132,7 +147,6 @@ def _baseline_backtest(
 
 def _reason(
     bt: Backtest,
-    sc: Score,
     skill: float | None,
     baseline: SeasonalNaive,
     hold: int,
