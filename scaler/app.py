@@ -311,6 +311,9 @@ class App:
         await self.holder.close()
         await server.stop(self.options.grace_seconds)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
 
 
 async def serve(options: ServeOptions) -> int:

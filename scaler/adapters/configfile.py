@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from scaler.core.config import ParsedSettings, parse_settings
+from scaler.core.config import ParsedSettings, Settings, parse_settings
 from scaler.core.errors import ConfigError
 
 log = logging.getLogger("prewarm.config")
@@ -29,7 +29,18 @@ def parse_yaml_text(text: str, *, source: str) -> ParsedSettings:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}invalid YAML: {problem}"], source=source) from None
-    return parse_settings(raw, source=source)
+    parsed = parse_settings(raw, source=source)
+    problems = adapter_problems(parsed.settings)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return parsed
+
+
+def adapter_problems(settings: Settings) -> list[str]:
+    """Checks only an adapter can make (PromQL overrides and labels, auth combinations)."""
+    from scaler.adapters.prometheus import config_problems
+
+    return config_problems(settings)
 
 
 def load_config_file(path: Path) -> ParsedSettings:

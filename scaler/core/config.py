@@ -86,7 +86,7 @@ class ModelSettings:
     standbyReplicas: int = field("standbyReplicas", Int(min=0, max=1000), "Warm replicas kept on top of the need while the model is active. Default 0.", default=0)
     nodePool: str | None = field("nodePool", Str(pattern=DNS_LABEL), "Node pool (nodePools[].name) whose GPU nodes are pre-warmed for this model.", default=None)
     labels: dict[str, str] = field("labels", StrMap(), "Extra Prometheus label matchers (exact) for this model's series, e.g. {namespace: llm}.", factory=dict)
-    queries: dict[str, str] = field("queries", StrMap(), "PromQL overrides by signal name for this model (templated with the model's label matchers; see the config reference).", factory=dict)
+    queries: dict[str, str] = field("queries", StrMap(), "PromQL overrides by signal name for this model (placeholders `{{matchers}}`, `{{window}}`; see docs/METRICS_SOURCE.md).", factory=dict)
     policy: Policy = field("policy", Flatten(Policy), "Per-model policy (keys as under defaults).", factory=Policy)
 
     @property
@@ -101,7 +101,7 @@ class Defaults:
     history: float = field("history", Duration(min=3600, max=90 * 86400), "History fitted. Default 21d (weekly seasonality needs > 14d).", default=21 * 86400.0)
     step: float = field("step", Duration(min=10, max=3600), "Resolution of the history the forecaster sees. Default 1m.", default=60.0)
     pollingInterval: float = field("pollingInterval", Duration(min=1, max=3600), "KEDA pollingInterval; added to the lead time as decision delay. Default 30s.", default=30.0)
-    queries: dict[str, str] = field("queries", StrMap(), "PromQL overrides by signal name for every model (see the config reference).", factory=dict)
+    queries: dict[str, str] = field("queries", StrMap(), "PromQL overrides by signal name for every model (see docs/METRICS_SOURCE.md).", factory=dict)
     fitWorkers: int = field("fitWorkers", Int(min=0, max=256), "Worker processes for fits (0: one per CPU). Default 0.", default=0)
     policy: Policy = field("policy", Flatten(Policy), "Default per-model policy.", factory=Policy)
 
