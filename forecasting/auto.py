@@ -59,7 +59,7 @@ def fit_auto(
     quantiles : levels the forecast must provide.
     seasons_seconds : seasonalities to consider (daily, weekly).
     candidates : override the candidate list (tests, benchmarks).
-    policy : when zeros are collection gaps.
+    policy : when (near-)zeros are collection gaps.
     refit : refit the winner on all history (True) or walk the holdout with ``update`` (False,
         cheaper; parameters then miss the last days).
 
@@ -71,7 +71,8 @@ def fit_auto(
     started = time.perf_counter()
     _validate(horizon_steps, quantiles, seasons_seconds)
     policy = policy or GapPolicy()
-    values, gap_zeros = prepare(series, policy=policy)
+    mask = prepare(series, policy=policy)
+    values, online = mask.values, policy if mask.enabled else None
     step = series.step_seconds
     baseline, hold, specs = _plan(len(series), step, horizon_steps, seasons_seconds, candidates)
     floor = error_floor(values)
@@ -81,11 +82,11 @@ def fit_auto(
     best = min(range(len(tests)), key=lambda i: scores[i].loss)  # first (simplest) wins ties
     base_bt = _baseline_backtest(baseline, tests, values, hold, step, horizon_steps)
     model, fitted = finish(tests[best], values, step_seconds=step, end=series.end,
-                           levels=quantiles, power=scores[best].power, policy=policy, refit=refit)
+                           levels=quantiles, power=scores[best].power, policy=online, refit=refit)
     seasonal_baseline = base_bt is not None and baseline.season_seconds > step
     skill = mase(tests[best], base_bt) if base_bt is not None and seasonal_baseline else None
     losses = {bt.spec.name: sc.loss for bt, sc in zip(tests, scores, strict=True)}
-    diagnostics = _diagnostics(values, series, gap_zeros, fitted, started, losses,
+    diagnostics = _diagnostics(values, series, mask.masked, fitted, started, losses,
                                scores[best].coverage)
     reason = _reason(tests[best], skill, baseline, hold, step, len(tests))
     return replace(model, skill=skill, reason=reason, diagnostics=diagnostics)

@@ -2,8 +2,9 @@
 
 Real request counters have holes: a Prometheus scrape that failed, a collector that was down.
 The worst kind reads as *zero* - whole windows of zeros amid steady traffic (ServeGen m-mid has
-84 such 10-minute buckets). Learned as demand they teach the model that traffic vanishes every
-day at that time, and the scaler would scale down into the next real peak. They become NaN here.
+84 such 10-minute buckets, plus partial buckets at their edges). Learned as demand they teach
+the model that traffic vanishes every day at that time, and the scaler would scale down into
+the next real peak. They become NaN here.
 """
 
 from __future__ import annotations
@@ -12,65 +13,97 @@ import statistics
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from forecasting.types import FloatArray
 
 
 @dataclass(frozen=True)
 class GapPolicy:
-    """When a run of zeros is a collection gap rather than demand.
+    """When a run of (near-)zeros is a collection gap rather than demand.
 
-    A run of zeros is a gap when the traffic around it (median of ``context_steps`` non-missing
-    samples before it, and after it if any) is at least ``min_level`` - so a zero there has a
-    negligible Poisson probability (``exp(-5)`` < 1 %) - and it is at most ``max_run_seconds`` long.
+    A run of samples each at most ``low_fraction`` of the series' typical level (zeros, and the
+    partial buckets at a gap's edges: ServeGen m-mid has buckets of ~8k requests amid ~1.2M) is
+    a gap when the traffic around it (median of ``context_steps`` observed samples before it, and
+    after it if any) is at least ``min_level`` and at least ``1 / low_fraction`` times the run -
+    so such a drop has a negligible probability as demand - and the run is at most
+    ``max_run_seconds`` long.
+
+    Series where such lows are common (more than ``max_low_share`` of the samples: a bursty
+    client that is often idle) are on/off by nature: their lows are demand and nothing is masked.
     """
 
     min_level: float = 5.0
-    """Series units per step (requests per bucket)."""
+    """Series units per step (requests per bucket): ``exp(-5)`` < 1 % chance of a Poisson zero."""
     max_run_seconds: int = 6 * 3600
-    """Longer runs of zeros are believed: a model that really went idle."""
+    """Longer runs are believed: a model that really went idle."""
     context_steps: int = 6
+    low_fraction: float = 0.02
+    max_low_share: float = 0.10
 
     def __post_init__(self) -> None:
         if self.min_level <= 0 or self.max_run_seconds < 0 or self.context_steps < 1:
             raise ValueError(f"invalid GapPolicy {self}: min_level > 0, max_run_seconds >= 0, "
                              "context_steps >= 1 required")
+        if not 0 <= self.low_fraction < 1 or not 0 <= self.max_low_share <= 1:
+            raise ValueError(f"invalid GapPolicy {self}: low_fraction in [0, 1), "
+                             "max_low_share in [0, 1] required")
 
     def max_run_steps(self, step_seconds: int) -> int:
         return self.max_run_seconds // step_seconds
 
 
-def mask_gap_zeros(
-    values: FloatArray, *, step_seconds: int, policy: GapPolicy
-) -> tuple[FloatArray, int]:
-    """Values with collection-gap zeros replaced by NaN, and how many were replaced."""
+@dataclass(frozen=True)
+class GapMask:
+    """Cleaned values and what was done to them."""
+
+    values: FloatArray
+    """Input with collection-gap samples replaced by NaN."""
+    masked: int
+    enabled: bool
+    """False for an on/off series (lows are demand): ``update`` must not mask its lows either."""
+
+
+def mask_collection_gaps(values: FloatArray, *, step_seconds: int, policy: GapPolicy) -> GapMask:
+    """Replace collection-gap runs by NaN (see :class:`GapPolicy`)."""
     out = np.array(values, dtype=np.float64)
+    observed = ~np.isnan(out)
+    positive = out[observed & (out > 0)]
+    reference = float(np.median(positive)) if positive.size else 0.0
+    low = observed & (out <= policy.low_fraction * reference)
+    if not observed.any() or low.sum() > policy.max_low_share * observed.sum():
+        return GapMask(out, 0, enabled=False)
+    context = np.flatnonzero(observed & ~low)
     masked = 0
-    max_run = policy.max_run_steps(step_seconds)
-    finite = np.flatnonzero(~np.isnan(out))
-    k = policy.context_steps
-    for start, stop in _zero_runs(out):
-        if stop - start > max_run:
+    for start, stop in _runs(low):
+        if stop - start > policy.max_run_steps(step_seconds):
             continue
-        # The k observed samples nearest the run on each side (binary search: O(log n) a run).
-        left = np.searchsorted(finite, start)
-        right = np.searchsorted(finite, stop)
-        before = out[finite[max(0, left - k) : left]].tolist()
-        after = out[finite[right : right + k]].tolist()
-        # statistics.median on a handful of floats is ~30x cheaper than np.median.
-        level_ok = bool(before) and statistics.median(before) >= policy.min_level
-        if after:
-            level_ok = level_ok and statistics.median(after) >= policy.min_level
-        if level_ok:
+        need = max(policy.min_level, float(out[start:stop].max()) / max(policy.low_fraction, 1e-12))
+        if _surrounded(out, context, start, stop, need=need, k=policy.context_steps):
             out[start:stop] = np.nan
             masked += stop - start
-    return out, masked
+    return GapMask(out, masked, enabled=True)
 
 
-def _zero_runs(values: FloatArray) -> list[tuple[int, int]]:
-    """[start, stop) index ranges of consecutive exact zeros."""
-    is_zero = np.concatenate([[False], values == 0.0, [False]])
-    edges = np.flatnonzero(np.diff(is_zero.astype(np.int8)))
+def _surrounded(
+    values: FloatArray, context: npt.NDArray[np.intp], start: int, stop: int, *, need: float,
+    k: int,
+) -> bool:
+    """Median of the k context samples before [start, stop) - and after it, if any - >= need."""
+    # Binary search for the nearest context samples: O(log n) a run.
+    left, right = np.searchsorted(context, start), np.searchsorted(context, stop)
+    before = values[context[max(0, left - k) : left]].tolist()
+    after = values[context[right : right + k]].tolist()
+    # statistics.median on a handful of floats is ~30x cheaper than np.median.
+    if not before or statistics.median(before) < need:
+        return False
+    return not after or statistics.median(after) >= need
+
+
+def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """[start, stop) index ranges where ``mask`` is True."""
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 

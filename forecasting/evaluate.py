@@ -9,7 +9,7 @@ frequent refits. Scored at the horizon step (docs/EVALUATION.md):
 - sMAPE in percent (0..200), pinball loss and empirical coverage of each quantile;
 - median fit seconds; ``selected``: the model ``fit_auto`` picked most often.
 
-Actuals that are missing or collection-gap zeros (:mod:`forecasting.cleaning`) are not scored:
+Actuals that are missing or collection gaps (:mod:`forecasting.cleaning`) are not scored:
 they are not demand. Their count is reported as ``excluded_points``.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 from forecasting.auto import fit_auto
 from forecasting.base import Forecaster
 from forecasting.calibration import pinball
-from forecasting.cleaning import GapPolicy, mask_gap_zeros
+from forecasting.cleaning import GapPolicy, mask_collection_gaps
 from forecasting.fitted import FittedForecaster
 from forecasting.models import candidate_models
 from forecasting.naive import SeasonalNaive
@@ -132,8 +132,8 @@ def _slice(series: Series, start: int, stop: int) -> Series:
 
 def actuals(series: Series, spec: EvalSpec) -> tuple[FloatArray, int]:
     """Value at the horizon step of every origin, NaN where missing or a collection gap."""
-    clean, _ = mask_gap_zeros(series.values, step_seconds=series.step_seconds,
-                              policy=GapPolicy())
+    clean = mask_collection_gaps(series.values, step_seconds=series.step_seconds,
+                                 policy=GapPolicy()).values
     idx = np.array(origins(len(series), spec)) + spec.horizon_steps - 1
     y = clean[idx]
     return y, int(np.sum(np.isnan(y)))

@@ -24,7 +24,7 @@ import numpy as np
 
 from forecasting.base import DEFAULT_QUANTILES, Forecaster, StateFit, period_steps
 from forecasting.calibration import Calibration, calibrate, pinball
-from forecasting.cleaning import GapPolicy, mask_gap_zeros
+from forecasting.cleaning import GapMask, GapPolicy, mask_collection_gaps
 from forecasting.fitted import FittedModel
 from forecasting.naive import SeasonalNaive
 from forecasting.smoothing import SmoothingState, rolling_forecasts
@@ -76,13 +76,13 @@ class Score:
     coverage: dict[float, float]
 
 
-def prepare(series: Series, *, policy: GapPolicy) -> tuple[FloatArray, int]:
-    """Cleaned values (collection-gap zeros -> NaN) and the number of gap zeros masked."""
+def prepare(series: Series, *, policy: GapPolicy) -> GapMask:
+    """Cleaned values (collection gaps -> NaN); validates the series."""
     if not np.isfinite(series.values).any():
         raise InsufficientDataError(f"series of {len(series)} samples has no observation")
     if (series.values[np.isfinite(series.values)] < 0).any():
         raise ValueError("series has negative values: demand must be >= 0")
-    return mask_gap_zeros(series.values, step_seconds=series.step_seconds, policy=policy)
+    return mask_collection_gaps(series.values, step_seconds=series.step_seconds, policy=policy)
 
 
 def holdout_steps(n: int, *, step_seconds: int, horizon_steps: int, min_train: int) -> int:
@@ -183,7 +183,7 @@ def finish(
     end: float,
     levels: Sequence[float],
     power: float,
-    policy: GapPolicy,
+    policy: GapPolicy | None,
     refit: bool,
 ) -> tuple[FittedModel, StateFit]:
     """The fitted model: refit on all values (or walk the holdout), holdout calibration attached.
@@ -207,20 +207,22 @@ def finish(
 
 
 def with_online_guards(
-    state: SmoothingState, bt: Backtest, *, policy: GapPolicy, step_seconds: int
+    state: SmoothingState, bt: Backtest, *, policy: GapPolicy | None, step_seconds: int
 ) -> SmoothingState:
     """Switch on what protects ``update``: gap zeros, burst clipping, level-shift jumps.
 
     Clipping and jumps only for models with a level (``alpha > 0``): seasonal naive stays the
-    pure baseline that MASE is measured against.
+    pure baseline that MASE is measured against. ``policy`` None: an on/off series whose lows are
+    demand, no gap masking.
     """
     has_level = state.alpha > 0.0
     return replace(
         state,
         error_clip=error_clip(bt) if has_level else math.inf,
         shift_error=error_clip(bt, sigmas=SHIFT_SIGMAS) if has_level else math.inf,
-        gap_min_level=policy.min_level,
-        max_gap_steps=policy.max_run_steps(step_seconds),
+        gap_min_level=policy.min_level if policy else math.inf,
+        gap_fraction=policy.low_fraction if policy else 0.0,
+        max_gap_steps=policy.max_run_steps(step_seconds) if policy else 0,
     )
 
 
@@ -235,7 +237,8 @@ def fit_model(
     """Fit one model with conformal quantiles from its own holdout backtest (no selection)."""
     started = time.perf_counter()
     policy = policy or GapPolicy()
-    values, gap_zeros = prepare(series, policy=policy)
+    mask = prepare(series, policy=policy)
+    values, online = mask.values, policy if mask.enabled else None
     step = series.step_seconds
     min_train = spec.min_obs(step_seconds=step)
     hold = holdout_steps(len(series), step_seconds=step, horizon_steps=horizon_steps,
@@ -248,8 +251,8 @@ def fit_model(
     floor = error_floor(values)
     sc = score(bt, levels=quantiles, floor=floor)
     model, fitted = finish(bt, values, step_seconds=step, end=series.end, levels=quantiles,
-                           power=sc.power, policy=policy, refit=True)
-    diagnostics = _diagnostics(values, series, gap_zeros, fitted, started,
+                           power=sc.power, policy=online, refit=True)
+    diagnostics = _diagnostics(values, series, mask.masked, fitted, started,
                                {spec.name: sc.loss}, sc.coverage)
     return replace(model, reason=f"{spec.name} as requested", diagnostics=diagnostics)
 

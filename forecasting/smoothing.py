@@ -18,8 +18,9 @@ Recursion for one observation ``y`` (statsmodels' Holt-Winters, error-correction
     season[pos] <- season[pos] + gamma * e
     pos    <- (pos + 1) % len(season)
 
-A missing observation (NaN) advances time without correcting anything. A zero where the model
-expects at least ``gap_min_level`` is a collection gap (the scraper lost data, demand did not
+A missing observation (NaN) advances time without correcting anything. A zero (or less than
+``gap_fraction`` of the forecast) where the model expects at least ``gap_min_level`` is a
+collection gap (the scraper lost data, demand did not
 vanish) and is treated as missing, for at most ``max_gap_steps`` steps in a row; a longer run of
 zeros is believed.
 
@@ -58,6 +59,8 @@ class SmoothingState:
     """Largest forecast error (absolute, series units) one observation may correct: bursts move
     the level by at most ``alpha * error_clip`` per step, a sustained shift still gets through."""
     gap_min_level: float = math.inf
+    gap_fraction: float = 0.0
+    """An observation at most this fraction of the forecast (0 = exact zeros only) may be a gap."""
     """A zero observed where the forecast is at least this is a collection gap (missing)."""
     max_gap_steps: int = 0
     """Longest run of zeros treated as a collection gap before zeros are believed."""
@@ -127,6 +130,7 @@ def _filter(
     period = len(season)
     alpha, beta, gamma, phi = state.alpha, state.beta, state.gamma, state.phi
     clip, gap_level, max_gap = state.error_clip, state.gap_min_level, state.max_gap_steps
+    gap_fraction = state.gap_fraction
     n_rows = (len(values) + stride - 1) // stride if horizon > 0 else 0
     rows = np.empty((n_rows, horizon), dtype=np.float64)
     damp = np.cumsum(np.full(horizon, phi) ** np.arange(1, horizon + 1))
@@ -136,7 +140,7 @@ def _filter(
         if horizon > 0 and i % stride == 0:
             rows[i // stride] = level + damp * trend + season_arr[(pos + offsets) % period]
         yhat = level + phi * trend + season[pos]
-        if y == 0.0 and yhat >= gap_level and zero_run < max_gap:
+        if y <= gap_fraction * yhat and yhat >= gap_level and zero_run < max_gap:
             zero_run += 1
             y = math.nan
         elif y == y:

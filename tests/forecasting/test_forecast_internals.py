@@ -9,7 +9,7 @@ import pytest
 
 from forecasting import Series
 from forecasting.calibration import calibrate
-from forecasting.cleaning import GapPolicy, aggregate, fill_missing, mask_gap_zeros
+from forecasting.cleaning import GapPolicy, aggregate, fill_missing, mask_collection_gaps
 from forecasting.fitted import align_after
 from forecasting.resolution import fit_factor, refine
 from forecasting.smoothing import SmoothingState, predict, rolling_forecasts, run
@@ -56,21 +56,30 @@ def test_conformal_quantiles_cover_on_unseen_noise() -> None:
 @pytest.mark.parametrize(
     ("values", "masked"),
     [
-        pytest.param([50, 60, 0, 0, 55, 50], 2, id="gap-amid-traffic"),
-        pytest.param([1, 0, 2, 0, 0, 1], 0, id="sparse-low-traffic"),
-        pytest.param([0, 0, 0, 50, 60], 0, id="leading-zeros-no-context"),
-        pytest.param([50, 60, 55, 0, 0], 2, id="trailing-gap"),
+        pytest.param([50, 60, 55] * 5 + [0, 0] + [55, 50] * 5, 2, id="gap-amid-traffic"),
+        pytest.param([1, 0, 2, 0, 0, 1] * 5, 0, id="sparse-low-traffic"),
+        pytest.param([0, 0] + [50, 60] * 20, 0, id="leading-zeros-no-context"),
+        pytest.param([50, 60, 55] * 10 + [0, 0], 2, id="trailing-gap"),
+        pytest.param([5e5] * 30 + [8e3, 0, 0, 3e3] + [6e5] * 10, 4, id="partial-buckets"),
+        pytest.param([5e5] * 30 + [4e5, 3e5] + [6e5] * 10, 0, id="real-dip"),
+        pytest.param([0, 0, 0, 500, 0, 0, 0, 0, 700, 0] * 5, 0, id="on-off-client"),
     ],
 )
-def test_mask_gap_zeros(values: list[float], masked: int) -> None:
-    out, count = mask_gap_zeros(np.array(values, float), step_seconds=600, policy=GapPolicy())
-    assert count == masked == int(np.isnan(out).sum())
+def test_mask_collection_gaps(values: list[float], masked: int) -> None:
+    mask = mask_collection_gaps(np.array(values, float), step_seconds=600, policy=GapPolicy())
+    assert mask.masked == masked == int(np.isnan(mask.values).sum())
+
+
+def test_on_off_series_disables_gap_masking() -> None:
+    mask = mask_collection_gaps(np.array([0, 0, 0, 500, 0, 0, 0, 0, 700, 0] * 5, float),
+                                step_seconds=600, policy=GapPolicy())
+    assert not mask.enabled
 
 
 def test_long_zero_runs_are_believed() -> None:
-    values = np.array([50.0] * 6 + [0.0] * 40 + [50.0] * 6)
-    _, count = mask_gap_zeros(values, step_seconds=600, policy=GapPolicy(max_run_seconds=3600))
-    assert count == 0
+    values = np.array([50.0] * 400 + [0.0] * 40 + [50.0] * 6)
+    mask = mask_collection_gaps(values, step_seconds=600, policy=GapPolicy(max_run_seconds=3600))
+    assert mask.masked == 0 and mask.enabled
 
 
 def test_fill_missing_uses_the_same_time_yesterday() -> None:
