@@ -32,7 +32,7 @@ from forecasting.cleaning import GapPolicy, mask_collection_gaps
 from forecasting.fitted import FittedForecaster
 from forecasting.models import candidate_models
 from forecasting.naive import SeasonalNaive
-from forecasting.selection import fit_model
+from forecasting.selection import fit_model, holdout_steps
 from forecasting.types import FloatArray, Series
 
 AUTO = "auto"
@@ -80,10 +80,17 @@ def origins(n: int, spec: EvalSpec) -> range:
 
 
 def model_specs(series: Series, spec: EvalSpec) -> list[Forecaster]:
-    """Every model eligible on the history at the first origin, the seasonal baseline first."""
+    """Every model eligible on the history at the first origin, the seasonal baseline first.
+
+    A trace shorter than one season (+ a holdout) before the first origin cannot have a seasonal
+    baseline: MASE is then against plain naive (the last value), named in the report.
+    """
     first = origins(len(series), spec).start
+    train = first - holdout_steps(first, step_seconds=series.step_seconds,
+                                  horizon_steps=spec.horizon_steps, min_train=1)
     baseline = SeasonalNaive(season_seconds=spec.season_seconds)
-    train = int(first * 0.75)  # fit_model holds out up to a quarter of it
+    if baseline.min_obs(step_seconds=series.step_seconds) > train:
+        baseline = SeasonalNaive(season_seconds=series.step_seconds)
     specs = candidate_models(spec.seasons_seconds, step_seconds=series.step_seconds,
                              train_steps=train)
     return [baseline, *[s for s in specs if s != baseline]]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from forecasting import eval_cli
-from forecasting.traces import synthetic_trace, write_trace
+from forecasting import Series
+from forecasting.traces import Trace, synthetic_trace, write_trace
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +61,16 @@ def test_bad_flags_exit_2_naming_the_flag(trace_csv: Path, argv: list[str], mess
 def test_missing_trace_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert eval_cli.run(_args("--trace", str(tmp_path / "nope.csv"))) == 2
     assert "nope.csv" in capsys.readouterr().err
+
+
+def test_trace_shorter_than_a_season_uses_plain_naive(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    day = synthetic_trace(days=1, step_seconds=60, seed=4).series
+    short = Series(day.start, 60, day.values[:120])  # two hours, like the Azure traces
+    path = tmp_path / "short.csv"
+    write_trace(path, Trace("short", {"requests": short}))
+    out = tmp_path / "short.json"
+    assert eval_cli.run(_args("--trace", str(path), "--horizon", "5m", "--json", str(out))) == 0
+    report = json.loads(out.read_text())
+    assert report["baseline"] == "seasonal_naive_1m"
+    assert report["models"]["seasonal_naive_1m"]["mase"] == pytest.approx(1.0)
