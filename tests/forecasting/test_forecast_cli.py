@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from forecasting import eval_cli
-from forecasting import Series
+from forecasting import Series, eval_cli
 from forecasting.traces import Trace, synthetic_trace, write_trace
 
 
