@@ -70,10 +70,11 @@ cmd_deps() {
 }
 
 cmd_build() {
+    # etcd, openssl and curl are needed to *start* even when the binary is cached.
+    cmd_deps
     if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "$VERSION"; then
         log "cached: $BIN"; echo "$BIN"; return 0
     fi
-    cmd_deps
     mkdir -p "$CACHE_ROOT"
     # Serialise concurrent builds (two engineers, or two CI jobs on one cache).
     exec 9>"$CACHE_ROOT/kube-apiserver.lock"
