@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,8 @@ __all__ = [
 
 log = logging.getLogger("prewarm.kubernetes")
 
-Task = Callable[[], Awaitable[None]]
+Task = Callable[[], Coroutine[Any, Any, None]]
+"""A long-running coroutine function (a Coroutine, so ``asyncio.create_task(task())`` type-checks)."""
 
 
 def _named(name: str, run: Callable[[], Awaitable[None]]) -> Task:

@@ -22,7 +22,7 @@ CONFIGMAP = "/api/v1/namespaces/prewarm/configmaps/prewarm-config"
 
 def put_config(admin: Api, raw: dict[str, Any] | str) -> None:
     text = raw if isinstance(raw, str) else yaml.safe_dump(raw)
-    body = {"apiVersion": "v1", "kind": "ConfigMap",
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "prewarm-config", "namespace": "prewarm"}, "data": {"config.yaml": text}}
     try:
         current = admin.get(CONFIGMAP)
