@@ -209,6 +209,10 @@ class App:
 
     def _on_settings(self, parsed: ParsedSettings) -> None:
         """A new valid config: swap it in; the next refresh decides under it."""
+        if parsed.settings.kubernetes != self.settings.kubernetes:
+            log.warning("config: changes to the `kubernetes:` section apply after a restart")
+        if (parsed.settings.prometheus, parsed.settings.replay) != (self.settings.prometheus, self.settings.replay):
+            log.warning("config: changes to `prometheus:` / `replay:` apply after a restart")
         self.settings = parsed.settings
         self.engine.apply_settings(parsed.settings)
         if self.kube is not None:
