@@ -146,8 +146,8 @@ class App:
             log.warning("config: %s", warning)
         self.settings = parsed.settings
         self.clock = make_clock(self.settings)
-        base_dir = options.config.parent if options.config else None
-        self.source = make_source(self.settings, base_dir)
+        self._base_dir = options.config.parent if options.config else None
+        self.source = make_source(self.settings, self._base_dir)
         self.registry = CollectorRegistry()
         self.holder = SnapshotHolder(initial_snapshot(self.settings, self.clock.now()))
         workers = self.settings.defaults.fitWorkers or os.cpu_count() or 1
@@ -211,8 +211,10 @@ class App:
         """A new valid config: swap it in; the next refresh decides under it."""
         if parsed.settings.kubernetes != self.settings.kubernetes:
             log.warning("config: changes to the `kubernetes:` section apply after a restart")
-        if (parsed.settings.prometheus, parsed.settings.replay) != (self.settings.prometheus, self.settings.replay):
-            log.warning("config: changes to `prometheus:` / `replay:` apply after a restart")
+        if parsed.settings.replay != self.settings.replay:
+            log.warning("config: changes to the `replay:` section apply after a restart")
+        elif parsed.settings.prometheus != self.settings.prometheus:
+            self._replace_source(parsed.settings)
         self.settings = parsed.settings
         self.engine.apply_settings(parsed.settings)
         if self.kube is not None:
@@ -220,6 +222,15 @@ class App:
         self.holder.replace_nowait(replace_settings(self.holder.current, parsed.settings))
         self._schedule_jobs()
         self._tasks.add(asyncio.get_running_loop().create_task(self.engine.backfill(), name="backfill"))
+
+    def _replace_source(self, settings: Settings) -> None:
+        """New Prometheus settings (URL, auth, timeout): a new source from the next refresh on."""
+        old, self.source = self.source, make_source(settings, self._base_dir)
+        self.engine.source = self.source
+        close = getattr(old, "close", None)
+        if close is not None:
+            close()
+        log.info("metrics source replaced for the new `prometheus:` settings")
 
     def _schedule_jobs(self) -> None:
         d, speed = self.settings.defaults, self._speed()
