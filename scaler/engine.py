@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from forecasting.fitted import FittedForecaster
 from forecasting.types import Forecast, Series
 from scaler.core.clock import Clock
 from scaler.core.coldstart import lead_seconds
@@ -34,7 +35,7 @@ log = logging.getLogger("prewarm.engine")
 QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
 
 
-def fit_job(series: Series, horizon_steps: int, seasons: tuple[int, ...]) -> object:
+def fit_job(series: Series, horizon_steps: int, seasons: tuple[int, ...]) -> FittedForecaster:
     """Runs in a worker process: fit and select a forecaster for one model's history."""
     from forecasting import fit_auto
 
@@ -48,7 +49,7 @@ class ModelRuntime:
 
     history: History
     state: DecisionState = field(default_factory=DecisionState)
-    fitted: object | None = None
+    fitted: FittedForecaster | None = None
     fit: FitInfo | None = None
     pending_for_now: deque[tuple[float, float]] = field(default_factory=deque)
     forecast_for_now: float | None = None
@@ -185,7 +186,7 @@ class Engine:
             self.stats.refits += 1
             self.stats.last_refit_seconds = time.perf_counter() - started
 
-    async def _store_fit(self, name: str, job: asyncio.Future[object], fitted_at: float) -> None:
+    async def _store_fit(self, name: str, job: asyncio.Future[FittedForecaster], fitted_at: float) -> None:
         try:
             fitted = await job
         except Exception:  # a fit must never take the daemon down
@@ -196,12 +197,11 @@ class Engine:
         model = self.settings.model(name)
         if rt is None or model is None:
             return
-        skill = getattr(fitted, "skill", None)
+        skill = fitted.skill
         rt.fitted = fitted
         rt.fit = FitInfo(
-            model_name=str(getattr(fitted, "name", "?")), skill=skill,
-            reason=str(getattr(fitted, "reason", "")), fitted_at=fitted_at,
-            fit_seconds=float(getattr(getattr(fitted, "diagnostics", None), "fit_seconds", 0.0)),
+            model_name=fitted.name, skill=skill, reason=fitted.reason, fitted_at=fitted_at,
+            fit_seconds=fitted.diagnostics.fit_seconds,
             demoted=skill is not None and skill >= model.policy.maxSkill,
         )
         log.info("fitted %s: %s (skill %s)", name, rt.fit.model_name,
@@ -273,21 +273,18 @@ class Engine:
                           f"maxSkill {m.policy.maxSkill:g}")
         fitted = rt.fitted
         completed = rt.history.completed(now)
-        end = float(getattr(fitted, "end", 0.0))
-        if completed is not None and completed.end > end:
-            fitted = self._update(fitted, completed, end)
+        if completed is not None and completed.end > fitted.end:
+            fitted = self._update(fitted, completed, fitted.end)
             rt.fitted = fitted
-        end = float(getattr(fitted, "end", 0.0))
-        step = int(getattr(fitted, "step_seconds", self.settings.defaults.step))
-        h = max(1, math.ceil((now + horizon_seconds - end) / step) + 1)
+        h = max(1, math.ceil((now + horizon_seconds - fitted.end) / fitted.step_seconds) + 1)
         try:
-            return fitted.forecast(h), ""  # type: ignore[attr-defined]
+            return fitted.forecast(h), ""
         except Exception:
             log.exception("forecast for %s failed", m.name)
             return None, "forecast failed"
 
     @staticmethod
-    def _update(fitted: object, completed: Series, end: float) -> object:
+    def _update(fitted: FittedForecaster, completed: Series, end: float) -> FittedForecaster:
         """Feed the forecaster the buckets completed since it last saw data (online level update)."""
         first = max(0, round((end - completed.start) / completed.step_seconds))
         new = Series(start=completed.start + first * completed.step_seconds,
@@ -295,7 +292,7 @@ class Engine:
         if len(new) == 0:
             return fitted
         try:
-            return fitted.update(new)  # type: ignore[attr-defined]
+            return fitted.update(new)
         except Exception:
             log.exception("forecaster update failed; forecasting from the last fit")
             return fitted
