@@ -28,11 +28,11 @@ generate() {
     exec 9>"$DIR.lock"
     flock 9
     if [ -s "$OUT" ]; then echo "$OUT"; return 0; fi
-    local work
-    work=$(mktemp -d "$DIR/work.XXXXXX")
-    trap 'rm -rf "${work:-/nonexistent}"' EXIT
+    # Global (the EXIT trap runs after the function's locals are gone): node_modules never stays.
+    WORK=$(mktemp -d "$DIR/work.XXXXXX")
+    trap 'rm -rf "${WORK:-/nonexistent}"' EXIT
     (
-        cd "$work"
+        cd "$WORK"
         echo '{"name": "prewarm-grafana-schema", "private": true}' > package.json
         log "npm install @grafana/schema@$GRAFANA_SCHEMA_VERSION ts-json-schema-generator@$GENERATOR_VERSION"
         npm install --no-audit --no-fund --silent --no-package-lock \
@@ -42,7 +42,7 @@ generate() {
         node_modules/.bin/ts-json-schema-generator \
             --path "$TYPES" --type Dashboard --no-type-check -o dashboard.schema.json >&2
     )
-    mv "$work/dashboard.schema.json" "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+    mv "$WORK/dashboard.schema.json" "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
     log "generated $OUT"
     echo "$OUT"
 }
