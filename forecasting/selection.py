@@ -132,7 +132,10 @@ def _cross_fit(bt: Backtest, *, levels: Sequence[float], floor: float, power: fl
     losses: list[float] = []
     hits: dict[float, list[float]] = {level: [] for level in levels}
     for cal, test in folds:
-        c = calibrate(bt.actual[cal], bt.predicted[cal], levels=levels, power=power, floor=floor)
+        # Only the horizon step is scored: calibrate that column alone, so ``bands`` applies its
+        # offsets to every origin's horizon forecast (a vector over origins, not over steps).
+        c = calibrate(bt.actual[cal, -1:], bt.predicted[cal, -1:], levels=levels, power=power,
+                      floor=floor)
         _, paths = c.bands(bt.predicted[test, -1])
         actual = bt.actual[test, -1]
         ok = ~np.isnan(actual)

@@ -147,16 +147,16 @@ def _filter(
             zero_run = 0
         if y == y:  # not NaN
             raw = y - yhat
-            e = min(max(raw, -clip), clip)
+            e = clip if raw > clip else (-clip if raw < -clip else raw)
             level = level + phi * trend + alpha * e
             if raw > shift_error:
                 shift_run = shift_run + 1 if shift_run > 0 else 1
             elif raw < -shift_error:
                 shift_run = shift_run - 1 if shift_run < 0 else -1
-            else:
+            elif shift_run:
                 shift_run = 0
-            if abs(shift_run) >= shift_steps:  # level shift: this step's forecast is made exact
-                level += raw - alpha * e
+            if shift_run >= shift_steps or -shift_run >= shift_steps:
+                level += raw - alpha * e  # a level shift: make this step's forecast exact
                 shift_run = 0
             trend = phi * trend + beta * e
             if gamma > 0.0:
