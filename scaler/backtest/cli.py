@@ -1,0 +1,269 @@
+"""``prewarm backtest``: flags, trace or Prometheus history, progress, table, JSON and plot.
+
+The ``prewarm`` console script calls :func:`add_arguments` and :func:`run`; ``python -m
+scaler.backtest.cli`` runs it stand-alone. Bad input exits with status 2 and a message naming
+the flag or the file::
+
+    prewarm backtest --trace ../shared/data/servegen/m-small_10min.csv --cold-start 30m \\
+        --json out/m-small-30m.json --plot out/m-small-30m.png
+    prewarm backtest --prometheus http://prometheus:9090 --model llama-3-8b --since 14d
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from forecasting.traces import TraceError, read_trace
+from forecasting.types import Series
+from scaler.backtest.report import plot, print_table, to_json
+from scaler.backtest.scenario import Scenario, ScenarioError, scenario_from_series
+from scaler.backtest.sim import ClusterSpec, ControlSpec
+from scaler.backtest.sweep import (
+    POLICIES,
+    PREDICTIVE_HEADROOMS,
+    PREDICTIVE_QUANTILES,
+    Backtest,
+    BacktestSpec,
+    fit_count,
+    run_backtest,
+    sweep_points,
+)
+from scaler.core.errors import ConfigError, SourceError
+from scaler.core.fields import parse_duration
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message names the flag."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``prewarm backtest`` (docs/EVALUATION.md in the shared docs)."""
+    src = parser.add_argument_group("traffic (one of)")
+    src.add_argument("--trace", metavar="CSV", help="trace CSV: timestamp_utc,requests[,...] (gzip ok)")
+    src.add_argument("--prometheus", metavar="URL", help="replay a model's history from Prometheus")
+    src.add_argument("--model", metavar="NAME", help="with --prometheus: vLLM model_name to replay")
+    src.add_argument("--since", default="14d", help="with --prometheus: history to read (default 14d)")
+    cluster = parser.add_argument_group("cluster")
+    cluster.add_argument("--cold-start", default="10m",
+                         help="replica cold start, fixed (10m) or uniform range (8m:14m); default 10m")
+    cluster.add_argument("--node-provision", default="0s",
+                         help="GPU node provisioning added when no node is free (default 0)")
+    cluster.add_argument("--peak-replicas", type=int, default=20,
+                         help="replicas the trace's busiest minute needs; sets c (default 20)")
+    cluster.add_argument("--capacity", type=float, metavar="REQ_PER_MIN",
+                         help="requests one replica serves per minute (overrides --peak-replicas)")
+    cluster.add_argument("--gpus-per-replica", type=int, default=1, help="GPUs per replica (default 1)")
+    control = parser.add_argument_group("KEDA / HPA")
+    control.add_argument("--polling-interval", default="30s", help="KEDA pollingInterval (default 30s)")
+    control.add_argument("--hpa-tolerance", type=float, default=0.0, help="HPA tolerance (default 0)")
+    control.add_argument("--scale-down-window", default="300s",
+                         help="HPA scale-down stabilization window (default 300s)")
+    control.add_argument("--min-replicas", type=int, default=1, help="minReplicaCount (default 1)")
+    control.add_argument("--max-replicas", type=int, help="maxReplicaCount (default 2 x peak replicas)")
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--policies", default=",".join(POLICIES),
+                           help=f"comma-separated subset of {','.join(POLICIES)} (default all)")
+    run_group.add_argument("--warmup", default="7d",
+                           help="history used only to fit and settle, not scored (default 7d)")
+    run_group.add_argument("--refit-every", default="6h", help="predictive refit interval (default 6h)")
+    run_group.add_argument("--stabilization", default="10m",
+                           help="predictive scaleDown.stabilization, as in serve's config (default 10m)")
+    run_group.add_argument("--quantiles", default=",".join(f"{q:g}" for q in PREDICTIVE_QUANTILES),
+                           help="predictive sweep: forecast quantiles (default %(default)s)")
+    run_group.add_argument("--headrooms", default=",".join(f"{h:g}" for h in PREDICTIVE_HEADROOMS),
+                           help="predictive sweep: headrooms, capacityPerReplica = c / headroom "
+                                "(default %(default)s)")
+    run_group.add_argument("--keep-gaps", action="store_true",
+                           help="replay collection gaps as zero traffic (default: interpolate them)")
+    run_group.add_argument("--seed", type=int, default=0, help="seed of cold-start draws (a range only)")
+    run_group.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                           help="processes for forecaster fits (default min(2, CPUs))")
+    run_group.add_argument("--json", metavar="OUT", help="write the JSON report here")
+    run_group.add_argument("--plot", metavar="PNG", help="write forecast/replicas/Pareto plots here")
+    run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def duration(text: str, flag: str) -> float:
+    """Seconds from ``10m`` / ``1h30m`` / ``90`` (UsageError naming ``flag``)."""
+    try:
+        seconds = parse_duration(text)
+    except Exception:
+        raise UsageError(f"{flag} {text!r}: expected a duration like 30s, 10m, 1h30m, 7d") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UsageError(f"{flag} {text!r}: must be a duration >= 0")
+    return seconds
+
+
+def cold_start_range(text: str) -> tuple[float, float]:
+    """``10m`` -> (600, 600); ``8m:14m`` -> (480, 840)."""
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise UsageError(f"--cold-start {text!r}: expected 10m or a range like 8m:14m")
+    lo, hi = (duration(p, "--cold-start") for p in (parts[0], parts[-1]))
+    if hi < lo:
+        raise UsageError(f"--cold-start {text!r}: the range must go from low to high")
+    if hi > 6 * 3600:
+        raise UsageError(f"--cold-start {text!r}: must be at most 6h")
+    return lo, hi
+
+
+def policies(text: str) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in names if p not in POLICIES]
+    if unknown or not names:
+        raise UsageError(f"--policies {text!r}: unknown {', '.join(unknown) or '(empty)'}; "
+                         f"choose from {', '.join(POLICIES)}")
+    return tuple(dict.fromkeys(names))
+
+
+def numbers(text: str, flag: str, *, low: float, high: float) -> tuple[float, ...]:
+    """``"0.5,0.9"`` -> (0.5, 0.9), each in [low, high]."""
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected comma-separated numbers") from None
+    bad = [v for v in values if not low <= v <= high]
+    if bad:
+        raise UsageError(f"{flag} {text!r}: each must be in [{low:g}, {high:g}]")
+    return tuple(dict.fromkeys(values))
+
+
+def predictive_knobs(args: argparse.Namespace) -> tuple[tuple[float, float], ...]:
+    """(quantile, headroom) grid of the predictive sweep."""
+    quantiles = numbers(args.quantiles, "--quantiles", low=0.5, high=0.99)
+    headrooms = numbers(args.headrooms, "--headrooms", low=0.5, high=10.0)
+    return tuple((q, h) for h in headrooms for q in quantiles)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)
+
+
+def build_spec(args: argparse.Namespace) -> BacktestSpec:
+    """Validated :class:`BacktestSpec` from the flags (UsageError names the first bad one)."""
+    peak = args.peak_replicas
+    _check(peak >= 1, f"--peak-replicas {peak}: must be >= 1")
+    _check(args.capacity is None or args.capacity > 0, f"--capacity {args.capacity}: must be > 0")
+    _check(args.gpus_per_replica >= 1, f"--gpus-per-replica {args.gpus_per_replica}: must be >= 1")
+    _check(args.min_replicas >= 0, f"--min-replicas {args.min_replicas}: must be >= 0")
+    max_replicas = args.max_replicas if args.max_replicas is not None else 2 * peak
+    _check(max_replicas >= max(1, args.min_replicas),
+           f"--max-replicas {max_replicas}: must be >= 1 and >= --min-replicas ({args.min_replicas})")
+    _check(0 <= args.hpa_tolerance < 1, f"--hpa-tolerance {args.hpa_tolerance}: must be in [0, 1)")
+    _check(args.jobs >= 1, f"--jobs {args.jobs}: must be >= 1")
+    polling = duration(args.polling_interval, "--polling-interval")
+    _check(polling >= 1, f"--polling-interval {args.polling_interval}: must be >= 1s")
+    refit = duration(args.refit_every, "--refit-every")
+    _check(refit >= 60, f"--refit-every {args.refit_every}: must be >= 1m")
+    cluster = ClusterSpec(cold_start_s=cold_start_range(args.cold_start),
+                          node_provision_s=duration(args.node_provision, "--node-provision"),
+                          gpus_per_replica=args.gpus_per_replica, seed=args.seed)
+    control = ControlSpec(polling_s=polling, tolerance=args.hpa_tolerance,
+                          scale_down_window_s=duration(args.scale_down_window, "--scale-down-window"),
+                          min_replicas=args.min_replicas, max_replicas=max_replicas)
+    stabilization = duration(args.stabilization, "--stabilization")
+    _check(stabilization <= 86400, f"--stabilization {args.stabilization}: must be at most 1d")
+    return BacktestSpec(cluster=cluster, control=control, policies=policies(args.policies),
+                        peak_replicas=peak, refit_every_s=refit, stabilization_s=stabilization,
+                        predictive_knobs=predictive_knobs(args), jobs=args.jobs)
+
+
+def load_series(args: argparse.Namespace) -> tuple[Series, str]:
+    """Requests per bucket and the trace's name, from ``--trace`` or ``--prometheus``."""
+    if (args.trace is None) == (args.prometheus is None):
+        raise UsageError("give exactly one of --trace CSV or --prometheus URL")
+    if args.trace is not None:
+        _check(args.model is None, "--model goes with --prometheus, not --trace")
+        trace = read_trace(args.trace)
+        return trace.series, str(args.trace)
+    _check(bool(args.model), "--prometheus needs --model NAME (the vLLM model_name to replay)")
+    return prometheus_series(args.prometheus, args.model, duration(args.since, "--since"))
+
+
+def prometheus_series(url: str, model_name: str, since_seconds: float) -> tuple[Series, str]:
+    """A model's arrivals per minute over the last ``since_seconds``, from Prometheus.
+
+    Read through the project's own adapter (the ``arrivals`` demand signal, requests per second,
+    times 60), so the replay sees what ``serve`` would have seen.
+    """
+    from scaler.adapters.prometheus import PrometheusSource
+    from scaler.core.config import parse_settings
+
+    _check(since_seconds >= 3600, f"--since {since_seconds:g}s: must be at least 1h")
+    raw = {"prometheus": {"url": url},
+           "models": [{"name": "backtest", "servedModelName": model_name, "capacityPerReplica": 1,
+                       "demand": "arrivals"}]}
+    try:
+        settings = parse_settings(raw, source="flags").settings
+    except ConfigError as exc:
+        raise UsageError(f"--prometheus {url!r} / --model {model_name!r}: {exc}") from None
+    assert settings.prometheus is not None
+    end = math.floor(time.time() / 60) * 60
+    source = PrometheusSource(settings.prometheus, settings.defaults)
+    try:
+        series = source.history(settings.models[0], start=end - since_seconds, end=end, step_seconds=60)
+    except SourceError as exc:
+        raise UsageError(f"--prometheus {url}: {exc}") from None
+    finally:
+        source.close()
+    if not np.isfinite(series.values).any():
+        raise UsageError(f"--model {model_name!r}: Prometheus at {url} has no vLLM arrivals for "
+                         f"model_name={model_name!r} in the last {since_seconds / 86400:g} d")
+    return Series(series.start, 60, series.values * 60.0), f"prometheus:{model_name}"
+
+
+def load_scenario(args: argparse.Namespace, spec: BacktestSpec) -> Scenario:
+    series, name = load_series(args)
+    return scenario_from_series(series, name=name, warmup_seconds=duration(args.warmup, "--warmup"),
+                                peak_replicas=spec.peak_replicas, capacity=args.capacity,
+                                fill=not args.keep_gaps)
+
+
+def execute(scenario: Scenario, spec: BacktestSpec, *, progress: bool) -> Backtest:
+    """Run with a progress bar on stderr (fits + simulated sweep points)."""
+    from tqdm import tqdm
+
+    total = (fit_count(scenario, spec) if "predictive" in spec.policies else 0) + sweep_points(spec)
+    with tqdm(total=total, desc="backtest", unit="step", file=sys.stderr,
+              disable=True if not progress else None) as bar:
+        return run_backtest(scenario, spec, progress=bar.update)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``prewarm backtest``: table on stdout, progress on stderr, optional JSON and plot."""
+    try:
+        spec = build_spec(args)
+        scenario = load_scenario(args, spec)
+    except (UsageError, ScenarioError, TraceError) as exc:
+        print(f"backtest: error: {exc}", file=sys.stderr)
+        return 2
+    result = execute(scenario, spec, progress=not args.no_progress)
+    print_table(result, sys.stdout)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(to_json(result), indent=2) + "\n")
+    if args.plot:
+        plot(result, Path(args.plot))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scaler.backtest.cli",
+        description="Closed-loop backtest of predictive vs reactive scaling vs the oracle on a trace.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""One backtest: every policy at every knob setting, the oracle, and the headline figures.
+
+The simulation runs from the trace's first minute; figures are taken over the evaluation window
+(after the warmup). The predictive policy's forecasts are computed once (:mod:`.tape`) and
+shared by all of its sweep points.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from functools import partial
+
+from scaler.backtest.oracle import oracle_billed, oracle_cold_minutes
+from scaler.backtest.pareto import Point, cost_at_slo
+from scaler.backtest.policies import (
+    Predictive,
+    ReactiveQueue,
+    ReactiveUtil,
+    Static,
+    fit_horizon_steps,
+    lead_seconds,
+)
+from scaler.backtest.scenario import MINUTE, Scenario
+from scaler.backtest.sim import ClusterSpec, Controller, ControlSpec, IntArray, RunResult, simulate
+from scaler.backtest.tape import ForecastTape, TapeSpec, fit_all
+from scaler.core.config import ModelSettings, parse_settings
+
+POLICIES = ("predictive", "reactive-util", "reactive-queue", "static")
+SLOS = (0.99, 0.999)
+UTILIZATIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+THRESHOLDS = (20.0, 10.0, 5.0, 3.0, 2.0, 1.0)
+STATIC_FACTORS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
+PREDICTIVE_QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
+PREDICTIVE_HEADROOMS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0)
+PREDICTIVE_KNOBS: tuple[tuple[float, float], ...] = tuple(
+    (q, h) for h in PREDICTIVE_HEADROOMS for q in PREDICTIVE_QUANTILES)
+"""(forecast quantile, headroom): serve's ``quantile``, and ``capacityPerReplica = c / headroom``
+(what a user sets to keep replicas below full load, like reactive-util's target u = 1 / headroom)."""
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class BacktestSpec:
+    """Everything but the trace; seconds unless named otherwise."""
+
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    control: ControlSpec = field(default_factory=ControlSpec)
+    policies: tuple[str, ...] = POLICIES
+    peak_replicas: int = 20
+    refit_every_s: float = 6 * 3600.0
+    stabilization_s: float = 600.0
+    """The predictive policy's own scale-down stabilization (serve's ``scaleDown.stabilization``)."""
+    predictive_knobs: tuple[tuple[float, float], ...] = PREDICTIVE_KNOBS
+    seasons_s: tuple[int, ...] = (86400, 604800)
+    jobs: int = 1
+    """Processes for fits."""
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.policies if p not in POLICIES]
+        if unknown or not self.policies:
+            raise ValueError(f"unknown policies {unknown}; choose from {', '.join(POLICIES)}")
+        if self.refit_every_s < MINUTE:
+            raise ValueError(f"refit interval {self.refit_every_s:g}s: must be >= 60s")
+
+    @property
+    def lead_s(self) -> float:
+        c = self.cluster
+        return lead_seconds(c.cold_start_p90_s, c.node_provision_s, self.control.polling_s)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One policy's sweep: its points and runs (same order)."""
+
+    name: str
+    points: list[Point]
+    runs: list[RunResult]
+
+    def cost_at(self, slo: float) -> float | None:
+        return cost_at_slo(self.points, slo)
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """The result of :func:`run_backtest`."""
+
+    scenario: Scenario
+    spec: BacktestSpec
+    oracle: IntArray
+    """Oracle's billed replicas per minute over the whole trace."""
+    sweeps: dict[str, Sweep]
+    tape: ForecastTape | None
+    seconds: dict[str, float]
+    """Wall time by phase (fits, sims)."""
+
+    @property
+    def oracle_gpu_hours(self) -> float:
+        return float(self.oracle[self.scenario.window].sum()) * self.spec.cluster.gpus_per_replica / 60.0
+
+    def best_reactive(self, slo: float) -> tuple[str, float] | None:
+        """The cheapest reactive policy at ``slo`` (reactive-util or reactive-queue), if any."""
+        costs = [(name, s.cost_at(slo)) for name, s in self.sweeps.items() if name.startswith("reactive")]
+        reached = [(n, c) for n, c in costs if c is not None]
+        return min(reached, key=lambda nc: nc[1]) if reached else None
+
+
+def predictive_model(scenario: Scenario, spec: BacktestSpec, *, quantile: float,
+                     headroom: float = 1.0) -> ModelSettings:
+    """The ModelSettings ``serve`` would run with, built by the same parser as a ConfigMap."""
+    c, ctl = spec.cluster, spec.control
+    raw = {
+        "replay": {},
+        "defaults": {"pollingInterval": ctl.polling_s, "step": "1m"},
+        "models": [{
+            "name": "backtest", "capacityPerReplica": scenario.capacity / headroom,
+            "minReplicas": ctl.min_replicas, "maxReplicas": ctl.max_replicas,
+            "quantile": quantile, "demand": "arrivals",
+            "coldStart": {"initial": c.cold_start_p90_s, "learn": False,
+                          "nodeProvisioning": c.node_provision_s},
+            "scaleDown": {"stabilization": spec.stabilization_s},
+            "seasonality": list(spec.seasons_s),
+        }],
+    }
+    return parse_settings(raw, source="backtest").settings.models[0]
+
+
+def tape_spec(scenario: Scenario, spec: BacktestSpec) -> TapeSpec:
+    """Fit schedule: one refit interval before the evaluation window, then every interval."""
+    refit = max(1, round(spec.refit_every_s / MINUTE))
+    lead = spec.lead_s
+    return TapeSpec(
+        horizon_seconds=lead + spec.cluster.node_provision_s,
+        fit_horizon_steps=fit_horizon_steps(lead),
+        refit_every=refit, first_fit=max(1, scenario.warmup_minutes - refit),
+        every=spec.control.every_minutes, seasons=spec.seasons_s,
+    )
+
+
+def controllers(name: str, scenario: Scenario, spec: BacktestSpec,
+                tape: ForecastTape | None) -> Iterator[tuple[Point, Callable[[], Controller]]]:
+    """(knob point without results, controller factory) for each sweep point of a policy."""
+    if name == "reactive-util":
+        for u in UTILIZATIONS:
+            yield Point(u, 0, 0, f"u={u:g}"), partial(ReactiveUtil, scenario.capacity, u)
+    elif name == "reactive-queue":
+        for th in THRESHOLDS:
+            yield Point(th, 0, 0, f"waiting/{th:g}"), partial(ReactiveQueue, th)
+    elif name == "static":
+        counts = sorted({max(1, round(f * spec.peak_replicas)) for f in STATIC_FACTORS})
+        for k in counts:
+            yield Point(k, 0, 0, f"{k} replicas"), partial(Static, k)
+    elif name == "predictive":
+        assert tape is not None
+        for q, headroom in spec.predictive_knobs:
+            model = predictive_model(scenario, spec, quantile=q, headroom=headroom)
+            label = f"q{q:g}" + (f" x{headroom:g}" if headroom != 1 else "")
+            yield Point(q, 0, 0, label, headroom), partial(
+                Predictive, model, tape, spec.lead_s, spec.cluster.node_provision_s)
+
+
+def sweep_points(spec: BacktestSpec) -> int:
+    """Number of simulated runs (for progress bars)."""
+    sizes = {"reactive-util": len(UTILIZATIONS), "reactive-queue": len(THRESHOLDS),
+             "static": len({max(1, round(f * spec.peak_replicas)) for f in STATIC_FACTORS}),
+             "predictive": len(spec.predictive_knobs)}
+    return sum(sizes[p] for p in spec.policies)
+
+
+def run_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None,
+              progress: Progress | None = None) -> Sweep:
+    """Simulate every knob of one policy; attainment and GPU-hours over the evaluation window."""
+    points, runs = [], []
+    window, gpus = scenario.window, spec.cluster.gpus_per_replica
+    for blank, make in controllers(name, scenario, spec, tape):
+        run = simulate(scenario, make(), spec.cluster, spec.control)
+        points.append(replace(blank, slo_attainment=run.attainment(scenario.arrivals, window),
+                              gpu_hours=run.gpu_hours(gpus, window)))
+        runs.append(run)
+        if progress:
+            progress(1)
+    return Sweep(name, points, runs)
+
+
+def build_tape(scenario: Scenario, spec: BacktestSpec, progress: Progress | None = None) -> ForecastTape:
+    """Fit on the schedule and record every decision minute's forecast (past data only)."""
+    ts = tape_spec(scenario, spec)
+    fits = fit_all(scenario, ts, jobs=spec.jobs, progress=progress)
+    return ForecastTape(scenario, ts, fits)
+
+
+def fit_count(scenario: Scenario, spec: BacktestSpec) -> int:
+    return len(tape_spec(scenario, spec).fit_minutes(scenario.minutes))
+
+
+def run_backtest(scenario: Scenario, spec: BacktestSpec, progress: Progress | None = None) -> Backtest:
+    """Every requested policy swept, plus the oracle, over ``scenario``."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    tape = build_tape(scenario, spec, progress) if "predictive" in spec.policies else None
+    seconds["forecasts"] = time.perf_counter() - started
+    sweeps: dict[str, Sweep] = {}
+    for name in spec.policies:
+        started = time.perf_counter()
+        sweeps[name] = run_sweep(name, scenario, spec, tape, progress)
+        seconds[name] = time.perf_counter() - started
+    oracle = oracle_billed(
+        scenario.demand, min_replicas=spec.control.min_replicas,
+        cold_start_minutes=oracle_cold_minutes(spec.cluster.cold_start_s, spec.cluster.node_provision_s))
+    return Backtest(scenario, spec, oracle, sweeps, tape, seconds)
+

@@ -1,0 +1,152 @@
+"""The forecasts ``prewarm serve`` would have had, minute by minute, from the past only.
+
+Like the engine: ``fit_auto`` on all completed history (refitted every ``refit_every`` minutes),
+``fitted.update(new minutes)`` before every decision, ``forecast(h)`` with ``h`` covering the lead
+(+ node provisioning), demotion to reactive when the skill is >= ``maxSkill``. The fit at minute
+``T`` sees minutes ``[0, T)``; the forecast at minute ``t`` has seen ``[0, t)`` - never later.
+
+Forecasts do not depend on the policy's knob (every quantile is kept), so one tape serves every
+sweep point. Fits are independent of each other, so they run in a process pool, and are cached
+per (trace content, fit minute, horizon) for the life of the process.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from forecasting.fitted import FittedForecaster
+from forecasting.types import Forecast, Series
+from scaler.backtest.policies import ForecastSource
+from scaler.backtest.scenario import MINUTE, Scenario
+
+QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
+"""The levels the engine fits (``scaler.engine.QUANTILES``); the sweep picks among them."""
+
+FitKey = tuple[str, int, int, tuple[float, ...], tuple[int, ...]]
+_CACHE: dict[FitKey, FittedForecaster] = {}
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class TapeSpec:
+    """When to fit and how far to forecast; minutes unless named otherwise."""
+
+    horizon_seconds: float
+    """Forecast reach past now: lead + node provisioning (what the engine asks for)."""
+    fit_horizon_steps: int
+    """``horizon_steps`` given to ``fit_auto`` (the engine's lead in steps)."""
+    refit_every: int
+    first_fit: int
+    """Minute of the first fit; before it the policy is reactive ("no forecaster fitted yet")."""
+    every: int = 1
+    """Decision every this many minutes (forecasts are made only there)."""
+    seasons: tuple[int, ...] = (86400, 604800)
+    max_skill: float = 1.0
+
+    def fit_minutes(self, n: int) -> list[int]:
+        """Minutes at which a fit is made: first_fit, first_fit + refit_every, ... (< n)."""
+        first = max(1, self.first_fit)
+        return list(range(first, n, max(1, self.refit_every)))
+
+
+def fit_one(history: Series, horizon_steps: int, seasons: tuple[int, ...]) -> FittedForecaster:
+    """One engine fit (``scaler.engine.fit_job``): runs in a worker process."""
+    from forecasting import fit_auto
+
+    return fit_auto(history, horizon_steps=horizon_steps, quantiles=QUANTILES,
+                    seasons_seconds=seasons)
+
+
+class ForecastTape(ForecastSource):
+    """Forecast (or the reason there is none) at every decision minute from ``first_fit`` on."""
+
+    def __init__(self, scenario: Scenario, spec: TapeSpec, fits: dict[int, FittedForecaster]) -> None:
+        self.spec = spec
+        self.fits = fits
+        self.forecasts: dict[int, Forecast | None] = {}
+        self.notes: dict[int, str] = {}
+        self._build(scenario)
+
+    def at(self, t: int) -> tuple[Forecast | None, str]:
+        if t in self.forecasts:
+            return self.forecasts[t], self.notes.get(t, "")
+        return None, "no forecaster fitted yet"
+
+    def _build(self, scenario: Scenario) -> None:
+        spec, n = self.spec, scenario.minutes
+        values = scenario.history(n).values
+        fitted: FittedForecaster | None = None
+        h = max(1, math.ceil(spec.horizon_seconds / MINUTE) + 1)
+        for t in range(max(1, spec.first_fit), n):
+            if t in self.fits:
+                fitted = self.fits[t]
+            if fitted is None or t % spec.every:
+                continue
+            seen = round((fitted.end - scenario.start) / MINUTE)
+            if seen < t:  # the minutes completed since the fit or the last update
+                fitted = fitted.update(Series(fitted.end, MINUTE, values[seen:t]))
+            if fitted.skill is not None and fitted.skill >= spec.max_skill:
+                self.forecasts[t] = None
+                self.notes[t] = f"forecast demoted: {fitted.name} skill {fitted.skill:.2f}"
+                continue
+            self.forecasts[t] = fitted.forecast(h)
+
+    def demoted_share(self) -> float:
+        """Share of decision minutes with a fit where the forecast was demoted to reactive."""
+        if not self.forecasts:
+            return 0.0
+        return sum(f is None for f in self.forecasts.values()) / len(self.forecasts)
+
+    def models(self) -> dict[str, int]:
+        """How often each forecasting model was selected by the refits."""
+        out: dict[str, int] = {}
+        for f in self.fits.values():
+            out[f.name] = out.get(f.name, 0) + 1
+        return out
+
+
+def fit_all(scenario: Scenario, spec: TapeSpec, *, jobs: int = 1,
+            progress: Progress | None = None) -> dict[int, FittedForecaster]:
+    """Every fit of the schedule (cached), ``jobs`` processes at a time."""
+    minutes = spec.fit_minutes(scenario.minutes)
+    keys = {t: (scenario.key, t, spec.fit_horizon_steps, QUANTILES, spec.seasons) for t in minutes}
+    todo = [t for t in minutes if keys[t] not in _CACHE]
+    for t, fitted in _run_fits(scenario, spec, todo, jobs):
+        _CACHE[keys[t]] = fitted
+        if progress:
+            progress(1)
+    if progress and len(todo) < len(minutes):
+        progress(len(minutes) - len(todo))
+    return {t: _CACHE[keys[t]] for t in minutes}
+
+
+def _run_fits(scenario: Scenario, spec: TapeSpec, minutes: list[int],
+              jobs: int) -> Iterator[tuple[int, FittedForecaster]]:
+    if jobs <= 1 or len(minutes) <= 1:
+        for t in minutes:
+            yield t, fit_one(scenario.history(t), spec.fit_horizon_steps, spec.seasons)
+        return
+    with _pool(min(jobs, len(minutes))) as pool:
+        futures: list[tuple[int, Future[FittedForecaster]]] = [
+            (t, pool.submit(fit_one, scenario.history(t), spec.fit_horizon_steps, spec.seasons))
+            for t in minutes]
+        for t, future in futures:
+            yield t, future.result()
+
+
+def _pool(workers: int) -> Executor:
+    # One BLAS thread per worker: two workers on two busy cores otherwise spin against each
+    # other (benchmarks/forecast_throughput.py measured 2-5x slower fits).
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def clear_cache() -> None:
+    """Forget every cached fit (tests)."""
+    _CACHE.clear()

@@ -1,0 +1,109 @@
+"""``prewarm backtest`` end to end on a short synthetic trace: table, JSON contract, plot, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from forecasting.traces import synthetic_trace, write_trace
+from scaler.backtest.cli import main
+
+FAST = ["--quantiles", "0.5,0.9", "--headrooms", "1,1.3", "--jobs", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("trace") / "synthetic_5min.csv"
+    write_trace(path, synthetic_trace(days=3, step_seconds=300, seed=3))
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(trace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("out")
+    code = main(["--trace", str(trace), "--warmup", "2d", "--cold-start", "20m", *FAST,
+                 "--json", str(out / "r.json"), "--plot", str(out / "plots" / "r.png")])
+    assert code == 0
+    assert (out / "plots" / "r.png").stat().st_size > 10_000
+    data: dict[str, object] = json.loads((out / "r.json").read_text())
+    return data
+
+
+def test_json_contract(report: dict[str, object]) -> None:
+    assert isinstance(report["trace"], str) and report["trace"].endswith("synthetic_5min.csv")
+    assert report["minutes"] == 1440  # the evaluation window: 3 days minus 2 days of warmup
+    assert report["cold_start_s"] == 1200
+    oracle = report["oracle"]
+    assert isinstance(oracle, dict) and oracle["gpu_hours"] > 0
+    policies = report["policies"]
+    assert isinstance(policies, dict)
+    assert set(policies) == {"predictive", "reactive-util", "reactive-queue", "static"}
+    for name, block in policies.items():
+        assert set(block["cost_at_slo"]) == {"0.99", "0.999"}, name
+        for point in block["points"]:
+            assert {"knob", "slo_attainment", "gpu_hours"} <= set(point), name
+            assert 0.0 <= point["slo_attainment"] <= 1.0
+            assert point["gpu_hours"] > 0
+        for cost in block["cost_at_slo"].values():
+            assert cost is None or cost >= oracle["gpu_hours"] - 1e-9, name
+    assert len(policies["predictive"]["points"]) == 4
+    assert len(policies["reactive-util"]["points"]) == 8
+    assert len(policies["reactive-queue"]["points"]) == 6
+
+
+def test_sane_figures_on_seasonal_traffic(report: dict[str, object]) -> None:
+    policies = report["policies"]
+    assert isinstance(policies, dict)
+    # Static at 1.5x the peak never misses; the predictive and reactive-util reach 99 %.
+    assert max(p["slo_attainment"] for p in policies["static"]["points"]) == 1.0
+    assert policies["predictive"]["cost_at_slo"]["0.99"] is not None
+    assert policies["reactive-util"]["cost_at_slo"]["0.99"] is not None
+
+
+def test_table_names_every_policy(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--trace", str(trace), "--warmup", "2d", "--policies", "reactive-util,static",
+                 "--cold-start", "8m:14m", *FAST])
+    assert code == 0
+    out = capsys.readouterr().out
+    for word in ("oracle", "reactive-util", "static", "cost@0.99", "u=0.7", "cold start 8m:14m"):
+        assert word in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--trace", "/nonexistent/t.csv"], "/nonexistent/t.csv", id="missing file"),
+        pytest.param([], "exactly one of --trace CSV or --prometheus URL", id="no source"),
+        pytest.param(["--prometheus", "http://127.0.0.1:9"], "--model", id="prometheus without model"),
+        pytest.param(["TRACE", "--cold-start", "fast"], "--cold-start 'fast'", id="bad duration"),
+        pytest.param(["TRACE", "--cold-start", "14m:8m"], "from low to high", id="reversed range"),
+        pytest.param(["TRACE", "--policies", "predictive,magic"], "--policies", id="unknown policy"),
+        pytest.param(["TRACE", "--warmup", "10d"], "--warmup", id="warmup longer than trace"),
+        pytest.param(["TRACE", "--peak-replicas", "0"], "--peak-replicas 0", id="peak replicas"),
+        pytest.param(["TRACE", "--capacity", "-3"], "--capacity", id="capacity"),
+        pytest.param(["TRACE", "--min-replicas", "5", "--max-replicas", "2"], "--max-replicas 2",
+                     id="max below min"),
+        pytest.param(["TRACE", "--polling-interval", "0s"], "--polling-interval", id="polling"),
+        pytest.param(["TRACE", "--quantiles", "0.3"], "--quantiles", id="quantile range"),
+        pytest.param(["TRACE", "--refit-every", "10s"], "--refit-every", id="refit"),
+        pytest.param(["TRACE", "--model", "x"], "--model goes with --prometheus", id="model w/o prom"),
+    ],
+)
+def test_bad_input_exits_2_naming_it(argv: list[str], message: str, trace: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [a if a != "TRACE" else "--trace" for a in argv]
+    if argv and argv[0] == "--trace" and len(argv) > 1 and argv[1].startswith("--"):
+        argv.insert(1, str(trace))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("backtest: error: ") and message in err
+
+
+def test_irregular_trace_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "irregular.csv"
+    path.write_text("timestamp_utc,requests\n2026-01-01T00:00:00Z,5\n2026-01-01T00:10:00Z,5\n"
+                    "2026-01-01T00:25:00Z,5\n")
+    assert main(["--trace", str(path)]) == 2
+    assert "irregular" in capsys.readouterr().err
