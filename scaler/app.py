@@ -23,7 +23,7 @@ import grpc
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, start_http_server
 
 from scaler._pb import externalscaler_pb2 as pb
 from scaler.adapters.configfile import ConfigFileWatcher, load_config_file, parse_yaml_text
@@ -162,8 +162,13 @@ class App:
         self.watcher = (ConfigFileWatcher(options.config, self._on_settings)
                         if options.config is not None else None)
         self.servicer = ExternalScalerServicer(self.holder, self.clock, GrpcMetrics(self.registry))
-        self.registry.register(ForecastCollector(lambda: self.holder.current, self.clock,
-                                                 counters=self._counters))
+        kube = self.kube
+        self.collector = ForecastCollector(
+            lambda: self.holder.current, self.clock, counters=self._counters,
+            pools=(lambda: kube.pool_status(now=self.clock.now())) if kube is not None else None)
+        self.registry.register(self.collector)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         if self.kube is not None:
             from scaler.adapters.kubernetes import KubernetesCollector
 
@@ -205,7 +210,14 @@ class App:
             + kube.get("config_reloads", 0),
             "config_reload_errors": (self.watcher.errors_total if self.watcher else 0)
             + kube.get("config_reload_errors", 0),
+            "config_last_reload_successful": self._last_reload_ok(),
         }
+
+    def _last_reload_ok(self) -> float:
+        """1 when the newest config seen (file or ConfigMap) was applied, 0 when it was rejected."""
+        errors = [w.last_error for w in (self.watcher, self.kube.config_watcher if self.kube else None)
+                  if w is not None]
+        return 0.0 if any(e is not None for e in errors) else 1.0
 
     def _on_settings(self, parsed: ParsedSettings) -> None:
         """A new valid config: swap it in; the next refresh decides under it."""
@@ -235,7 +247,7 @@ class App:
     def _schedule_jobs(self) -> None:
         d, speed = self.settings.defaults, self._speed()
         jobs: list[tuple[str, Any, float]] = [
-            ("refresh", self.engine.refresh, d.refreshInterval / speed),
+            ("refresh", self._refresh, d.refreshInterval / speed),
             ("refit", self._refit, d.refitInterval / speed),
         ]
         if self.watcher is not None:
@@ -257,6 +269,10 @@ class App:
             log.exception("task %s failed; stopping", getattr(run, "__name__", run))
             self.exit_code = 1
             self.stopping.set()
+
+    async def _refresh(self) -> None:
+        snapshot = await self.engine.refresh()
+        self.collector.accuracy.observe(snapshot)  # coverage counts every refresh, not every scrape
 
     async def _refit(self) -> None:
         await self.engine.backfill()
@@ -302,7 +318,7 @@ class App:
                 self._tasks.add(loop.create_task(self._guard(task), name=task.__name__))
         try:
             await self.engine.backfill()
-            await self.engine.refresh()
+            await self._refresh()
             self._schedule_jobs()
             self.scheduler.start()
             self._tasks.add(loop.create_task(self._refit(), name="first-refit"))

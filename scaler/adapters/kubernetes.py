@@ -29,10 +29,11 @@ from prometheus_client.registry import Collector
 
 from scaler.adapters.k8s_api import Api, KubeApiError, ListWatch
 from scaler.adapters.k8s_balloon import BalloonActuator
-from scaler.adapters.k8s_cluster import Cluster
+from scaler.adapters.k8s_cluster import BALLOON_LABEL, Cluster
 from scaler.adapters.k8s_configmap import ConfigMapWatcher
 from scaler.adapters.k8s_leader import LeaderElector, default_identity
 from scaler.adapters.k8s_state import StateStore
+from scaler.adapters.metrics_export import PoolStatus
 from scaler.core.clock import Clock
 from scaler.core.config import KubernetesSettings, ModelSettings, ParsedSettings, Settings
 from scaler.core.ports import Actuator, ColdStartProvider
@@ -105,6 +106,18 @@ class KubernetesParts:
     async def wait_synced(self) -> None:
         """Until every watch has listed once (the cluster view is rebuilt)."""
         await asyncio.gather(*(w.synced.wait() for w in self.watches))
+
+    def pool_status(self, *, now: float) -> dict[str, PoolStatus]:
+        """Balloon pods per pool: set on the Deployment, pending (no node yet), oldest pending age."""
+        out: dict[str, PoolStatus] = {}
+        for pool in self.cluster.settings.nodePools:
+            pending = [p for p in self.cluster.pods.values()
+                       if p.labels.get(BALLOON_LABEL) == pool.name and p.node is None and p.phase == "Pending"]
+            out[pool.name] = PoolStatus(
+                balloon_pods=self.balloons.status.replicas.get(pool.name, 0),
+                pending_pods=len(pending),
+                oldest_pending_seconds=max((now - p.created for p in pending), default=0.0))
+        return out
 
     def counters(self) -> dict[str, int]:
         """Counters the app may merge into its own (names as in its ``_counters``)."""
