@@ -1,0 +1,470 @@
+"""``prewarm demo``: the real scaler, driven like KEDA drives it, on a replayed trace in fast time.
+
+No Prometheus and no Kubernetes: the real :class:`~scaler.engine.Engine` (refresh, refits in a
+worker process) and the real gRPC ExternalScaler run on a virtual clock. A KEDA-like client polls
+them over a loopback socket (GetMetricSpec, GetMetrics, IsActive, KEDA's value rules), and a
+simulated Deployment with cold starts follows the HPA rules of the backtest
+(:mod:`scaler.backtest.sim`): replicas are billed when ordered and serve one cold start later;
+requests that find no free replica queue up and count late. The simulated replicas report
+``running + waiting`` as vLLM would, so the scaler sees its own backlog.
+
+A live terminal view shows demand, forecast, replicas and late requests (plain lines when stdout
+is not a terminal). Then the backtest replays the same trace for every policy and prints the
+comparison, and a PNG is written (default ``out/demo.png``). About 2 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from forecasting.traces import TraceError, read_trace, synthetic_trace
+from forecasting.types import Series
+from scaler.backtest.cli import UsageError, cold_start_range, duration
+from scaler.backtest.scenario import MINUTE, Scenario, ScenarioError, scenario_from_series
+from scaler.backtest.sim import Cluster, ClusterSpec, ControlSpec, Hpa, Metric
+from scaler.core.clock import FakeClock
+from scaler.core.config import ModelSettings, Settings, parse_settings
+from scaler.core.model import Observation
+
+MODEL = "demo"
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+# --- the traffic the scaler sees ---------------------------------------------------------------
+
+
+class DemoSource:
+    """MetricSource over the replayed trace and the simulated Deployment.
+
+    ``history``: the trace's arrivals per minute (what Prometheus would hold). ``observe``: what
+    the simulated vLLM replicas report now - the last complete minute's arrivals plus the requests
+    still waiting (the fluid model's running + waiting).
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.minute = 0
+        self.backlog = 0.0
+
+    def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
+        last = self.minute - 1
+        demand = float(self.scenario.arrivals[last]) + self.backlog if last >= 0 else None
+        return {m.name: Observation(model=m.name, at=now, demand=demand) for m in models}
+
+    def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
+        sc = self.scenario
+        first = max(0, math.floor((start - sc.start) / MINUTE))
+        stop = max(first, min(sc.minutes, math.floor((end - sc.start) / MINUTE)))
+        return Series(sc.start + first * MINUTE, MINUTE, sc.arrivals[first:stop])
+
+
+# --- KEDA, as a client ---------------------------------------------------------------------------
+
+
+def keda_value(float_value: float, int_value: int) -> float:
+    """KEDA 2.20: the float if > 0 else the int; 3 decimals; NaN/Inf/negative -> 0."""
+    value = float_value if float_value > 0 else float(int_value)
+    if not math.isfinite(value) or value < 0:
+        return 0.0
+    return round(value, 3)
+
+
+class KedaPoller:
+    """One ScaledObject's poll cycle: GetMetricSpec, GetMetrics per spec, IsActive."""
+
+    def __init__(self, channel: Any, model: str) -> None:
+        from scaler._pb import externalscaler_pb2 as pb
+        from scaler._pb import externalscaler_pb2_grpc as pb_grpc
+
+        self.pb = pb
+        self.stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+        self.ref = pb.ScaledObjectRef(name="vllm-demo", namespace="llm", scalerMetadata={
+            "scalerAddress": "prewarm.prewarm.svc:9090", "model": model})
+        self.errors = 0
+
+    async def poll(self) -> Metric | None:
+        """The metric the HPA gets (None when an RPC failed: KEDA keeps the count)."""
+        import grpc
+
+        pb = self.pb
+        try:
+            spec = await self.stub.GetMetricSpec(self.ref, timeout=3.0)
+            total, target = 0.0, 1.0
+            for s in spec.metricSpecs:
+                target = keda_value(s.targetSizeFloat, s.targetSize) or 1.0
+                answer = await self.stub.GetMetrics(
+                    pb.GetMetricsRequest(scaledObjectRef=self.ref, metricName=s.metricName), timeout=3.0)
+                total += sum(keda_value(v.metricValueFloat, v.metricValue) for v in answer.metricValues)
+            active = (await self.stub.IsActive(self.ref, timeout=3.0)).result
+        except grpc.aio.AioRpcError:
+            self.errors += 1
+            return None
+        return Metric(total, target, bool(active))
+
+
+# --- what happened, minute by minute -------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    """The live run's per-minute series (for the view and the PNG); replica units."""
+
+    minutes: list[int] = field(default_factory=list)
+    demand: list[float] = field(default_factory=list)
+    forecast_peak: list[float] = field(default_factory=list)
+    answered: list[int] = field(default_factory=list)
+    ordered: list[int] = field(default_factory=list)
+    ready: list[int] = field(default_factory=list)
+    late: list[float] = field(default_factory=list)
+    billed: list[int] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+
+    def late_share(self) -> float:
+        total = sum(self.arrivals)
+        return sum(self.late) / total if total > 0 else 0.0
+
+    def gpu_hours(self) -> float:
+        return sum(self.billed) / 60.0
+
+
+@dataclass
+class Fluid:
+    """The simulated Deployment: HPA rules, replicas with cold starts, the FIFO backlog."""
+
+    hpa: Hpa
+    pool: Cluster
+    capacity: float
+    backlog: float = 0.0
+
+    def scale(self, metric: Metric | None, minute: int, now: float) -> None:
+        if metric is not None:
+            self.pool.scale_to(self.hpa.apply(metric, self.pool.count, now), minute)
+
+    def serve(self, arrivals: float, minute: int) -> tuple[int, int, float]:
+        """(ready, billed, late) for one minute (EVALUATION.md's queue formulas)."""
+        ready, billed = self.pool.tick(minute)
+        served = self.capacity * ready
+        late = max(0.0, arrivals - max(0.0, served - self.backlog))
+        self.backlog = max(0.0, self.backlog + arrivals - served)
+        return ready, billed, late
+
+
+# --- the live view -------------------------------------------------------------------------------
+
+
+def sparkline(values: Sequence[float], top: float, width: int = 60) -> str:
+    """Values squeezed into ``width`` characters (max per cell), scaled to ``top``."""
+    if not values or top <= 0:
+        return ""
+    chunks = np.array_split(np.asarray(values[-width * 3 :], dtype=np.float64), width)
+    cells = [float(c.max()) if c.size else 0.0 for c in chunks]
+    return "".join(SPARK[min(len(SPARK) - 1, max(0, int(v / top * (len(SPARK) - 1))))] for v in cells)
+
+
+class LiveView:
+    """An in-place terminal table (a TTY), or one plain line per virtual hour."""
+
+    def __init__(self, out: TextIO, *, live: bool) -> None:
+        self.out = out
+        self.live = live
+        self.lines = 0
+        self.last_render = 0.0
+
+    def update(self, text: list[str], *, minute: int, force: bool = False) -> None:
+        if self.live:
+            now = time.monotonic()
+            if force or now - self.last_render >= 0.2:
+                self.last_render = now
+                up = f"\x1b[{self.lines}F" if self.lines else ""
+                self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in text))
+                self.out.flush()
+                self.lines = len(text)
+        elif minute % 60 == 0 or force:
+            print(text[-1], file=self.out, flush=True)
+
+
+def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
+    """The table: header, demand, forecast, answer, deployment, late, sparklines, a summary line."""
+    d, f = rec.demand[-1], rec.forecast_peak[-1]
+    top = max(max(rec.demand[-180:]), max(rec.ready[-180:]), 1.0)
+    stamp = time.strftime("%a %Y-%m-%d %H:%M", time.gmtime(info["now"]))
+    done = info["done"]
+    bar = "#" * int(20 * done) + "." * (20 - int(20 * done))
+    return [
+        f"prewarm demo: gRPC ExternalScaler on {info['address']}, KEDA-like client every "
+        f"{info['polling']:g}s, cold start {info['cold']}",
+        f"virtual {stamp} UTC  [{bar}] {100 * done:3.0f}%",
+        f"demand now        {d:7.1f} replicas   ({rec.arrivals[-1]:.0f} requests/min)",
+        f"forecast p{info['quantile']:g} peak {f:7.1f} replicas   over the lead of {info['lead'] / 60:.1f} min"
+        f"   forecaster: {info['forecaster']}",
+        f"prewarm answers   {rec.answered[-1]:7d} replicas   reason: {info['reason']}",
+        f"deployment        {rec.ordered[-1]:7d} ordered, {rec.ready[-1]} ready",
+        f"late requests     {100 * rec.late_share():7.3f} %          GPU-hours {rec.gpu_hours():.1f}",
+        f"demand {sparkline(rec.demand, top)}",
+        f"ready  {sparkline(rec.ready, top)}",
+        f"[{stamp}] demand {d:.1f} forecast-peak {f:.1f} -> {rec.answered[-1]} replicas "
+        f"({info['reason']}); ready {rec.ready[-1]}; late {100 * rec.late_share():.3f}%; "
+        f"GPU-h {rec.gpu_hours():.1f}",
+    ]
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``prewarm demo``."""
+    parser.add_argument("--trace", default="synthetic",
+                        help="`synthetic` (built-in 14-day daily+weekly trace) or a trace CSV")
+    parser.add_argument("--history", default="7d", help="history the forecaster starts with (7d)")
+    parser.add_argument("--hours", type=float, default=24.0, help="virtual hours replayed live (24)")
+    parser.add_argument("--speed", type=float, default=1440.0,
+                        help="virtual seconds per real second (1440: a day in a minute)")
+    parser.add_argument("--cold-start", default="20m", help="replica cold start (default 20m)")
+    parser.add_argument("--peak-replicas", type=int, default=20,
+                        help="replicas the trace's busiest minute needs (sets capacity; 20)")
+    parser.add_argument("--listen", default="127.0.0.1:0", help="gRPC address (default a free port)")
+    parser.add_argument("--plot", default="out/demo.png", help="PNG written at the end (out/demo.png)")
+    parser.add_argument("--json", metavar="OUT", help="also write the backtest JSON here")
+    parser.add_argument("--no-backtest", action="store_true", help="skip the backtest comparison")
+    parser.add_argument("--no-live", action="store_true", help="plain lines even on a terminal")
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Validated flags: the scenario, where the live replay starts, and the scaler's settings."""
+
+    scenario: Scenario
+    start_minute: int
+    minutes: int
+    cold_s: tuple[float, float]
+    settings: Settings
+
+
+def plan(args: argparse.Namespace) -> DemoPlan:
+    """Everything the demo needs from the flags (UsageError / ScenarioError / TraceError)."""
+    history = duration(args.history, "--history")
+    if history < 86400:
+        raise UsageError(f"--history {args.history}: must be at least 1d (a daily season)")
+    if not 0 < args.hours <= 14 * 24:
+        raise UsageError(f"--hours {args.hours:g}: must be in (0, 336]")
+    if not args.speed > 0:
+        raise UsageError(f"--speed {args.speed:g}: must be > 0")
+    cold = cold_start_range(args.cold_start)
+    series = (synthetic_trace(days=14, step_seconds=60, seed=0).series if args.trace == "synthetic"
+              else read_trace(args.trace).series)
+    full = scenario_from_series(series, name=str(args.trace), warmup_seconds=history,
+                                peak_replicas=args.peak_replicas)
+    start, minutes = full.warmup_minutes, round(args.hours * 60)
+    if start + minutes > full.minutes:
+        raise UsageError(f"--hours {args.hours:g}: the trace has only "
+                         f"{(full.minutes - start) / 60:.1f} h after --history {args.history}")
+    scenario = scenario_from_series(series, name=str(args.trace), warmup_seconds=history,
+                                    capacity=full.capacity)
+    return DemoPlan(scenario, start, minutes, cold, demo_settings(full, cold, args.peak_replicas, history))
+
+
+def demo_settings(scenario: Scenario, cold: tuple[float, float], peak: int, history: float) -> Settings:
+    """The scaler's config: what ``serve`` would run for this model (arrivals per minute)."""
+    lo, hi = cold
+    raw = {
+        "replay": {"trace": "synthetic"},  # the demo passes its own source; this only validates
+        "defaults": {"refreshInterval": "60s", "refitInterval": "6h", "history": history,
+                     "step": "1m", "pollingInterval": "30s", "staleAfter": "5m", "quantile": 0.9,
+                     "coldStart": {"initial": lo + 0.9 * (hi - lo), "learn": False},
+                     "scaleDown": {"stabilization": "10m"}},
+        "models": [{"name": MODEL, "capacityPerReplica": scenario.capacity, "minReplicas": 1,
+                    "maxReplicas": 2 * peak, "demand": "arrivals"}],
+    }
+    return parse_settings(raw, source="demo").settings
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+class Demo:
+    """The live part: engine + gRPC server + KEDA poller + simulated Deployment, virtual time."""
+
+    def __init__(self, p: DemoPlan, args: argparse.Namespace) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from scaler.adapters.keda_grpc import ExternalScalerServicer, GrpcMetrics
+        from scaler.engine import Engine, initial_snapshot
+        from scaler.snapshot import SnapshotHolder
+
+        self.plan, self.args = p, args
+        sc = p.scenario
+        self.clock = FakeClock(sc.start + p.start_minute * MINUTE)
+        self.source = DemoSource(sc)
+        self.holder = SnapshotHolder(initial_snapshot(p.settings, self.clock.now()))
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self.engine = Engine(self.clock, p.settings, self.source, self.holder, fit_executor=self.executor)
+        self.servicer = ExternalScalerServicer(self.holder, self.clock, GrpcMetrics(CollectorRegistry()))
+        control = ControlSpec(max_replicas=p.settings.models[0].maxReplicas)
+        start_ready = max(1, math.ceil(float(sc.demand[p.start_minute - 1]) * 1.2))
+        self.fluid = Fluid(Hpa(control), Cluster(ClusterSpec(cold_start_s=p.cold_s), ready=start_ready),
+                           sc.capacity)
+        self.record = Record()
+        self.view = LiveView(sys.stdout, live=sys.stdout.isatty() and not args.no_live)
+
+    async def run(self) -> Record:
+        import grpc
+
+        from scaler.app import create_grpc_server
+
+        server, _health, port = await create_grpc_server(self.servicer, self.args.listen, None)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.address = f"{self.args.listen.rpartition(':')[0]}:{port}"
+        try:
+            poller = KedaPoller(channel, MODEL)
+            await self.engine.backfill()
+            await self._replay(poller)
+        finally:
+            await channel.close()
+            await self.holder.close()
+            await server.stop(0)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        return self.record
+
+    async def _replay(self, poller: KedaPoller) -> None:
+        p = self.plan
+        refit_every = round(p.settings.defaults.refitInterval / MINUTE)
+        began = time.monotonic()
+        for t in range(p.minutes):
+            minute = p.start_minute + t
+            now = p.scenario.start + minute * MINUTE
+            self.clock.set(now)
+            self.source.minute, self.source.backlog = minute, self.fluid.backlog
+            if t % refit_every == 0:
+                await self.engine.refit()  # virtual time waits for the fit (a worker process)
+            await self.engine.refresh()
+            self.fluid.scale(await poller.poll(), minute, now)
+            self._step(minute)
+            self.view.update(view_lines(self.record, self._info(now, (t + 1) / p.minutes)),
+                             minute=t, force=t == p.minutes - 1)
+            await asyncio.sleep(max(0.0, began + (t + 1) * MINUTE / self.args.speed - time.monotonic()))
+
+    def _step(self, minute: int) -> None:
+        sc, rec = self.plan.scenario, self.record
+        decision = self.holder.current.decisions[MODEL]
+        arrivals = float(sc.arrivals[minute])
+        ready, billed, late = self.fluid.serve(arrivals, minute)
+        rec.minutes.append(minute)
+        rec.arrivals.append(arrivals)
+        rec.demand.append(arrivals / sc.capacity)
+        peak = decision.forecast_peak
+        rec.forecast_peak.append((peak if peak is not None else math.nan) / sc.capacity)
+        rec.answered.append(decision.replicas)
+        rec.ordered.append(self.fluid.pool.count)
+        rec.ready.append(ready)
+        rec.late.append(late)
+        rec.billed.append(billed)
+
+    def _info(self, now: float, done: float) -> dict[str, Any]:
+        snap = self.holder.current
+        decision = snap.decisions[MODEL]
+        fit = snap.fits.get(MODEL)
+        lo, hi = self.plan.cold_s
+        return {"now": now, "done": done, "address": self.address, "polling": 30.0,
+                "cold": f"{lo / 60:g}m" if lo == hi else f"{lo / 60:g}m:{hi / 60:g}m",
+                "quantile": 100 * snap.settings.models[0].policy.quantile,
+                "lead": decision.lead_seconds, "reason": decision.reason.value,
+                "forecaster": fit.model_name if fit else "not fitted yet"}
+
+
+def compare(p: DemoPlan, rec: Record, args: argparse.Namespace) -> Any:
+    """The backtest on the same trace up to the end of the replay, every policy; prints the table."""
+    from dataclasses import replace
+
+    from scaler.backtest.cli import execute
+    from scaler.backtest.report import print_table, to_json
+    from scaler.backtest.sweep import BacktestSpec
+
+    sc = p.scenario
+    stop = p.start_minute + p.minutes
+    window = replace(sc, arrivals=sc.arrivals[:stop], observed=sc.observed[:stop], key="")
+    spec = BacktestSpec(cluster=ClusterSpec(cold_start_s=p.cold_s), peak_replicas=args.peak_replicas,
+                        control=ControlSpec(max_replicas=p.settings.models[0].maxReplicas),
+                        jobs=min(2, os.cpu_count() or 1))
+    result = execute(window, spec, progress=True)
+    print_table(result, sys.stdout)
+    twin = next(pt for pt in result.sweeps["predictive"].points if pt.label == "q0.9")
+    print(f"\nlive demo (real gRPC server, q0.9): SLO attainment {1 - rec.late_share():.5f}, "
+          f"{rec.gpu_hours():.1f} GPU-hours; backtest predictive q0.9 on the same window: "
+          f"{twin.slo_attainment:.5f}, {twin.gpu_hours:.1f} GPU-hours")
+    if args.json:
+        import json
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(to_json(result), indent=2) + "\n")
+    return result
+
+
+def plot(p: DemoPlan, rec: Record, result: Any, path: Path) -> None:
+    """Live run (demand, forecast, replicas, late) over the backtest's replicas and Pareto."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from scaler.backtest.report import _plot_pareto, _plot_replicas
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = 3 if result is not None else 1
+    fig, axes = plt.subplots(rows, 1, figsize=(13, 4 + 3.5 * (rows - 1)), squeeze=False)
+    ax = axes[0][0]
+    hours = np.asarray(rec.minutes, dtype=np.float64) / 60.0
+    ax.plot(hours, rec.demand, color="black", lw=0.6, label="demand")
+    ax.plot(hours, rec.forecast_peak, color="tab:blue", lw=0.8, ls="--",
+            label="forecast p90 peak over the lead")
+    ax.step(hours, rec.ordered, where="post", color="tab:green", lw=0.8, label="ordered (billed)")
+    ax.step(hours, rec.ready, where="post", color="tab:olive", lw=1.0, label="ready")
+    late = [h for h, x in zip(hours, rec.late, strict=True) if x > 0]
+    ax.scatter(late, [0.2] * len(late), marker="|", color="tab:red", label="minutes with late requests")
+    ax.set_ylabel("replicas")
+    ax.set_title(f"prewarm demo (live, real gRPC server): late {100 * rec.late_share():.3f} %, "
+                 f"{rec.gpu_hours():.0f} GPU-hours")
+    ax.legend(loc="upper left", fontsize=8)
+    if result is not None:
+        _plot_replicas(result, axes[1][0])
+        _plot_pareto(result, axes[2][0])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``prewarm demo``: live replay, then the backtest comparison and the PNG. Exit 2 on bad flags."""
+    try:
+        p = plan(args)
+    except (UsageError, ScenarioError, TraceError) as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
+    rec = asyncio.run(Demo(p, args).run())
+    result = None if args.no_backtest else compare(p, rec, args)
+    plot(p, rec, result, Path(args.plot))
+    print(f"\nwrote {args.plot}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scaler.demo", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
