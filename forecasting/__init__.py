@@ -3,8 +3,10 @@
 Importing this package is cheap: statsmodels is imported lazily inside the fitting functions.
 
 >>> from forecasting import fit_auto, synthetic_trace
->>> fitted = fit_auto(synthetic_trace(days=3, step_seconds=600).series, horizon_steps=3)
->>> fitted.update(recent).forecast(6).quantile(0.9)  # doctest: +SKIP
+>>> history = synthetic_trace(days=3, step_seconds=600).series
+>>> fitted = fit_auto(history, horizon_steps=3)
+>>> fitted.forecast(6).quantile(0.9).shape
+(6,)
 """
 
 from forecasting.auto import fit_auto
@@ -13,6 +15,7 @@ from forecasting.cleaning import GapPolicy
 from forecasting.fitted import FittedForecaster, FittedModel
 from forecasting.naive import SeasonalNaive
 from forecasting.selection import InsufficientDataError
+from forecasting.traces import Trace, TraceError, read_trace, synthetic_trace
 from forecasting.types import FitDiagnostics, Forecast, Series
 
 __all__ = [
@@ -25,5 +28,9 @@ __all__ = [
     "InsufficientDataError",
     "SeasonalNaive",
     "Series",
+    "Trace",
+    "TraceError",
     "fit_auto",
+    "read_trace",
+    "synthetic_trace",
 ]
