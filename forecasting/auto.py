@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+
 from forecasting.base import DEFAULT_QUANTILES, Forecaster
 from forecasting.cleaning import GapPolicy
 from forecasting.fitted import FittedModel
@@ -28,7 +30,7 @@ from forecasting.selection import (
     prepare,
     score,
 )
-from forecasting.types import Series
+from forecasting.types import FloatArray, Series
 
 
 def default_candidates(
@@ -77,8 +79,9 @@ def fit_auto(
     step = series.step_seconds
     baseline, hold, specs = _plan(len(series), step, horizon_steps, seasons_seconds, candidates)
     floor = error_floor(values)
-    tests = [backtest(s, values, hold=hold, step_seconds=step, horizon=horizon_steps)
-             for s in specs]
+    tests, failures = _backtests(specs, values, hold=hold, step=step, horizon=horizon_steps)
+    if not tests:  # every candidate failed: the baseline cannot
+        tests = [backtest(baseline, values, hold=hold, step_seconds=step, horizon=horizon_steps)]
     scores = [score(bt, levels=quantiles, floor=floor) for bt in tests]
     best = min(range(len(tests)), key=lambda i: scores[i].loss)  # first (simplest) wins ties
     base_bt = _baseline_backtest(baseline, tests, values, hold, step, horizon_steps)
@@ -89,8 +92,27 @@ def fit_auto(
     losses = {bt.spec.name: sc.loss for bt, sc in zip(tests, scores, strict=True)}
     diagnostics = _diagnostics(values, series, mask.masked, fitted, started, losses,
                                scores[best].coverage)
+    diagnostics = replace(diagnostics, warnings=diagnostics.warnings + failures)
     reason = _reason(tests[best], skill, baseline, hold, step, len(tests))
     return replace(model, skill=skill, reason=reason, diagnostics=diagnostics)
+
+
+def _backtests(
+    specs: Sequence[Forecaster], values: FloatArray, *, hold: int, step: int, horizon: int
+) -> tuple[list[Backtest], tuple[str, ...]]:
+    """Backtest every candidate; one that raises is left out and recorded, never fatal.
+
+    A worker process must always return a model: statsmodels can fail on odd data (singular
+    initialisation, optimiser errors), and seasonal naive is always there to fall back on.
+    """
+    tests: list[Backtest] = []
+    failures: list[str] = []
+    for spec in specs:
+        try:
+            tests.append(backtest(spec, values, hold=hold, step_seconds=step, horizon=horizon))
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            failures.append(f"{spec.name} failed and was skipped: {type(exc).__name__}: {exc}")
+    return tests, tuple(failures)
 
 
 def _plan(
@@ -142,8 +164,6 @@ def _baseline_backtest(
             return bt
     if hold < 1:
         return None
-    import numpy as np
-
     return backtest(baseline, np.asarray(values), hold=hold, step_seconds=step, horizon=horizon)
 
 

@@ -9,7 +9,8 @@ from each origin (rolling origin, fixed parameters). Those out-of-sample errors 
 - the conformal quantiles of the fitted model (:mod:`forecasting.calibration`);
 - the skill: MASE against seasonal naive at the horizon step.
 
-The winner is then refitted on all the history, keeping the holdout's calibration.
+The winner keeps its parameters and is walked through the holdout (or, with ``refit=True``,
+is refitted on all the history), keeping the holdout's calibration.
 """
 
 from __future__ import annotations

@@ -126,3 +126,25 @@ def test_one_burst_in_update_moves_the_level_a_bounded_amount() -> None:
     calm = fitted.forecast(2).mean
     burst = fitted.update(Series(fitted.end, STEP, np.array([100 * calm[0]])))
     assert burst.forecast(1).mean[0] < calm[1] + 100
+
+
+class _Broken:
+    """A candidate whose estimator blows up, as statsmodels can on odd data."""
+
+    name = "broken"
+
+    def min_obs(self, *, step_seconds: int) -> int:
+        return 1
+
+    def fit_state(self, values: np.ndarray, *, step_seconds: int) -> object:
+        raise np.linalg.LinAlgError("singular matrix")
+
+
+def test_a_failing_candidate_is_skipped_and_recorded() -> None:
+    from forecasting import SeasonalNaive
+
+    values = np.tile(100 + 50 * np.sin(2 * np.pi * np.arange(24) / 24), 5)
+    fitted = fit_auto(Series(0, STEP, values), horizon_steps=H,
+                      candidates=[_Broken(), SeasonalNaive()])  # type: ignore[list-item]
+    assert fitted.name == "seasonal_naive_1d"
+    assert any("broken failed" in w for w in fitted.diagnostics.warnings)
