@@ -1,4 +1,4 @@
-"""`prewarm` command line: serve, check-config, config-schema, forecast-eval."""
+"""`prewarm` command line: serve, demo, backtest, forecast-eval, check-config, config-schema."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from pathlib import Path
 from scaler.core.errors import ConfigError
 
 EPILOG = """examples:
-  prewarm serve --demo                       run on an embedded replayed trace (no cluster needed)
+  prewarm demo                               the whole loop on a replayed trace, in minutes
+  prewarm serve --demo                       the daemon on an embedded replayed trace (no cluster needed)
   prewarm serve --config /etc/prewarm/config.yaml
   prewarm check-config config.yaml           validate; exit 1 on errors
   prewarm config-schema > prewarm.schema.json
   prewarm forecast-eval --trace ../shared/data/servegen/m-small_10min.csv --horizon 30m
+  prewarm backtest --trace ../shared/data/servegen/m-small_10min.csv --cold-start 30m --plot out/bt.png
 """
 
 
@@ -87,6 +89,24 @@ def _add_forecast_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     add_arguments(p)
 
 
+def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from scaler.backtest.cli import add_arguments
+
+    add_arguments(sub.add_parser(
+        "backtest", help="closed-loop replay: predictive vs reactive vs oracle (cost at SLO)",
+        description="Replay a trace (or a model's Prometheus history) through the predictive "
+                    "policy, the reactive baselines and the oracle (docs/EVALUATION.md)."))
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from scaler.demo import add_arguments
+
+    add_arguments(sub.add_parser(
+        "demo", help="the whole loop in minutes: server, KEDA-like client, simulated Deployment",
+        description="Run the real gRPC server on a replayed trace in accelerated time, drive it like "
+                    "KEDA with a simulated Deployment, then compare with the backtest."))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prewarm", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -96,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_check(sub)
     _add_forecast_eval(sub)
+    _add_backtest(sub)
+    _add_demo(sub)
     return parser
 
 
@@ -151,6 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from forecasting.eval_cli import run
 
             return run(args)
+        if args.command == "backtest":
+            from scaler.backtest.cli import run as run_backtest
+
+            return run_backtest(args)
+        if args.command == "demo":
+            from scaler.demo import run as run_demo
+
+            return run_demo(args)
         return handlers[args.command](args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
