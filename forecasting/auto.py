@@ -176,8 +176,9 @@ def _reason(
     n_candidates: int,
 ) -> str:
     days = hold * step / 86400
-    head = (f"{bt.spec.name}: lowest pinball loss at the horizon of {n_candidates} candidates "
-            f"on the last {days:.2g} d (rolling origin)")
+    plural = "s" if n_candidates != 1 else ""
+    head = (f"{bt.spec.name}: lowest pinball loss at the horizon of {n_candidates} "
+            f"candidate{plural} on the last {days:.2g} d (rolling origin)")
     if skill is None:
         if baseline.season_seconds <= step:
             return head + "; skill unknown: history too short for a seasonal baseline"
