@@ -79,10 +79,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"forecast-eval: error: --trace {args.trace}: {exc}", file=sys.stderr)
         return 2
     print_table(report, sys.stdout)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    if args.plot:
-        plot(trace.series, spec, runs, report, Path(args.plot))
+    try:
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        if args.plot:
+            plot(trace.series, spec, runs, report, Path(args.plot))
+    except OSError as exc:
+        flag, name = ("--json", args.json) if exc.filename == args.json else ("--plot", args.plot)
+        print(f"forecast-eval: error: {flag} {name}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -73,3 +73,12 @@ def test_trace_shorter_than_a_season_uses_plain_naive(tmp_path: Path,
     report = json.loads(out.read_text())
     assert report["baseline"] == "seasonal_naive_1m"
     assert report["models"]["seasonal_naive_1m"]["mase"] == pytest.approx(1.0)
+
+
+def test_unwritable_json_exits_2_naming_the_flag(trace_csv: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "missing-dir" / "r.json"
+    code = eval_cli.run(_args("--trace", str(trace_csv), "--horizon", "2h", "--refit-every", "5d",
+                              "--json", str(target)))
+    assert code == 2
+    assert f"--json {target}" in capsys.readouterr().err
