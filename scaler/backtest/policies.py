@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from forecasting.types import Forecast
 from scaler.backtest.sim import Metric, View
@@ -56,12 +57,12 @@ class Static:
         return Metric(float(self.replicas), 1.0, active=self.replicas > 0)
 
 
-class ForecastSource:
+class ForecastSource(Protocol):
     """The forecasts the scaler would have had at each decision minute (see :mod:`.tape`)."""
 
     def at(self, t: int) -> tuple[Forecast | None, str]:
         """Forecast made at minute ``t`` from minutes < ``t``, or None and why."""
-        raise NotImplementedError
+        ...
 
 
 @dataclass

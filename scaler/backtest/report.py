@@ -99,7 +99,8 @@ def to_json(bt: Backtest) -> dict[str, Any]:
 
 
 def _fmt(value: float | None, spec: str) -> str:
-    width = int(spec.split(".")[0]) if "." in spec else int(spec.rstrip("fd"))
+    """``format(value, spec)``, or a dash as wide as the spec's width for None."""
+    width = int(spec.split(".")[0])
     return f"{'-':>{width}}" if value is None else format(value, spec)
 
 

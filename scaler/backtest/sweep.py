@@ -15,6 +15,7 @@ from functools import partial
 from scaler.backtest.oracle import oracle_billed, oracle_cold_minutes
 from scaler.backtest.pareto import Point, cost_at_slo
 from scaler.backtest.policies import (
+    ForecastSource,
     Predictive,
     ReactiveQueue,
     ReactiveUtil,
@@ -140,7 +141,7 @@ def tape_spec(scenario: Scenario, spec: BacktestSpec) -> TapeSpec:
 
 
 def controllers(name: str, scenario: Scenario, spec: BacktestSpec,
-                tape: ForecastTape | None) -> Iterator[tuple[Point, Callable[[], Controller]]]:
+                tape: ForecastSource | None) -> Iterator[tuple[Point, Callable[[], Controller]]]:
     """(knob point without results, controller factory) for each sweep point of a policy."""
     if name == "reactive-util":
         for u in UTILIZATIONS:
@@ -169,7 +170,7 @@ def sweep_points(spec: BacktestSpec) -> int:
     return sum(sizes[p] for p in spec.policies)
 
 
-def run_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None,
+def run_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastSource | None,
               progress: Progress | None = None) -> Sweep:
     """Simulate every knob of one policy; attainment and GPU-hours over the evaluation window."""
     points, runs = [], []

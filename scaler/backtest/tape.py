@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from forecasting.fitted import FittedForecaster
 from forecasting.types import Forecast, Series
-from scaler.backtest.policies import ForecastSource
 from scaler.backtest.scenario import MINUTE, Scenario
 
 QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
@@ -62,7 +61,7 @@ def fit_one(history: Series, horizon_steps: int, seasons: tuple[int, ...]) -> Fi
                     seasons_seconds=seasons)
 
 
-class ForecastTape(ForecastSource):
+class ForecastTape:
     """Forecast (or the reason there is none) at every decision minute from ``first_fit`` on."""
 
     def __init__(self, scenario: Scenario, spec: TapeSpec, fits: dict[int, FittedForecaster]) -> None:
