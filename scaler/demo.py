@@ -24,15 +24,16 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
 from forecasting.traces import TraceError, read_trace, synthetic_trace
 from forecasting.types import Series
 from scaler.backtest.cli import UsageError, cold_start_range, duration
+from scaler.backtest.live import Fluid, LiveView, Record, view_lines
 from scaler.backtest.scenario import MINUTE, Scenario, ScenarioError, scenario_from_series
 from scaler.backtest.sim import Cluster, ClusterSpec, ControlSpec, Hpa, Metric
 from scaler.core.clock import FakeClock
@@ -40,7 +41,6 @@ from scaler.core.config import ModelSettings, Settings, parse_settings
 from scaler.core.model import Observation
 
 MODEL = "demo"
-SPARK = "▁▂▃▄▅▆▇█"
 
 
 # --- the traffic the scaler sees ---------------------------------------------------------------
@@ -113,112 +113,6 @@ class KedaPoller:
             self.errors += 1
             return None
         return Metric(total, target, bool(active))
-
-
-# --- what happened, minute by minute -------------------------------------------------------------
-
-
-@dataclass
-class Record:
-    """The live run's per-minute series (for the view and the PNG); replica units."""
-
-    minutes: list[int] = field(default_factory=list)
-    demand: list[float] = field(default_factory=list)
-    forecast_peak: list[float] = field(default_factory=list)
-    answered: list[int] = field(default_factory=list)
-    ordered: list[int] = field(default_factory=list)
-    ready: list[int] = field(default_factory=list)
-    late: list[float] = field(default_factory=list)
-    billed: list[int] = field(default_factory=list)
-    arrivals: list[float] = field(default_factory=list)
-
-    def late_share(self) -> float:
-        total = sum(self.arrivals)
-        return sum(self.late) / total if total > 0 else 0.0
-
-    def gpu_hours(self) -> float:
-        return sum(self.billed) / 60.0
-
-
-@dataclass
-class Fluid:
-    """The simulated Deployment: HPA rules, replicas with cold starts, the FIFO backlog."""
-
-    hpa: Hpa
-    pool: Cluster
-    capacity: float
-    backlog: float = 0.0
-
-    def scale(self, metric: Metric | None, minute: int, now: float) -> None:
-        if metric is not None:
-            self.pool.scale_to(self.hpa.apply(metric, self.pool.count, now), minute)
-
-    def serve(self, arrivals: float, minute: int) -> tuple[int, int, float]:
-        """(ready, billed, late) for one minute (EVALUATION.md's queue formulas)."""
-        ready, billed = self.pool.tick(minute)
-        served = self.capacity * ready
-        late = max(0.0, arrivals - max(0.0, served - self.backlog))
-        self.backlog = max(0.0, self.backlog + arrivals - served)
-        return ready, billed, late
-
-
-# --- the live view -------------------------------------------------------------------------------
-
-
-def sparkline(values: Sequence[float], top: float, width: int = 60) -> str:
-    """Values squeezed into ``width`` characters (max per cell), scaled to ``top``."""
-    if not values or top <= 0:
-        return ""
-    chunks = np.array_split(np.asarray(values[-width * 3 :], dtype=np.float64), width)
-    cells = [float(c.max()) if c.size else 0.0 for c in chunks]
-    return "".join(SPARK[min(len(SPARK) - 1, max(0, int(v / top * (len(SPARK) - 1))))] for v in cells)
-
-
-class LiveView:
-    """An in-place terminal table (a TTY), or one plain line per virtual hour."""
-
-    def __init__(self, out: TextIO, *, live: bool) -> None:
-        self.out = out
-        self.live = live
-        self.lines = 0
-        self.last_render = 0.0
-
-    def update(self, text: list[str], *, minute: int, force: bool = False) -> None:
-        if self.live:
-            now = time.monotonic()
-            if force or now - self.last_render >= 0.2:
-                self.last_render = now
-                up = f"\x1b[{self.lines}F" if self.lines else ""
-                self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in text))
-                self.out.flush()
-                self.lines = len(text)
-        elif minute % 60 == 0 or force:
-            print(text[-1], file=self.out, flush=True)
-
-
-def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
-    """The table: header, demand, forecast, answer, deployment, late, sparklines, a summary line."""
-    d, f = rec.demand[-1], rec.forecast_peak[-1]
-    top = max(max(rec.demand[-180:]), max(rec.ready[-180:]), 1.0)
-    stamp = time.strftime("%a %Y-%m-%d %H:%M", time.gmtime(info["now"]))
-    done = info["done"]
-    bar = "#" * int(20 * done) + "." * (20 - int(20 * done))
-    return [
-        f"prewarm demo: gRPC ExternalScaler on {info['address']}, KEDA-like client every "
-        f"{info['polling']:g}s, cold start {info['cold']}",
-        f"virtual {stamp} UTC  [{bar}] {100 * done:3.0f}%",
-        f"demand now        {d:7.1f} replicas   ({rec.arrivals[-1]:.0f} requests/min)",
-        f"forecast p{info['quantile']:g} peak {f:7.1f} replicas   over the lead of {info['lead'] / 60:.1f} min"
-        f"   forecaster: {info['forecaster']}",
-        f"prewarm answers   {rec.answered[-1]:7d} replicas   reason: {info['reason']}",
-        f"deployment        {rec.ordered[-1]:7d} ordered, {rec.ready[-1]} ready",
-        f"late requests     {100 * rec.late_share():7.3f} %          GPU-hours {rec.gpu_hours():.1f}",
-        f"demand {sparkline(rec.demand, top)}",
-        f"ready  {sparkline(rec.ready, top)}",
-        f"[{stamp}] demand {d:.1f} forecast-peak {f:.1f} -> {rec.answered[-1]} replicas "
-        f"({info['reason']}); ready {rec.ready[-1]}; late {100 * rec.late_share():.3f}%; "
-        f"GPU-h {rec.gpu_hours():.1f}",
-    ]
 
 
 # --- setup ---------------------------------------------------------------------------------------
@@ -420,7 +314,7 @@ def plot(p: DemoPlan, rec: Record, result: Any, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from scaler.backtest.report import _plot_pareto, _plot_replicas
+    from scaler.backtest.report import plot_pareto, plot_replicas
 
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = 3 if result is not None else 1
@@ -439,8 +333,8 @@ def plot(p: DemoPlan, rec: Record, result: Any, path: Path) -> None:
                  f"{rec.gpu_hours():.0f} GPU-hours")
     ax.legend(loc="upper left", fontsize=8)
     if result is not None:
-        _plot_replicas(result, axes[1][0])
-        _plot_pareto(result, axes[2][0])
+        plot_replicas(result, axes[1][0])
+        plot_pareto(result, axes[2][0])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

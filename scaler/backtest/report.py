@@ -178,9 +178,9 @@ def plot(bt: Backtest, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(3, 1, figsize=(13, 11))
-    _plot_forecast(bt, axes[0])
-    _plot_replicas(bt, axes[1])
-    _plot_pareto(bt, axes[2])
+    plot_forecast(bt, axes[0])
+    plot_replicas(bt, axes[1])
+    plot_pareto(bt, axes[2])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -190,7 +190,7 @@ def _hours(bt: Backtest, minutes: np.ndarray) -> np.ndarray:
     return np.asarray(minutes, dtype=np.float64) / 60.0
 
 
-def _plot_forecast(bt: Backtest, ax: Any) -> None:
+def plot_forecast(bt: Backtest, ax: Any) -> None:
     sc = bt.scenario
     window = np.arange(sc.warmup_minutes, sc.minutes)
     ax.plot(_hours(bt, window), sc.demand[window], color="black", lw=0.6, label="actual demand")
@@ -213,7 +213,7 @@ def zoom(bt: Backtest, minutes: int = 2 * 1440) -> np.ndarray:
     return np.arange(start, min(sc.minutes, start + minutes))
 
 
-def _plot_replicas(bt: Backtest, ax: Any) -> None:
+def plot_replicas(bt: Backtest, ax: Any) -> None:
     sc = bt.scenario
     window = zoom(bt)
     hours = _hours(bt, window)
@@ -231,7 +231,7 @@ def _plot_replicas(bt: Backtest, ax: Any) -> None:
     ax.legend(loc="upper left", fontsize=8, ncol=2)
 
 
-def _plot_pareto(bt: Backtest, ax: Any) -> None:
+def plot_pareto(bt: Backtest, ax: Any) -> None:
     for name, sweep in bt.sweeps.items():
         late = [max(1e-6, 1 - p.slo_attainment) for p in sweep.points]
         ax.scatter([p.gpu_hours for p in sweep.points], late, s=12, color=COLORS.get(name),

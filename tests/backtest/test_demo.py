@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scaler.backtest.live import sparkline
 from scaler.core.config import parse_settings
-from scaler.demo import DemoSource, add_arguments, keda_value, run, sparkline
+from scaler.demo import DemoSource, add_arguments, keda_value, run
 from tests.backtest.support import scenario
 
 
