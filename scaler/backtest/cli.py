@@ -226,7 +226,7 @@ def load_scenario(args: argparse.Namespace, spec: BacktestSpec) -> Scenario:
     series, name = load_series(args)
     return scenario_from_series(series, name=name, warmup_seconds=duration(args.warmup, "--warmup"),
                                 peak_replicas=spec.peak_replicas, capacity=args.capacity,
-                                fill=not args.keep_gaps)
+                                fill=not args.keep_gaps, warmup_text=args.warmup)
 
 
 def execute(scenario: Scenario, spec: BacktestSpec, *, progress: bool) -> Backtest:

@@ -21,6 +21,7 @@ import numpy as np
 from scaler.backtest.pareto import Point, pareto_frontier, reaching
 from scaler.backtest.sim import RunResult
 from scaler.backtest.sweep import SLOS, Backtest, Sweep
+from scaler.core.fields import format_duration
 
 COLORS = {"predictive": "tab:blue", "reactive-util": "tab:orange", "reactive-queue": "tab:red",
           "static": "tab:gray", "oracle": "black"}
@@ -111,7 +112,7 @@ def print_table(bt: Backtest, out: TextIO) -> None:
     cold = report["cold_start_s"]
     cold_text = f"{cold / 60:g}m" if not isinstance(cold, list) else f"{cold[0] / 60:g}m:{cold[1] / 60:g}m"
     print(f"\nbacktest {sc.name}: {report['minutes']} minutes evaluated after "
-          f"{sc.warmup_minutes / 1440:.3g} d warmup; cold start {cold_text}; "
+          f"{format_duration(sc.warmup_minutes * 60.0)} warmup; cold start {cold_text}; "
           f"c = {sc.capacity:.4g} requests/min per replica; lead {bt.spec.lead_s:g} s", file=out)
     print(f"{'policy':<15} {'cost@0.99':>10} {'x oracle':>9} {'cost@0.999':>11} {'x oracle':>9} "
           f"{'best SLO':>9} {'points':>6}", file=out)

@@ -127,11 +127,13 @@ def scenario_from_series(
     peak_replicas: int = 20,
     capacity: float | None = None,
     fill: bool = True,
+    warmup_text: str | None = None,
 ) -> Scenario:
     """A scenario from a trace's requests per bucket (flags validated, errors name them).
 
     ``fill``: interpolate collection gaps and missing rows (:func:`fill_gaps`); otherwise a gap
     replays as zero arrivals and a missing row as zero arrivals the scaler cannot see.
+    ``warmup_text``: the flag as the user wrote it, for the error message.
     """
     filled = 0
     if fill:
@@ -151,7 +153,8 @@ def scenario_from_series(
     warmup = round(warmup_seconds / MINUTE)
     if warmup < 0 or warmup >= arrivals.shape[0]:
         span = arrivals.shape[0] / 60.0
-        raise ScenarioError(f"--warmup {warmup_seconds / 3600:g}h: must be shorter than the trace "
-                            f"({span:.4g}h of data); pass e.g. --warmup {max(1, int(span * 30))}m")
+        shown = warmup_text or f"{warmup_seconds / 3600:g}h"
+        raise ScenarioError(f"--warmup {shown}: must be shorter than the trace ({span:.4g}h of "
+                            f"data); pass e.g. --warmup {max(1, int(span * 30))}m")
     return Scenario(name, series.start, arrivals, observed, float(capacity), warmup,
                     filled_buckets=filled)

@@ -67,7 +67,7 @@ def test_backtest_replays_a_models_prometheus_history(prometheus: str,
                  "--warmup", "2d", "--policies", "reactive-util,static", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "backtest prometheus:llama-3-8b: 1440 minutes evaluated after 2 d warmup" in out
+    assert "backtest prometheus:llama-3-8b: 1440 minutes evaluated after 2d warmup" in out
     # Through the adapter's arrivals signal for that model (requests/s -> per minute).
     assert QUERIES and all('model_name="llama-3-8b"' in q for q in QUERIES)
     assert "vllm:request_success_total" in QUERIES[0]
