@@ -32,7 +32,7 @@ import numpy as np
 
 from forecasting.traces import TraceError, read_trace, synthetic_trace
 from forecasting.types import Series
-from scaler.backtest.cli import UsageError, cold_start_range, duration
+from scaler.backtest.cli import UsageError, cold_start_range, duration, writable
 from scaler.backtest.live import Fluid, LiveView, Record, view_lines
 from scaler.backtest.scenario import MINUTE, Scenario, ScenarioError, scenario_from_series
 from scaler.backtest.sim import Cluster, ClusterSpec, ControlSpec, Hpa, Metric
@@ -343,6 +343,8 @@ def plot(p: DemoPlan, rec: Record, result: Any, path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """``prewarm demo``: live replay, then the backtest comparison and the PNG. Exit 2 on bad flags."""
     try:
+        writable(args.plot, "--plot")
+        writable(args.json, "--json")
         p = plan(args)
     except (UsageError, ScenarioError, TraceError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)

@@ -178,6 +178,23 @@ def build_spec(args: argparse.Namespace) -> BacktestSpec:
                         predictive_knobs=predictive_knobs(args), jobs=args.jobs)
 
 
+def writable(path: str | None, flag: str) -> Path | None:
+    """The output path, its folder created; UsageError naming ``flag`` when it cannot be written.
+
+    Checked before the run, so a typo does not cost the whole backtest.
+    """
+    if path is None:
+        return None
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot create {out.parent}: {exc.strerror or exc}") from None
+    if out.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise UsageError(f"{flag} {path}: not a writable file path")
+    return out
+
+
 def load_series(args: argparse.Namespace) -> tuple[Series, str]:
     """Requests per bucket and the trace's name, from ``--trace`` or ``--prometheus``."""
     if (args.trace is None) == (args.prometheus is None):
@@ -243,17 +260,17 @@ def run(args: argparse.Namespace) -> int:
     """``prewarm backtest``: table on stdout, progress on stderr, optional JSON and plot."""
     try:
         spec = build_spec(args)
+        json_out, plot_out = writable(args.json, "--json"), writable(args.plot, "--plot")
         scenario = load_scenario(args, spec)
     except (UsageError, ScenarioError, TraceError) as exc:
         print(f"backtest: error: {exc}", file=sys.stderr)
         return 2
     result = execute(scenario, spec, progress=not args.no_progress)
     print_table(result, sys.stdout)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(to_json(result), indent=2) + "\n")
-    if args.plot:
-        plot(result, Path(args.plot))
+    if json_out is not None:
+        json_out.write_text(json.dumps(to_json(result), indent=2) + "\n")
+    if plot_out is not None:
+        plot(result, plot_out)
     return 0
 
 

@@ -89,6 +89,8 @@ def test_table_names_every_policy(trace: Path, capsys: pytest.CaptureFixture[str
         pytest.param(["TRACE", "--quantiles", "0.3"], "--quantiles", id="quantile range"),
         pytest.param(["TRACE", "--refit-every", "10s"], "--refit-every", id="refit"),
         pytest.param(["TRACE", "--model", "x"], "--model goes with --prometheus", id="model w/o prom"),
+        pytest.param(["TRACE", "--json", "/proc/nope/r.json"], "--json /proc/nope/r.json", id="json path"),
+        pytest.param(["TRACE", "--plot", "/"], "--plot /: not a writable file path", id="plot is a dir"),
     ],
 )
 def test_bad_input_exits_2_naming_it(argv: list[str], message: str, trace: Path,

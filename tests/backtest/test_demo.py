@@ -59,6 +59,7 @@ def test_demo_without_backtest_writes_the_live_plot(tmp_path: Path,
         pytest.param(["--cold-start", "soon"], "--cold-start", id="bad cold start"),
         pytest.param(["--trace", "/nonexistent.csv"], "/nonexistent.csv", id="missing trace"),
         pytest.param(["--speed", "0"], "--speed", id="speed"),
+        pytest.param(["--plot", "/proc/x/demo.png"], "--plot /proc/x/demo.png", id="unwritable plot"),
     ],
 )
 def test_bad_flags_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
