@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-import forecasting.cleaning as cleaning
+from forecasting.cleaning import GapPolicy, mask_collection_gaps
 from forecasting.types import FloatArray, Series
 
 MINUTE = 60
@@ -93,13 +93,14 @@ def per_minute(series: Series) -> tuple[FloatArray, BoolArray]:
 def fill_gaps(series: Series) -> tuple[Series, int]:
     """Collection gaps and missing rows replaced by linear interpolation; how many buckets.
 
-    A run of zeros amid traffic (:func:`forecasting.cleaning.mask_gap_zeros`, the rule the
-    forecaster uses) is the collector losing data, not demand vanishing (../shared/data: ServeGen
+    A run of zeros amid traffic (:func:`forecasting.cleaning.mask_collection_gaps`, the rule
+    the forecaster uses) is the collector losing data, not demand vanishing (../shared/data: ServeGen
     m-small has 37 such 10-minute buckets). Replayed as zero, every policy that follows demand
     would scale down into it and be punished by the real traffic coming back - an artefact of
     the trace, not of the cluster whose own metrics would have seen the traffic.
     """
-    masked = _mask_gaps(series.values, series.step_seconds)
+    masked = mask_collection_gaps(series.values, step_seconds=series.step_seconds,
+                                  policy=GapPolicy()).values
     missing = ~np.isfinite(masked)
     if not missing.any() or missing.all():
         return series, 0
@@ -107,16 +108,6 @@ def fill_gaps(series: Series) -> tuple[Series, int]:
     filled = np.array(masked)
     filled[missing] = np.interp(idx[missing], idx[~missing], masked[~missing])
     return Series(series.start, series.step_seconds, filled), int(missing.sum())
-
-
-def _mask_gaps(values: FloatArray, step_seconds: int) -> FloatArray:
-    """Collection gaps -> NaN by the forecaster's own rule (either API generation of it)."""
-    policy = cleaning.GapPolicy()
-    current = getattr(cleaning, "mask_collection_gaps", None)
-    if current is not None:
-        return np.asarray(current(values, step_seconds=step_seconds, policy=policy).values)
-    legacy = cleaning.__dict__["mask_gap_zeros"]
-    return np.asarray(legacy(values, step_seconds=step_seconds, policy=policy)[0])
 
 
 def scenario_from_series(
