@@ -25,6 +25,7 @@ from scaler.core.coldstart import lead_seconds
 from scaler.core.config import ModelSettings, Settings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
 from scaler.core.errors import SourceError
+from scaler.core.forecasts import demotion_note, fit_horizon_steps, forecast_steps
 from scaler.core.model import ColdStart, Decision, Observation
 from scaler.core.ports import Actuator, ColdStartProvider, MetricSource
 from scaler.history import History
@@ -202,7 +203,7 @@ class Engine:
         rt.fit = FitInfo(
             model_name=fitted.name, skill=skill, reason=fitted.reason, fitted_at=fitted_at,
             fit_seconds=fitted.diagnostics.fit_seconds,
-            demoted=skill is not None and skill >= model.policy.maxSkill,
+            demoted=demotion_note(fitted.name, skill, model.policy.maxSkill) is not None,
         )
         log.info("fitted %s: %s (skill %s)", name, rt.fit.model_name,
                  "n/a" if skill is None else f"{skill:.2f}")
@@ -268,15 +269,16 @@ class Engine:
             return None, "forecast disabled"
         if rt.fitted is None or rt.fit is None:
             return None, "no forecaster fitted yet"
-        if rt.fit.demoted:
-            return None, (f"forecast demoted: {rt.fit.model_name} skill {rt.fit.skill:.2f} >= "
-                          f"maxSkill {m.policy.maxSkill:g}")
+        demoted = demotion_note(rt.fit.model_name, rt.fit.skill, m.policy.maxSkill)
+        if demoted is not None:
+            return None, demoted
         fitted = rt.fitted
         completed = rt.history.completed(now)
         if completed is not None and completed.end > fitted.end:
             fitted = self._update(fitted, completed, fitted.end)
             rt.fitted = fitted
-        h = max(1, math.ceil((now + horizon_seconds - fitted.end) / fitted.step_seconds) + 1)
+        h = forecast_steps(origin=fitted.end, now=now, horizon_seconds=horizon_seconds,
+                           step_seconds=fitted.step_seconds)
         try:
             return fitted.forecast(h), ""
         except Exception:
@@ -314,7 +316,7 @@ class Engine:
     def _horizon_steps(self, m: ModelSettings) -> int:
         cold = m.policy.coldStart
         lead = cold.initial + cold.nodeProvisioning + self.settings.defaults.pollingInterval
-        return max(1, math.ceil(lead / self.settings.defaults.step))
+        return fit_horizon_steps(lead, self.settings.defaults.step)
 
     async def _actuate(self, settings: Settings, decisions: Mapping[str, Decision], now: float) -> None:
         for actuator in self.actuators:

@@ -6,14 +6,15 @@ same HPA rules in :mod:`scaler.backtest.sim`. Units: requests per minute; ``c`` 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from forecasting.types import Forecast
 from scaler.backtest.sim import Metric, View
+from scaler.core.coldstart import lead_seconds as core_lead_seconds
 from scaler.core.config import ModelSettings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
+from scaler.core.model import ColdStart
 
 
 @dataclass
@@ -95,10 +96,6 @@ class Predictive:
 
 
 def lead_seconds(cold_start_p90_s: float, node_provision_s: float, polling_s: float) -> float:
-    """The engine's lead: cold start p90 + node provisioning + polling interval (seconds)."""
-    return cold_start_p90_s + node_provision_s + polling_s
-
-
-def fit_horizon_steps(lead_s: float, step_seconds: int = 60) -> int:
-    """``Engine._horizon_steps``: the lead in forecaster steps, at least 1."""
-    return max(1, math.ceil(lead_s / step_seconds))
+    """The engine's lead (``scaler.core.coldstart.lead_seconds``), node provisioning counted."""
+    cold = ColdStart(pod_startup_seconds=cold_start_p90_s, node_provisioning_seconds=node_provision_s)
+    return core_lead_seconds(cold, pool_has_spare=None, decision_delay_seconds=polling_s)

@@ -20,13 +20,13 @@ from scaler.backtest.policies import (
     ReactiveQueue,
     ReactiveUtil,
     Static,
-    fit_horizon_steps,
     lead_seconds,
 )
 from scaler.backtest.scenario import MINUTE, Scenario
 from scaler.backtest.sim import ClusterSpec, Controller, ControlSpec, IntArray, RunResult, simulate
 from scaler.backtest.tape import ForecastTape, TapeSpec, fit_all
 from scaler.core.config import ModelSettings, parse_settings
+from scaler.core.forecasts import fit_horizon_steps
 
 POLICIES = ("predictive", "reactive-util", "reactive-queue", "static")
 SLOS = (0.99, 0.999)
@@ -134,7 +134,7 @@ def tape_spec(scenario: Scenario, spec: BacktestSpec) -> TapeSpec:
     lead = spec.lead_s
     return TapeSpec(
         horizon_seconds=lead + spec.cluster.node_provision_s,
-        fit_horizon_steps=fit_horizon_steps(lead),
+        fit_horizon_steps=fit_horizon_steps(lead, MINUTE),
         refit_every=refit, first_fit=max(1, scenario.warmup_minutes - refit),
         every=spec.control.every_minutes, seasons=spec.seasons_s,
     )

@@ -12,7 +12,6 @@ per (trace content, fit minute, horizon) for the life of the process.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from forecasting.fitted import FittedForecaster
 from forecasting.types import Forecast, Series
 from scaler.backtest.scenario import MINUTE, Scenario
+from scaler.core.forecasts import demotion_note, forecast_steps
 
 QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
 """The levels the engine fits (``scaler.engine.QUANTILES``); the sweep picks among them."""
@@ -80,7 +80,7 @@ class ForecastTape:
         spec, n = self.spec, scenario.minutes
         values = scenario.history(n).values
         fitted: FittedForecaster | None = None
-        h = max(1, math.ceil(spec.horizon_seconds / MINUTE) + 1)
+        h = forecast_steps(origin=0.0, now=0.0, horizon_seconds=spec.horizon_seconds, step_seconds=MINUTE)
         for t in range(max(1, spec.first_fit), n):
             if t in self.fits:
                 fitted = self.fits[t]
@@ -89,9 +89,10 @@ class ForecastTape:
             seen = round((fitted.end - scenario.start) / MINUTE)
             if seen < t:  # the minutes completed since the fit or the last update
                 fitted = fitted.update(Series(fitted.end, MINUTE, values[seen:t]))
-            if fitted.skill is not None and fitted.skill >= spec.max_skill:
+            demoted = demotion_note(fitted.name, fitted.skill, spec.max_skill)
+            if demoted is not None:
                 self.forecasts[t] = None
-                self.notes[t] = f"forecast demoted: {fitted.name} skill {fitted.skill:.2f}"
+                self.notes[t] = demoted
                 continue
             self.forecasts[t] = fitted.forecast(h)
 
