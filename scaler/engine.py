@@ -181,7 +181,7 @@ class Engine:
                     continue
                 seasons = tuple(int(s) for s in m.policy.seasonality)
                 jobs[m.name] = loop.run_in_executor(
-                    self.fit_executor, fit_job, series, self._horizon_steps(m), seasons)
+                    self.fit_executor, fit_job, series, self._horizon_steps(m, now), seasons)
             for name, job in jobs.items():
                 await self._store_fit(name, job, now)
             self.stats.refits += 1
@@ -313,9 +313,11 @@ class Engine:
             value = float(forecast.quantile(m.policy.quantile)[index])
             rt.pending_for_now.append((now + lead, value))
 
-    def _horizon_steps(self, m: ModelSettings) -> int:
-        cold = m.policy.coldStart
-        lead = cold.initial + cold.nodeProvisioning + self.settings.defaults.pollingInterval
+    def _horizon_steps(self, m: ModelSettings, now: float) -> int:
+        """Fit for the model's own lead (learned cold start, node wait counted): that is the
+        horizon the decision reads, so it is the one forecasters are chosen and calibrated on."""
+        lead = lead_seconds(self._cold_start(m, now), pool_has_spare=None,
+                            decision_delay_seconds=self.settings.defaults.pollingInterval)
         return fit_horizon_steps(lead, self.settings.defaults.step)
 
     async def _actuate(self, settings: Settings, decisions: Mapping[str, Decision], now: float) -> None:
