@@ -211,6 +211,12 @@ class App:
             "config_reload_errors": (self.watcher.errors_total if self.watcher else 0)
             + kube.get("config_reload_errors", 0),
             "config_last_reload_successful": self._last_reload_ok(),
+            "source_io": {
+                "requests": dict(getattr(self.source, "requests_total", {})),
+                "seconds": dict(getattr(self.source, "request_seconds_total", {})),
+                "rejected": dict(getattr(self.source, "rejected_samples_total", {})),
+                "retries": getattr(self.source, "retries_total", 0),
+            } if hasattr(self.source, "requests_total") else None,
         }
 
     def _last_reload_ok(self) -> float:

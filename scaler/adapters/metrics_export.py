@@ -309,6 +309,7 @@ class ForecastCollector(Collector):
             ("fit_errors", "Forecaster fits that failed (the previous forecaster was kept)."),
         ):
             yield CounterMetricFamily(f"prewarm_{name}", doc, value=float(counters.get(name, 0)))
+        yield from _source_io(counters)
         ok = counters.get("config_last_reload_successful")
         if ok is not None:
             yield GaugeMetricFamily("prewarm_config_last_reload_successful", "1 when the newest config seen was applied, 0 when it was rejected.", value=1.0 if ok else 0.0)
@@ -320,6 +321,23 @@ class ForecastCollector(Collector):
         info = GaugeMetricFamily("prewarm_build_info", "prewarm version (always 1).", labels=["version"])
         info.add_metric([_version()], 1.0)
         yield info
+
+
+def _source_io(counters: Mapping[str, Any]) -> Iterator[Metric]:
+    """The metrics source's own I/O (Prometheus: requests, time, retries, rejected samples)."""
+    io = counters.get("source_io")
+    if not io:
+        return
+    requests = CounterMetricFamily("prewarm_source_requests", "Requests to the metrics source by kind (instant, range).", labels=["kind"])
+    seconds = CounterMetricFamily("prewarm_source_request_duration_seconds", "Time spent in metrics source requests by kind.", labels=["kind"])
+    for kind, n in sorted(io.get("requests", {}).items()):
+        requests.add_metric([kind], n)
+        seconds.add_metric([kind], io.get("seconds", {}).get(kind, 0.0))
+    rejected = CounterMetricFamily("prewarm_source_rejected_samples", "Samples dropped as unusable (NaN, Inf, stale, ambiguous ...), by reason.", labels=["reason"])
+    for reason, n in sorted(io.get("rejected", {}).items()):
+        rejected.add_metric([reason], n)
+    yield from (requests, seconds, rejected)
+    yield CounterMetricFamily("prewarm_source_retries", "Metrics source requests retried after a failure.", value=float(io.get("retries", 0)))
 
 
 def _ready_replicas(obs: object) -> float | None:

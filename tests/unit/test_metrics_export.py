@@ -193,12 +193,28 @@ def test_removed_model_disappears() -> None:
     assert registry.get_sample_value("prewarm_forecast_coverage_ratio", {"model": "code"}) is None
 
 
+SOURCE_IO = {"requests": {"instant": 12, "range": 4}, "seconds": {"instant": 0.5, "range": 0.2},
+             "rejected": {"nan": 2, "stale": 0}, "retries": 3}
+
+
+def test_source_io_counters() -> None:
+    registry, _ = registry_for(Holder(snapshot()), FakeClock(T0), counters=lambda: {"source_io": SOURCE_IO})
+    v = registry.get_sample_value
+    assert v("prewarm_source_requests_total", {"kind": "instant"}) == 12
+    assert v("prewarm_source_request_duration_seconds_total", {"kind": "range"}) == 0.2
+    assert v("prewarm_source_rejected_samples_total", {"reason": "nan"}) == 2
+    assert v("prewarm_source_retries_total") == 3
+    bare, _ = registry_for(Holder(snapshot()), FakeClock(T0), counters=dict)
+    assert bare.get_sample_value("prewarm_source_retries_total") is None  # replay source: no I/O
+
+
 def exposition() -> bytes:
     registry = CollectorRegistry()
     metrics = GrpcMetrics(registry)
     metrics.requests.labels("GetMetrics", "OK").inc()
     metrics.seconds.labels("GetMetrics").observe(0.002)
-    counters = {"source_errors": {"timeout": 1}, "config_last_reload_successful": True, "last_source_success": T0}
+    counters = {"source_errors": {"timeout": 1}, "config_last_reload_successful": True, "last_source_success": T0,
+                "source_io": SOURCE_IO}
     status = {"gpu-a": PoolStatus(balloon_pods=2)}
     collector = ForecastCollector(lambda: snapshot(), FakeClock(T0), counters=lambda: counters, pools=lambda: status)
     registry.register(collector)
