@@ -75,7 +75,8 @@ def make_source(settings: Settings, base_dir: Path | None) -> MetricSource:
     from scaler.adapters.prometheus import PrometheusSource
 
     assert settings.prometheus is not None  # validated: one of the two is required
-    return PrometheusSource(settings.prometheus, settings.defaults)
+    return PrometheusSource(settings.prometheus, settings.defaults,
+                            rate_window_seconds=settings.prometheus.rateWindow)
 
 
 def make_clock(settings: Settings) -> Clock:

@@ -116,6 +116,7 @@ class BasicAuth:
 class PrometheusSettings:
     url: str = field("url", Str(pattern=r"https?://[^\s]+", hint="an http:// or https:// URL", max_length=2048), "Prometheus (or Thanos/Mimir) base URL.")
     timeout: float = field("timeout", Duration(min=0.1, max=300), "Per-request timeout. Default 10s.", default=10.0)
+    rateWindow: float = field("rateWindow", Duration(min=10, max=3600), "Window of rate()/deriv() in the default queries (`{{window}}`); at least 4x your scrape interval. Default 1m.", default=60.0)
     retries: int = field("retries", Int(min=0, max=10), "Retries per query with exponential backoff and jitter. Default 2.", default=2)
     bearerTokenFile: str | None = field("bearerTokenFile", Str(max_length=4096), "File with a bearer token (re-read on every request).", default=None)
     basicAuth: BasicAuth | None = field("basicAuth", Section(BasicAuth), "HTTP basic auth.", default=None)
