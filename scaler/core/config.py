@@ -55,6 +55,15 @@ class ScaleDownSettings:
 
 
 @dataclass(frozen=True)
+class SloSettings:
+    """A request-level latency SLO: prewarm then picks its own safety margin (see scaler/core/slo.py)."""
+
+    onTime: float = field("onTime", Float(min=0.5, max=0.9999), "Target share of requests served on time, e.g. 0.99.")
+    maxQueueTime: float = field("maxQueueTime", Duration(min=0.001, max=3600), "Longest wait in vLLM's queue that still counts as on time (`vllm:request_queue_time_seconds`; use a histogram bucket bound). Default 1s.", default=1.0)
+    window: float = field("window", Duration(min=60, max=86400), "Trailing window the live on-time share is measured over. Default 30m.", default=1800.0)
+
+
+@dataclass(frozen=True)
 class Policy:
     """Per-model decision settings; each may stand under ``defaults`` or under a model."""
 
@@ -66,6 +75,7 @@ class Policy:
     demand: str = field("demand", Str(choices=DEMAND_KINDS), "Demand signal: `concurrency` (vLLM running + waiting; default) or `arrivals` (requests/s).", default="concurrency")
     activationDemand: float = field("activationDemand", Float(min=0), "Demand (now or forecast) above which a model at zero is woken (IsActive). Default 0.", default=0.0)
     forecast: bool = field("forecast", Bool(), "Use the forecast (false: reactive only). Default true.", default=True)
+    slo: SloSettings | None = field("slo", Section(SloSettings), "Request-level SLO. When set, prewarm chooses and adapts its own margin (forecast quantile, headroom, standby) to hold it at the least GPU cost; `quantile` and `standbyReplicas` then act only as explicit manual overrides.", default=None)
     maxSkill: float = field("maxSkill", Float(min=0, exclusive_min=True), "Demote the model to reactive when its forecast MASE vs seasonal naive is >= this. Default 1.", default=1.0)
 
 
