@@ -81,6 +81,13 @@ class Decision:
     prewarm_replicas: int = 0
     """Extra replicas the forecast wants within lead + node provisioning, beyond ``replicas``:
     GPU nodes to pre-warm (balloons) so those replicas find a node when they are ordered."""
+    slo_target: float | None = None
+    """The model's ``slo.onTime`` target, when an SLO is set (the margin is then self-tuned)."""
+    on_time: float | None = None
+    """Measured on-time share the tuner last saw (None: no SLO, or no usable measurement yet)."""
+    margin: float | None = None
+    """Safety margin in use: the multiplier on the forecast's demand tail the decision scales to
+    (1 = the forecast's own p50 path); None when no SLO is set (the manual ``quantile`` applies)."""
     expires_at: float = 0.0
     """After this (Unix seconds) the decision is stale: GetMetrics fails UNAVAILABLE."""
     message: str = ""
