@@ -1,0 +1,231 @@
+"""benchmarks/unseen_traffic.py: the synthetic traces unlike ServeGen are what they claim to be.
+
+Each kind: 14 days at 1-minute steps, integer counts, reproducible from its seed, with the property
+its name promises (idle stretches, a clean daily cycle, no seasonality, ...), written as a trace
+CSV that ``forecasting.traces.read_trace`` (the reader of ``prewarm backtest``) accepts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from forecasting.traces import read_trace
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("unseen_traffic", ROOT / "benchmarks" / "unseen_traffic.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("unseen_traffic", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+ut = _load()
+DAY = 1440
+SELF_CONTAINED = [k for k in ut.KINDS if k != "azure-tiled"]  # azure-tiled reads ../shared/data
+
+
+def _runs_of_zeros(x: np.ndarray) -> np.ndarray:
+    edges = np.diff(np.r_[0, (x == 0).astype(int), 0])
+    return np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+
+
+def _daily_peak(x: np.ndarray) -> float:
+    """How far the autocorrelation at 24 h stands above its neighbours at 18 h and 30 h."""
+    return ut.autocorr(x, DAY) - (ut.autocorr(x, 18 * 60) + ut.autocorr(x, 30 * 60)) / 2
+
+
+@pytest.fixture(scope="module")
+def azure_dir(shared_data: Path) -> Path:
+    return shared_data / "azure_llm_2023"
+
+
+@pytest.fixture(scope="module")
+def traces(azure_dir: Path) -> dict[str, np.ndarray]:
+    out = {k: ut.generate(k) for k in SELF_CONTAINED}
+    out["azure-tiled"] = ut.generate("azure-tiled", azure_dir=azure_dir)
+    return out
+
+
+@pytest.mark.parametrize("kind", SELF_CONTAINED)
+def test_length_counts_and_seed(kind: str) -> None:
+    x = ut.generate(kind)
+    assert x.shape == (14 * DAY,)
+    assert x.dtype.kind == "i" and x.min() >= 0 and x.sum() > 0
+    assert np.array_equal(x, ut.generate(kind)), "the default seed must give the same trace"
+    fresh = ut.generate(kind, seed=7)
+    assert np.array_equal(fresh, ut.generate(kind, seed=7))
+    assert not np.array_equal(fresh, x), "--seed must draw a different trace"
+
+
+def test_kinds_do_not_share_a_seed() -> None:
+    seeds = [seed for seed, _ in ut.KINDS.values()]
+    assert len(set(seeds)) == len(seeds)
+    with pytest.raises(ValueError, match="unknown kind"):
+        ut.generate("nope")
+
+
+@pytest.mark.parametrize("kind", SELF_CONTAINED)
+def test_csv_is_a_trace_the_backtest_reads(kind: str, tmp_path: Path) -> None:
+    x = ut.generate(kind)
+    path = tmp_path / f"{kind}.csv"
+    ut.write_trace(path, x)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "timestamp_utc,requests"
+    assert lines[1] == f"2026-01-05T00:00:00Z,{x[0]}"
+    assert lines[-1] == f"2026-01-18T23:59:00Z,{x[-1]}"
+    assert len(lines) == 14 * DAY + 1
+    trace = read_trace(path)
+    series = trace.columns["requests"]
+    assert series.step_seconds == 60 and trace.missing_rows == 0
+    assert series.start == 1_767_571_200.0  # 2026-01-05T00:00:00Z
+    assert np.array_equal(series.values, x.astype(float))
+
+
+def test_bursty_idle_has_hours_of_zeros_and_heavy_bursts() -> None:
+    for seed in (None, 1, 2):
+        x = ut.generate("bursty-idle", seed)
+        assert (x == 0).mean() > 0.2
+        assert _runs_of_zeros(x).max() >= 8 * 60, "idle stretches of hours (nights, weekends)"
+        busy = x[x > 0]
+        assert 2 <= np.median(busy) <= 50, "a low base: a few to tens of requests/min"
+        assert x.max() >= 8 * np.median(busy), "heavy bursts well above the base"
+        assert x.std() / x.mean() > 1.5, "bursty per minute, like the Azure code trace"
+        assert _daily_peak(x) < 0.5, "only a weak daily cycle"
+
+
+def test_smooth_is_strongly_daily_and_weekly_with_little_noise() -> None:
+    x = ut.generate("smooth")
+    assert ut.autocorr(x, DAY) > 0.8
+    assert ut.autocorr(x, 7 * DAY) > 0.9
+    assert 100 <= x.mean() <= 3000 and x.max() >= 1000, "hundreds to thousands of requests/min"
+    days = x.reshape(14, DAY).mean(axis=1)
+    weekend = np.arange(14) % 7 >= 5
+    assert days[weekend].max() < 0.8 * days[~weekend].min(), "weekends lower"
+    assert np.median(np.abs(np.diff(x)) / x[1:]) < 0.1, "low minute-to-minute noise"
+
+
+def test_weekly_trend_grows_and_steps_up_on_day_10() -> None:
+    x = ut.generate("weekly-trend")
+    days = x.reshape(14, DAY).mean(axis=1)
+    assert 1.3 < days[10] / days[9] < 1.7, "a 40 % step on day 10 (on top of +5 %/day)"
+    assert days[7:].mean() / days[:7].mean() > 1.05 ** 7 * 1.2, "steady growth plus the step"
+    assert _daily_peak(x) > 0.3, "still daily seasonal"
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+def test_random_walk_has_no_daily_peak(seed: int | None) -> None:
+    x = ut.generate("random-walk", seed)
+    assert abs(_daily_peak(x)) < 0.1
+    assert ut.autocorr(x, DAY // 2) >= ut.autocorr(x, DAY) - 0.02, "autocorrelation only decays"
+    assert _daily_peak(ut.generate("smooth", seed)) > 0.5, "while a seasonal trace has a clear peak"
+
+
+def test_spiky_daily_has_the_batch_job_every_day_and_random_spikes() -> None:
+    x = ut.generate("spiky-daily").reshape(14, DAY).astype(float)
+    batch = x[:, 9 * 60:9 * 60 + 20].mean(axis=1)
+    before = x[:, 8 * 60 + 30:9 * 60].mean(axis=1)
+    assert (batch / before > 2.3).all(), "the 09:00 batch job (3x) on every day"
+    assert ut.autocorr(x.ravel(), DAY) > 0.4
+    # unforeseeable spikes: minutes far above the same minute's median over the days
+    typical = np.median(x, axis=0)
+    spiky = (x > 1.8 * typical).any(axis=1)
+    assert spiky.sum() >= 7
+
+
+def test_azure_tiled_keeps_the_real_per_minute_burstiness(traces: dict[str, np.ndarray]) -> None:
+    x = traces["azure-tiled"]
+    assert x.shape == (14 * DAY,)
+    assert x.std() / x.mean() > 0.8, "Azure code is CV ~1 per minute"
+    assert 0.02 < (x == 0).mean() < 0.5, "the code trace's zero minutes survive"
+    hours = x.reshape(-1, 60).mean(axis=1).reshape(14, 24)
+    assert hours[:, 13:18].mean() > 1.5 * hours[:, 1:6].mean(), "a daily envelope"
+
+
+def test_azure_tiled_reads_its_shapes_from_the_given_folder(tmp_path: Path) -> None:
+    """The shapes come from the files at run time: flat files give a trace with no bursts."""
+    for name in ("code_1min.csv", "conv_1min.csv"):
+        rows = [f"2023-11-16T18:{m:02d}:00Z,100,0,0" for m in range(60)]
+        (tmp_path / name).write_text("timestamp_utc,requests,prompt_tokens,output_tokens\n" + "\n".join(rows) + "\n")
+    x = ut.azure_tiled(np.random.default_rng(1), azure_dir=tmp_path)
+    hourly = x.reshape(-1, 60)
+    within = (hourly.std(axis=1) / hourly.mean(axis=1)).mean()
+    assert within < 0.2, "flat shapes: only Poisson noise within an hour"
+    with pytest.raises(SystemExit, match=r"code_1min\.csv"):
+        ut.azure_tiled(np.random.default_rng(1), azure_dir=tmp_path / "missing")
+
+
+def test_main_writes_the_kinds_and_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ut.main(["--out", str(tmp_path), "--kinds", "smooth,random-walk", "--seed", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["smooth", "random-walk"]
+    assert all(w in out[0] for w in ("mean", "p99", "max", "zero", "acf(1d)"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["random-walk.csv", "smooth.csv"]
+    assert np.array_equal(read_trace(tmp_path / "smooth.csv").columns["requests"].values,
+                          ut.generate("smooth", 5).astype(float))
+
+
+def test_arguments_after_double_dash_go_to_the_backtests() -> None:
+    args, extra = ut._parse(["--run", "--out", "/tmp/x", "--", "--slo", "0.99"])
+    assert args.run and extra == ["--slo", "0.99"] and args.cold_starts == ["10m", "30m"]
+    with pytest.raises(SystemExit):
+        ut._parse(["--kinds", "smooth,nope"])
+
+
+def _report(oracle: float, auto: dict[str, object] | None) -> dict[str, object]:
+    rep: dict[str, object] = {
+        "oracle": {"gpu_hours": oracle}, "filled_buckets": 0,
+        "policies": {"predictive": {"cost_at_slo": {"0.99": 2 * oracle, "0.999": None}},
+                     "reactive-queue": {"cost_at_slo": {"0.99": None, "0.999": None}}}}
+    if auto is not None:
+        rep["auto"] = auto
+    return rep
+
+
+def test_table_reads_the_json_with_and_without_the_auto_block(tmp_path: Path) -> None:
+    (tmp_path / "smooth-10m.json").write_text(json.dumps(_report(100.0, None)))
+    text = ut.report_table(["smooth"], tmp_path, ["10m", "30m"])
+    assert "| smooth | 10m | 100.0 | 200.0 (2.00x) | - | 0 |" in text
+    assert "no \"auto\" block" in text
+    auto = {"slo": 0.99, "slo_attainment": 0.9912, "gpu_hours": 150.0, "vs_oracle": 1.5,
+            "vs_baselines": {"reactive-util": 0.8, "reactive-queue": None}, "best_baseline_ratio": 0.8,
+            "baselines_tuned_on_past": {"reactive-util": {"knob": 0.7, "slo_attainment": 0.98, "gpu_hours": 170.0}}}
+    (tmp_path / "smooth-30m.json").write_text(json.dumps(_report(100.0, auto)))
+    text = ut.report_table(["smooth"], tmp_path, ["10m", "30m"], {("smooth", "10m"): 12.0})
+    assert "| smooth | 30m | 0.99 | 0.9912 | 150.0 | 1.50 | 0.80 | 0.80 | - | 0.9800 / 170.0 |" in text
+    assert "| smooth | 10m | 100.0 | 200.0 (2.00x) | - | 0 | 12 |" in text
+    assert ut.report_table(["smooth"], tmp_path / "none", ["10m"]).startswith("(no backtest JSON")
+
+
+def test_run_calls_the_backtest_per_trace_and_cold_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--run: one backtest per kind x cold start with the extra arguments, then the table."""
+    fake = tmp_path / "prewarm"
+    calls = tmp_path / "calls.txt"
+    fake.write_text(f"#!{sys.executable}\n"
+                    "import json, sys\n"
+                    f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+                    "out = sys.argv[sys.argv.index('--json') + 1]\n"
+                    "json.dump({'oracle': {'gpu_hours': 10.0}, 'policies': {'static': {'cost_at_slo': {'0.99': 15.0}}}},"
+                    " open(out, 'w'))\n")
+    fake.chmod(0o755)
+    out = tmp_path / "traces"
+    assert ut.main(["--run", "--out", str(out), "--kinds", "smooth", "--prewarm", str(fake), "--", "--slo", "0.99"]) == 0
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 2
+    for line, cold in zip(lines, ["10m", "30m"], strict=True):
+        assert line.startswith(f"backtest --trace {out / 'smooth.csv'} --cold-start {cold} --no-progress --jobs 2 "
+                               f"--json {out / f'smooth-{cold}.json'}")
+        assert line.endswith("--slo 0.99")
+    captured = capsys.readouterr()
+    assert "[2/2] smooth 30m: ok" in captured.err
+    assert "| smooth | 30m | 10.0 | 15.0 (1.50x) | - |" in captured.out
