@@ -294,7 +294,7 @@ class App:
             peak = "-" if d.forecast_peak is None else f"{d.forecast_peak:.0f}"
             demand = "-" if d.demand is None else f"{d.demand:.0f}"
             log.info("[%s] %s: demand %s, forecast p%.0f peak %s within %.0fm -> %d replicas "
-                     "(%s)%s", when, name, demand, 100 * snap.settings.models[0].policy.quantile,
+                     "(%s)%s", when, name, demand, 100 * snap.settings.models[0].policy.scale_quantile,
                      peak, d.lead_seconds / 60, d.replicas, d.reason.value,
                      f", forecaster {fit.model_name}" if fit else "")
 

@@ -274,7 +274,7 @@ class Demo:
         lo, hi = self.plan.cold_s
         return {"now": now, "done": done, "address": self.address, "polling": 30.0,
                 "cold": f"{lo / 60:g}m" if lo == hi else f"{lo / 60:g}m:{hi / 60:g}m",
-                "quantile": 100 * snap.settings.models[0].policy.quantile,
+                "quantile": 100 * snap.settings.models[0].policy.scale_quantile,
                 "lead": decision.lead_seconds, "reason": decision.reason.value,
                 "forecaster": fit.model_name if fit else "not fitted yet"}
 

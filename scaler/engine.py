@@ -310,7 +310,7 @@ class Engine:
             return
         index = int((now + lead - forecast.origin) // forecast.step_seconds)
         if 0 <= index < forecast.h:
-            value = float(forecast.quantile(m.policy.quantile)[index])
+            value = float(forecast.quantile(m.policy.scale_quantile)[index])
             rt.pending_for_now.append((now + lead, value))
 
     def _horizon_steps(self, m: ModelSettings, now: float) -> int:

@@ -112,6 +112,8 @@ class View:
     """False when minute t-1 had no data in the trace (a scaler would have no sample)."""
     replicas: int
     """Current Deployment replicas (ordered, ready or not)."""
+    late_prev: float = 0.0
+    """Requests of minute t-1 not served in it (what vLLM's queue-time histogram shows)."""
 
 
 class Controller(Protocol):
@@ -281,11 +283,11 @@ def simulate(scenario: Scenario, controller: Controller, cluster: ClusterSpec,
     queue = np.zeros(n)
     hpa, every = Hpa(control), control.every_minutes
     pool = Cluster(cluster, ready=control.min_replicas)
-    q = a_prev = 0.0
+    q = a_prev = late_prev = 0.0
     seen_prev = True
     for t in range(n):
         if t % every == 0:
-            view = View(t, scenario.start + t * MINUTE, a_prev, q, seen_prev, pool.count)
+            view = View(t, scenario.start + t * MINUTE, a_prev, q, seen_prev, pool.count, late_prev)
             metric = controller.metric(view)
             pool.scale_to(hpa.apply(metric, pool.count, view.now), t)
             pool.set_balloons(metric.prewarm, t)
@@ -295,5 +297,5 @@ def simulate(scenario: Scenario, controller: Controller, cluster: ClusterSpec,
         late[t] = max(0.0, a - max(0.0, served - q))
         q = max(0.0, q + a - served)
         queue[t], out_replicas[t], out_ready[t], out_billed[t] = q, pool.count, ready, billed
-        a_prev, seen_prev = a, observed[t]
+        a_prev, seen_prev, late_prev = a, observed[t], late[t]
     return RunResult(out_replicas, out_ready, out_billed, late, queue)

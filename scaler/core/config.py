@@ -60,14 +60,14 @@ class SloSettings:
 
     onTime: float = field("onTime", Float(min=0.5, max=0.9999), "Target share of requests served on time, e.g. 0.99.")
     maxQueueTime: float = field("maxQueueTime", Duration(min=0.001, max=3600), "Longest wait in vLLM's queue that still counts as on time (`vllm:request_queue_time_seconds`; use a histogram bucket bound). Default 1s.", default=1.0)
-    window: float = field("window", Duration(min=60, max=86400), "Trailing window the live on-time share is measured over. Default 30m.", default=1800.0)
+    window: float = field("window", Duration(min=60, max=86400), "Trailing window the live on-time share is measured over; the margin is re-chosen as often. Default 1h.", default=3600.0)
 
 
 @dataclass(frozen=True)
 class Policy:
     """Per-model decision settings; each may stand under ``defaults`` or under a model."""
 
-    quantile: float = field("quantile", Float(min=0.5, max=0.99), "Forecast quantile scaled up to over the lead window. Default 0.9.", default=0.9)
+    quantile: float | None = field("quantile", Float(min=0.5, max=0.99), "Forecast quantile scaled up to over the lead window. Default 0.9; with `slo` set, the tuner reads the median and chooses the margin itself, and an explicit `quantile` pins the level it reads instead.", default=None)
     coldStart: ColdStartSettings = field("coldStart", Section(ColdStartSettings), "Cold-start estimate used as the forecast lead time.", factory=ColdStartSettings)
     scaleDown: ScaleDownSettings = field("scaleDown", Section(ScaleDownSettings), "Scale-down hysteresis.", factory=ScaleDownSettings)
     staleAfter: float = field("staleAfter", Duration(min=1, max=3600), "With no fresh data, hold the last decision this long; then GetMetrics fails UNAVAILABLE so KEDA's fallback applies. Default 2m.", default=120.0)
@@ -77,6 +77,14 @@ class Policy:
     forecast: bool = field("forecast", Bool(), "Use the forecast (false: reactive only). Default true.", default=True)
     slo: SloSettings | None = field("slo", Section(SloSettings), "Request-level SLO. When set, prewarm chooses and adapts its own margin (forecast quantile, headroom, standby) to hold it at the least GPU cost; `quantile` and `standbyReplicas` then act only as explicit manual overrides.", default=None)
     maxSkill: float = field("maxSkill", Float(min=0, exclusive_min=True), "Demote the model to reactive when its forecast MASE vs seasonal naive is >= this. Default 1.", default=1.0)
+
+    @property
+    def scale_quantile(self) -> float:
+        """The forecast quantile decisions read: ``quantile`` when set; with an SLO the median
+        (the self-tuned margin covers the rest); else 0.9."""
+        if self.quantile is not None:
+            return self.quantile
+        return 0.5 if self.slo is not None else 0.9
 
 
 @dataclass(frozen=True)

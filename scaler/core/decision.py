@@ -27,6 +27,7 @@ import numpy as np
 from forecasting.types import Forecast
 from scaler.core.config import ModelSettings, Overrides
 from scaler.core.model import Decision, Reason
+from scaler.core.slo import Margin
 
 # Demand is a float from PromQL: 32.00001 / 16 must not round up to 3 replicas.
 _EPSILON = 1e-6
@@ -44,6 +45,10 @@ class DecisionInputs:
     """Why ``forecast`` is None, for the decision's message."""
     node_lead_seconds: float = 0.0
     """Node provisioning p90 of the model's pool: how much further ahead nodes are pre-warmed."""
+    margin: Margin | None = None
+    """Self-tuned margin (``scaler.core.slo``) of a model with an ``slo``; None: manual quantile."""
+    on_time: float | None = None
+    """Measured on-time share, reported on the decision (the tuner has already used it)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,11 @@ def decide(
         return _without_demand(model, state, now=now), state
     demand = max(0.0, inputs.demand)
     reactive = replicas_for(demand, model.capacityPerReplica)
+    margin = inputs.margin if policy.slo is not None else None
     forecast_replicas, peak, note, forecast_state = _forecast_need(inputs, model, state, now=now)
+    base = max(demand, peak) if peak is not None else demand
+    if margin is not None:  # the SLO's margin on the expected demand (forecast or not)
+        forecast_replicas = replicas_for(max(demand, margin.apply(base)), model.capacityPerReplica)
     active = (
         demand > policy.activationDemand
         or (peak is not None and peak > policy.activationDemand)
@@ -132,9 +141,8 @@ def decide(
     )
     need = max(reactive, forecast_replicas or 0) if active else 0
     need_reason = _need_reason(need, reactive, forecast_replicas)
-    stabilized, needs = stabilize(
-        state.needs, need, now=now, window_seconds=policy.scaleDown.stabilization
-    )
+    window = max(policy.scaleDown.stabilization, margin.hold_seconds if margin else 0.0)
+    stabilized, needs = stabilize(state.needs, need, now=now, window_seconds=window)
     if stabilized > need:
         need_reason = Reason.STABILIZATION
     bounds = Bounds.of(model)
@@ -142,6 +150,8 @@ def decide(
     decision = Decision(
         model=model.name, at=now, replicas=replicas, reason=reason, valid=True,
         prewarm_replicas=_prewarm_replicas(inputs, model, replicas, now=now),
+        slo_target=policy.slo.onTime if policy.slo else None, on_time=inputs.on_time,
+        margin=margin.value(base) if margin else None, base=base,
         active=active or replicas > 0, need=stabilized, need_reason=need_reason,
         standby=bounds.standby if stabilized > 0 else 0, reactive_replicas=reactive,
         forecast_replicas=forecast_replicas, demand=demand, forecast_peak=peak,
@@ -154,10 +164,12 @@ def _prewarm_replicas(inputs: DecisionInputs, model: ModelSettings, replicas: in
     """Replicas forecast within lead + node provisioning beyond those ordered now (for balloons)."""
     if inputs.forecast is None or inputs.node_lead_seconds <= 0:
         return 0
-    peak = forecast_peak(inputs.forecast, quantile=model.policy.quantile, now=now,
+    peak = forecast_peak(inputs.forecast, quantile=model.policy.scale_quantile, now=now,
                          lead_seconds=inputs.lead_seconds + inputs.node_lead_seconds)
     if peak is None:
         return 0
+    if inputs.margin is not None and model.policy.slo is not None:
+        peak = inputs.margin.apply(peak)
     wanted = min(replicas_for(peak, model.capacityPerReplica) + model.standbyReplicas,
                  model.maxReplicas)
     return max(0, wanted - replicas)
@@ -176,7 +188,7 @@ def _forecast_need(
     policy = model.policy
     peak = None
     if inputs.forecast is not None:
-        peak = forecast_peak(inputs.forecast, quantile=policy.quantile, now=now,
+        peak = forecast_peak(inputs.forecast, quantile=model.policy.scale_quantile, now=now,
                              lead_seconds=inputs.lead_seconds)
     if peak is not None:
         replicas = replicas_for(peak, model.capacityPerReplica)

@@ -88,6 +88,8 @@ class Decision:
     margin: float | None = None
     """Safety margin in use: the multiplier on the forecast's demand tail the decision scales to
     (1 = the forecast's own p50 path); None when no SLO is set (the manual ``quantile`` applies)."""
+    base: float | None = None
+    """Expected demand the margin applies to: max(demand now, forecast peak over the lead)."""
     expires_at: float = 0.0
     """After this (Unix seconds) the decision is stale: GetMetrics fails UNAVAILABLE."""
     message: str = ""

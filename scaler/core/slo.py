@@ -1,0 +1,274 @@
+"""Self-tuned safety margin: an SLO in, the cheapest margin that holds it out. Pure functions.
+
+A user knows an SLO ("99 % of requests wait at most 1 s in the queue"), not a forecast quantile.
+With ``slo`` set, the decision scales to ``margin.apply(base)`` instead of a fixed quantile::
+
+    base     = max(demand now, forecast p50 peak over [now, now + lead])     (demand units)
+    need     = max(demand now, min(factor x base + extra, cap))             (margin.apply)
+    held     = max(need over the last ``hold`` seconds)                       (hold >= lead)
+
+``factor`` covers bursts proportional to the level, ``extra`` bursts of a fixed size (one API
+client's batch job), and ``cap`` is the level above which paying for every burst costs more than
+a static count that meets the SLO would: above it only real demand (the reactive floor) raises the
+count. ``hold`` keeps replicas ordered within the last cold start: dropping one and re-ordering it
+minutes later leaves the gap unserved for a whole cold start.
+
+**How the margin is chosen** (:func:`tune`, every :data:`RETUNE_SECONDS`). The model's own recent
+history - the demand it saw and the base the decision had at each step - is replayed for every
+candidate margin through a fluid model of the Deployment: a replica asked for at ``s`` serves from
+``s + cold start``, one dropped is gone at once, so the replicas serving at ``t`` are the fewest
+asked for over ``[t - cold start, t]``. Each candidate gets an on-time share (requests in demand
+units served in the step they arrive, recent days weighted more) and a cost (replica-steps); the
+cheapest candidate whose share reaches the target plus the learned ``safety`` wins. The candidates
+span "follow the forecast closely" to "hold a static count", so on traffic where nothing is
+forecastable the tuner lands on the static count that would have met the SLO, by itself.
+
+**How it adapts** (:func:`adapt`). The replay is an estimate (it ignores the backlog and the
+spread of cold starts), and the next days may be burstier than the last ones. The measured on-time
+share (serve: vLLM's ``request_queue_time_seconds`` histogram; backtest: the simulated late share,
+as late as serve would see it) feeds an integral controller on ``safety``: every shortfall against
+the target raises it, every surplus lowers it slowly, within ``[0, (1 - target) x 0.9]``. A
+missing measurement leaves it where it is, and so does the margin: no data never lowers either.
+
+E.g. target 0.99, capacity 10, demand 40 rising to 80 within a 30-minute lead at 13:00 on most
+days: the replay finds that factor 1.35 with cap 95 meets 0.993 on the last week at the least
+cost, so at 12:40 with a forecast peak of 70 the need is min(1.35 x 70, 95) = 94.5 -> 10 replicas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+FloatArray = npt.NDArray[np.float64]
+
+RETUNE_SECONDS = 3600.0
+"""How often the margin is re-chosen from the replayed history."""
+MIN_HISTORY_SECONDS = 86400.0
+"""Less observed history than this and the margin stays at :data:`STARTING_MARGIN`."""
+REPLAY_SECONDS = 7 * 86400.0
+"""History replayed to choose a margin (a week: every weekday and hour seen once)."""
+HALF_LIFE_SECONDS = 2 * 86400.0
+"""Weight of a replayed step halves with this age: recent bursts count more than old ones."""
+FEEDBACK_GAIN = 0.25
+"""Safety change per unit of measured shortfall, per retune (small: one bad hour moves it a little)."""
+SAFETY_DECAY = 0.02
+"""Share of the safety given back per retune while the SLO is met (about a day to halve)."""
+
+FACTORS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.65, 1.8, 2.0, 2.3, 2.6, 3.0)
+EXTRAS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
+"""Additive margins tried, in replicas (times capacity per replica)."""
+CAP_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
+"""Caps tried: these quantiles of the replayed demand, in replica steps, and no cap."""
+
+
+@dataclass(frozen=True)
+class Margin:
+    """How far above the expected demand a model is provisioned, chosen for its SLO."""
+
+    factor: float = 2.0
+    extra: float = 0.0
+    """Additive margin, demand units."""
+    cap: float = math.inf
+    """The margin never lifts the need above this (demand units); real demand still does."""
+    hold_seconds: float = 0.0
+    """Scale-down stabilization the margin was chosen with (at least the lead)."""
+    expected: float | None = None
+    """On-time share the replay predicts for this margin (None: not tuned yet)."""
+    aim: float | None = None
+    """Share the replay had to reach: the target plus the safety at the time of tuning."""
+    cost: float = math.inf
+    """Replica-steps the replay charged this margin (what the tuner minimised)."""
+
+    def apply(self, base: float) -> float:
+        """Demand to provision for at ``base`` expected demand."""
+        return min(self.factor * base + self.extra, self.cap)
+
+    def value(self, base: float) -> float:
+        """The margin as one number: provisioned / expected demand (1 = no margin)."""
+        return self.apply(base) / base if base > 0 else self.factor
+
+
+STARTING_MARGIN = Margin(factor=2.0)
+"""Before a day of history exists: twice the expected demand (safe, not cheap)."""
+
+
+@dataclass(frozen=True)
+class TunerState:
+    """What the tuner carries between calls (returned anew, never mutated)."""
+
+    margin: Margin = STARTING_MARGIN
+    safety: float = 0.0
+    """Extra on-time share the replay must reach on top of the target (feedback-learned)."""
+    tuned_at: float = -math.inf
+    on_time: float | None = None
+    """The last measured on-time share fed to :func:`adapt`."""
+
+
+@dataclass(frozen=True)
+class ReplaySpec:
+    """The Deployment the replay models, in history steps."""
+
+    cold_steps: int
+    """Steps from asking for a replica to it serving (cold start + decision delay)."""
+    hold_steps: int
+    """Scale-down stabilization in steps (each step's need is the max of this many)."""
+    capacity: float
+    """Demand one replica serves."""
+
+
+def due(state: TunerState, now: float) -> bool:
+    return now - state.tuned_at >= RETUNE_SECONDS
+
+
+def tune(
+    demand: FloatArray,
+    base: FloatArray,
+    spec: ReplaySpec,
+    *,
+    target: float,
+    safety: float,
+    step_seconds: float,
+) -> Margin | None:
+    """The cheapest candidate margin whose replayed on-time share reaches ``target + safety``.
+
+    ``demand[i]`` is the demand observed in step ``i`` (NaN = missing), ``base[i]`` the base the
+    decision had at step ``i`` (NaN where unknown: the previous step's demand is used). The last
+    element is the most recent step. None when there is too little observed history to judge.
+    When no candidate reaches the aim, the one with the highest share (cheapest among equals).
+    """
+    past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
+    if past is None:
+        return None
+    aim = min(target + safety, 1.0)
+    best: tuple[tuple[float, float], Margin] | None = None
+    for cap in past.caps():
+        for extra_replicas in EXTRAS:
+            for factor in FACTORS:
+                margin = Margin(factor, extra_replicas * spec.capacity, cap)
+                share, cost = past.run(margin)
+                # Reaching the aim beats not reaching it; then cost; short of it, the share.
+                rank = (0.0, cost) if share >= aim else (1.0, cost * 1e-12 - share)
+                if best is None or rank < best[0]:
+                    best = (rank, replace(margin, expected=share, aim=aim, cost=cost,
+                                          hold_seconds=spec.hold_steps * step_seconds))
+    return best[1] if best is not None else None
+
+
+def replay_cost(demand: FloatArray, base: FloatArray, spec: ReplaySpec, margin: Margin, *,
+                step_seconds: float) -> float | None:
+    """Replica-steps ``margin`` would have cost over the replayed history (None: too little)."""
+    past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
+    return None if past is None else past.run(margin)[1]
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """The recent history, prepared once for replaying many candidate margins."""
+
+    demand: FloatArray
+    """Observed demand, 0 where missing (a missing step is neither served nor late)."""
+    base: FloatArray
+    floor: FloatArray
+    """Reactive floor in replicas: the previous step's demand."""
+    weight: FloatArray
+    total: float
+    spec: ReplaySpec
+
+    @classmethod
+    def of(cls, demand: FloatArray, base: FloatArray, spec: ReplaySpec, *,
+           step_seconds: float) -> _Replay | None:
+        keep = int(REPLAY_SECONDS // step_seconds)
+        demand, base = np.asarray(demand, dtype=np.float64)[-keep:], np.asarray(base, dtype=np.float64)[-keep:]
+        if demand.shape != base.shape:
+            raise ValueError(f"demand and base differ in length: {demand.shape} vs {base.shape}")
+        seen = np.isfinite(demand)
+        if seen.sum() * step_seconds < MIN_HISTORY_SECONDS:
+            return None
+        d = np.where(seen, demand, 0.0)
+        # Where the decision had no base, it fell back to the last observed demand.
+        prev = np.nan_to_num(_forward_fill(np.concatenate([[np.nan], demand[:-1]])), nan=0.0)
+        b = np.maximum(np.where(np.isfinite(base), base, prev), prev)
+        age = (len(d) - 1 - np.arange(len(d))) * step_seconds
+        weight = np.where(seen, 0.5 ** (age / HALF_LIFE_SECONDS), 0.0)
+        total = float((weight * d).sum())
+        if total <= 0:
+            return None
+        floor = np.ceil(prev / spec.capacity - 1e-9)
+        return cls(d, b, floor, weight, total, spec)
+
+    def caps(self) -> list[float]:
+        seen = self.demand[self.weight > 0]
+        return sorted({float(np.quantile(seen, q)) for q in CAP_QUANTILES} | {math.inf})
+
+    def run(self, margin: Margin) -> tuple[float, float]:
+        """(weighted on-time share, replica-steps) of one margin over the history."""
+        spec = self.spec
+        wanted = np.minimum(margin.factor * self.base + margin.extra, margin.cap)
+        replicas = np.maximum(self.floor, np.ceil(wanted / spec.capacity - 1e-9))
+        replicas = _trailing(maximum_filter1d, replicas, spec.hold_steps)
+        # Serving at t: the fewest asked for over [t - cold, t] (a dropped replica restarts cold).
+        ready = _trailing(minimum_filter1d, replicas, spec.cold_steps + 1)
+        late = np.maximum(0.0, self.demand - ready * spec.capacity)
+        return 1.0 - float((self.weight * late).sum()) / self.total, float(replicas.sum())
+
+
+def _trailing(fn: Callable[..., FloatArray], x: FloatArray, size: int) -> FloatArray:
+    """``fn`` (a scipy 1-d rank filter) over the trailing window ``[i - size + 1, i]``."""
+    if size <= 1:
+        return x
+    return fn(x, size=size, origin=(size - 1) // 2)
+
+
+def _forward_fill(x: FloatArray) -> FloatArray:
+    ok = np.isfinite(x)
+    idx = np.where(ok, np.arange(len(x)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    return np.where(np.cumsum(ok) > 0, x[idx], np.nan)
+
+
+def retune(
+    state: TunerState,
+    *,
+    now: float,
+    demand: FloatArray,
+    base: FloatArray,
+    spec: ReplaySpec,
+    target: float,
+    on_time: float | None,
+    step_seconds: float,
+) -> TunerState:
+    """One tuner step at ``now``: feed back the measured share, then re-choose the margin.
+
+    Called at every decision; does work only every :data:`RETUNE_SECONDS`. Without a valid
+    measurement the margin may rise with what the history shows but never fall (fail static).
+    """
+    if not due(state, now):
+        return state
+    measured = on_time is not None and math.isfinite(on_time) and 0.0 <= on_time <= 1.0
+    state = adapt(state, on_time, target=target)
+    margin = tune(demand, base, spec, target=target, safety=state.safety, step_seconds=step_seconds)
+    if margin is None:
+        return replace(state, tuned_at=now)
+    if not measured and state.margin.expected is not None:
+        cost = replay_cost(demand, base, spec, state.margin, step_seconds=step_seconds)
+        if cost is not None and margin.cost < cost:  # no measurement: never a cheaper margin
+            return replace(state, tuned_at=now)
+    return replace(state, margin=margin, tuned_at=now)
+
+
+def adapt(state: TunerState, on_time: float | None, *, target: float) -> TunerState:
+    """Integral feedback of a measured on-time share on the safety (None: hold it)."""
+    if on_time is None or not math.isfinite(on_time) or not 0.0 <= on_time <= 1.0:
+        return state
+    ceiling = 0.9 * (1.0 - target)
+    shortfall = target - on_time
+    # Shortfalls push up in proportion; surpluses only let the safety decay (asymmetric, so a
+    # quiet night cannot undo what the last surge taught).
+    safety = state.safety + FEEDBACK_GAIN * shortfall if shortfall > 0 else state.safety * (1 - SAFETY_DECAY)
+    return replace(state, safety=min(max(safety, 0.0), ceiling), on_time=on_time)
