@@ -10,8 +10,8 @@ Failures, all explicit:
   ``reason`` label, after ``retries`` retries with exponential backoff and jitter (4xx and
   credential problems are not retried: they need a fix, not patience);
 - one model's value (NaN, +-Inf, negative, several series where one was expected, a stale
-  timestamp) -> that model's value is unknown (``demand=None``, signal absent), counted in
-  ``rejected_samples_total`` by reason - never turned into a zero;
+  timestamp, an on-time share outside [0, 1]) -> that model's value is unknown (``demand=None``,
+  signal absent), counted in ``rejected_samples_total`` by reason - never turned into a zero;
 - one auxiliary signal failing -> the signal is absent this refresh; the demand decides whether
   the refresh fails.
 
@@ -53,7 +53,8 @@ MAX_QUERY_CHARS = 24_000
 """Longer batched queries are split (they travel in the URL; proxies cap URLs near 32 KiB)."""
 ERROR_REASONS = ("unreachable", "timeout", "tls", "throttled", "http_4xx", "http_5xx",
                  "bad_response", "credentials")
-REJECT_REASONS = ("nan", "inf", "negative", "stale", "ambiguous", "unexpected_series")
+REJECT_REASONS = ("nan", "inf", "negative", "stale", "ambiguous", "unexpected_series",
+                  "out_of_range")
 _RETRIED = frozenset({"unreachable", "timeout", "throttled", "http_5xx", "bad_response"})
 _STATUS = re.compile(r"HTTP Status Code (\d{3})")
 
@@ -202,7 +203,8 @@ class PrometheusSource:
     # --- MetricSource -----------------------------------------------------------------------------
 
     def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
-        """One batched read: a query per demand kind in use, then one per auxiliary signal.
+        """One batched read: a query per demand kind in use, then one per auxiliary signal, then
+        the SLO's (only when a model has an ``slo``).
 
         Raises SourceError when a demand query fails; an auxiliary failure only drops that signal
         (and, for a source-level reason, skips the remaining ones: they would fail the same way).
@@ -215,9 +217,11 @@ class PrometheusSource:
             if users:
                 self._observe_signal(kind, users, now, values)
         self._set_last_success(now)
-        for signal in promql.AUX_SIGNALS:
+        with_slo = [m for m in models if m.policy.slo is not None]
+        for signal in (*promql.AUX_SIGNALS, promql.SLO_SIGNAL):
+            readers = with_slo if signal == promql.SLO_SIGNAL else models
             try:
-                self._observe_signal(signal, models, now, values)
+                self._observe_signal(signal, readers, now, values)
             except SourceError as exc:
                 log.warning("prometheus: signal %s skipped this refresh: %s", signal, exc)
                 if exc.reason != "http_4xx":
@@ -251,6 +255,10 @@ class PrometheusSource:
         for plan in promql.plans(signal, usable, self._defaults.queries, window=window,
                                  max_query_chars=MAX_QUERY_CHARS):
             for plan_, samples in self._answers(plan, now):
+                if signal == promql.SLO_SIGNAL:
+                    for name, read in self._on_time_values(plan_, samples, now, usable).items():
+                        values[name].update(read)
+                    continue
                 for name, value in self._instant_values(plan_, samples, now).items():
                     values[name][signal] = value
 
@@ -272,10 +280,10 @@ class PrometheusSource:
                     log.warning("prometheus: %s for %s: %s", plan.signal,
                                 [n for _, n in group.models], group_exc)
 
-    def _instant_values(
+    def _mapped(
         self, plan: promql.Plan, samples: list[promql.Sample], now: float
-    ) -> dict[str, float]:
-        found: dict[str, list[float]] = {}
+    ) -> Iterator[tuple[str, promql.Sample, float]]:
+        """(model, series, value) for every answer series that belongs to a model and is fresh."""
         for s in samples:
             name = plan.model_for(s.labels)
             if name is None:
@@ -285,6 +293,13 @@ class PrometheusSource:
             if abs(ts - now) > self._max_age:
                 self._reject("stale")
                 continue
+            yield name, s, value
+
+    def _instant_values(
+        self, plan: promql.Plan, samples: list[promql.Sample], now: float
+    ) -> dict[str, float]:
+        found: dict[str, list[float]] = {}
+        for name, _, value in self._mapped(plan, samples, now):
             found.setdefault(name, []).append(value)
         out: dict[str, float] = {}
         for name, vals in found.items():
@@ -293,6 +308,37 @@ class PrometheusSource:
                 self._reject(reason)
             else:
                 out[name] = vals[0]
+        return out
+
+    def _on_time_values(
+        self, plan: promql.Plan, samples: list[promql.Sample], now: float,
+        models: Sequence[ModelSettings],
+    ) -> dict[str, dict[str, float]]:
+        """``slo_on_time_ratio`` and ``slo_requests`` per model from its histogram by ``le``."""
+        # Per model: one histogram per remaining label set. Bounds spelled differently ("1" and
+        # "1.0": two pods with different clients) are the same bound, so their counts add up;
+        # a second label set (e.g. an override that kept `engine`) is several series: ambiguous.
+        found: dict[str, dict[frozenset[tuple[str, str]], dict[float, float]]] = {}
+        for name, s, value in self._mapped(plan, samples, now):
+            bound = promql.bound(s.labels.get("le", ""))
+            if bound is None:
+                self._reject("unexpected_series")
+                continue
+            rest = frozenset((k, v) for k, v in s.labels.items()
+                             if k not in ("le", promql.GROUP_LABEL))
+            buckets = found.setdefault(name, {}).setdefault(rest, {})
+            buckets[bound] = buckets.get(bound, 0.0) + value
+        slos = {m.name: m.policy.slo for m in models}
+        out: dict[str, dict[str, float]] = {}
+        for name, histograms in found.items():
+            slo = slos.get(name)
+            if slo is None:
+                continue
+            reading, reason = _slo_reading(list(histograms.values()), slo.maxQueueTime)
+            if reason:
+                self._reject(reason)
+            elif reading:
+                out[name] = reading
         return out
 
     def _fill(
@@ -386,6 +432,31 @@ def _observation(model: ModelSettings, values: dict[str, float], now: float) -> 
         model=model.name, at=now, demand=demand,
         replicas=None if replicas is None else round(replicas), signals=values,
     )
+
+
+def _slo_reading(
+    histograms: Sequence[Mapping[float, float]], max_queue_time: float
+) -> tuple[dict[str, float], str | None]:
+    """The SLO signals from a model's histograms (one expected), or why they are refused.
+
+    Empty without a reason when the data is just missing (no ``+Inf``, or no bucket as low as
+    ``maxQueueTime``); ``slo_requests`` alone when nothing finished in the window (no share, and
+    certainly not a share of 0).
+    """
+    if len(histograms) > 1:
+        return {}, "ambiguous"
+    picked = promql.on_time(histograms[0], max_queue_time)
+    if picked is None:
+        return {}, None
+    within, total = picked
+    reason = promql.hygiene(within) or promql.hygiene(total)
+    if reason:
+        return {}, reason
+    if total == 0:
+        return {"slo_requests": 0.0}, None
+    if within > total * (1 + promql.BOUND_TOLERANCE):
+        return {}, "out_of_range"
+    return {"slo_on_time_ratio": min(1.0, within / total), "slo_requests": total}, None
 
 
 def _bad_override(signal: str, model: ModelSettings) -> bool:

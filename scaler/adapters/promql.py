@@ -13,13 +13,18 @@ Query templates (built-in and config overrides) use two placeholders:
     in a batched query ``model_name=~"llama-3-8b|qwen-2\\\\.5"``. Write ``metric{{{matchers}}}``
     or ``metric{reason="capacity",{{matchers}}}``.
 ``{{window}}``
-    the range-vector window for ``rate``/``deriv``, e.g. ``1m`` (history: ``max(2 * step, 1m)``).
+    the range-vector window for ``rate``/``deriv``, e.g. ``1m`` (history: ``max(2 * step, 1m)``);
+    for the SLO signal, the model's ``slo.window``.
 
 Batching: per refresh, each signal is ONE request for all models. Models that share a template
 and extra labels form a group with one regex matcher on ``model_name``; a per-model override is a
 group of its own. Several groups are joined with ``or``, each tagged with a ``prewarm_group``
 label by ``label_replace`` so an answer maps back to its group; inside a group, ``model_name``
 maps back to the model (a per-model override may return any labels, but only one series).
+
+The SLO signal (:data:`SLO_SIGNAL`) is the one signal answered with several series per model: a
+cumulative histogram by ``le`` over the model's ``slo.window``, from which :func:`on_time` picks
+the bucket in Python (see there for why).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ GROUP_LABEL = "prewarm_group"
 PLACEHOLDERS = ("matchers", "window")
 DEMAND_SIGNALS = ("concurrency", "arrivals")
 """Signals that can be a model's demand (``policy.demand``); the same names as the config's."""
+SLO_SIGNAL = "slo_on_time"
+"""Read only for models with an ``slo``; it yields ``slo_on_time_ratio`` and ``slo_requests``."""
 
 _RUNNING = "vllm:num_requests_running{{{matchers}}}"
 _WAITING = "vllm:num_requests_waiting{{{matchers}}}"
@@ -82,11 +89,22 @@ SIGNALS: Mapping[str, str] = {
     "inter_token_latency_p95_seconds": _p95(
         "vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"
     ),
+    # SLO: requests finished in the window, cumulative by queue-time bound, with the total from
+    # `_count` relabelled as le="+Inf". The whole histogram comes back because `le` is a string
+    # ("1.0" from vLLM's Python client, "1" from Go clients and Prometheus 2.x keeps it verbatim),
+    # so PromQL cannot select "the largest bound <= maxQueueTime" by value; on_time() does, in
+    # Python, from the parsed numbers. ~22 series per model is a small answer.
+    SLO_SIGNAL: (
+        "sum by (model_name, le) (increase(vllm:request_queue_time_seconds_bucket"
+        '{{{matchers}},le!="+Inf"}[{{window}}]))'
+        " or label_replace(sum by (model_name) (increase(vllm:request_queue_time_seconds_count"
+        '{{{matchers}}}[{{window}}])), "le", "+Inf", "", "")'
+    ),
 }
 """Default PromQL per signal (vLLM V1 names, ``model_name`` label, old names via ``or``)."""
 
-AUX_SIGNALS = tuple(s for s in SIGNALS if s not in DEMAND_SIGNALS)
-"""Signals read every refresh besides the demand: ``replicas`` and the exported extras."""
+AUX_SIGNALS = tuple(s for s in SIGNALS if s not in (*DEMAND_SIGNALS, SLO_SIGNAL))
+"""Signals read every refresh for every model besides the demand: ``replicas`` and the extras."""
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -233,6 +251,8 @@ class Group:
     """(served name, config name) pairs; served names are unique within a group."""
     keyed: bool
     """True: series carry ``model_name``. False: a per-model override, one series, any labels."""
+    window: str | None = None
+    """The group's own ``{{window}}`` (the SLO's), else the plan's."""
     _by_served: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -266,33 +286,47 @@ def template_for(signal: str, model: ModelSettings, defaults_queries: Mapping[st
     return model.queries.get(signal) or defaults_queries.get(signal) or SIGNALS[signal]
 
 
+def window_for(signal: str, model: ModelSettings) -> str | None:
+    """The model's own ``{{window}}`` for ``signal`` (its ``slo.window``), or None: the rate window."""
+    slo = model.policy.slo
+    return duration(slo.window) if signal == SLO_SIGNAL and slo is not None else None
+
+
 def group_models(
     signal: str, models: Sequence[ModelSettings], defaults_queries: Mapping[str, str]
 ) -> list[Group]:
-    """Partition ``models`` into as few groups as batching allows (order-stable, linear time)."""
-    groups: list[tuple[str, tuple[tuple[str, str], ...], list[tuple[str, str]], bool]] = []
+    """Partition ``models`` into as few groups as batching allows (order-stable, linear time).
+
+    Models with different SLO windows go into different groups, still in the same request: each
+    group renders its own ``{{window}}``. Their ``maxQueueTime`` does not split them, because the
+    bucket is picked after the answer (:func:`on_time`).
+    """
+    Key = tuple[str, tuple[tuple[str, str], ...], str | None]
+    groups: list[tuple[Key, list[tuple[str, str]], bool]] = []
     served: list[set[str]] = []
-    by_key: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = {}
+    by_key: dict[Key, list[int]] = {}
     for m in models:
-        template = template_for(signal, m, defaults_queries)
-        labels = tuple(sorted(m.labels.items()))
+        key = (template_for(signal, m, defaults_queries), tuple(sorted(m.labels.items())),
+               window_for(signal, m))
         own = signal in m.queries
-        candidates = [] if own else by_key.setdefault((template, labels), [])
+        candidates = [] if own else by_key.setdefault(key, [])
         index = next((i for i in candidates if m.served_name not in served[i]), None)
         if index is None:
             index = len(groups)
-            groups.append((template, labels, [], not own))
+            groups.append((key, [], not own))
             served.append(set())
             candidates.append(index)
-        groups[index][2].append((m.served_name, m.name))
+        groups[index][1].append((m.served_name, m.name))
         served[index].add(m.served_name)
-    return [Group(t, labels, tuple(pairs), keyed) for t, labels, pairs, keyed in groups]
+    return [Group(template, labels, tuple(pairs), keyed, window)
+            for (template, labels, window), pairs, keyed in groups]
 
 
 def plan(signal: str, groups: Sequence[Group], *, window: str) -> Plan:
     """One query for ``groups``: tagged sub-queries joined with ``or`` when there are several."""
     parts = [
-        render(g.template, matchers=matchers([s for s, _ in g.models], dict(g.labels)), window=window)
+        render(g.template, matchers=matchers([s for s, _ in g.models], dict(g.labels)),
+               window=g.window or window)
         for g in groups
     ]
     if len(parts) == 1:
@@ -355,6 +389,39 @@ def parse_result(raw: object, key: str) -> list[Sample]:
         return [_sample(item, key) for item in raw]
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise ValueError(f"malformed series: {exc!r}"[:300]) from None
+
+
+def bound(le: str) -> float | None:
+    """A bucket's upper bound from its ``le`` label: "1", "1.0", "1e+00" and "+Inf" all parse.
+
+    None for anything else (a missing or garbled label): such a series is no bucket.
+    """
+    try:
+        value = float(le)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+BOUND_TOLERANCE = 1e-9
+"""Relative slack when comparing a bound with ``maxQueueTime`` or a share with 1: both sides come
+from decimal text ("300ms" in the config, "0.3" in ``le``), and sums of the same counts in another
+order may differ in the last bit."""
+
+
+def on_time(buckets: Mapping[float, float], max_queue_time: float) -> tuple[float, float] | None:
+    """(requests that waited at most ``max_queue_time``, all requests) from cumulative counts by
+    bucket bound, or None when the histogram lacks the total (``+Inf``) or a bound that low.
+
+    The bound used is the largest one <= ``max_queue_time``: a request counts as on time only if
+    the histogram proves it waited no longer (so a ``maxQueueTime`` between two bounds is read
+    conservatively, at the lower one).
+    """
+    total = buckets.get(math.inf)
+    within = [b for b in buckets if b <= max_queue_time * (1 + BOUND_TOLERANCE)]
+    if total is None or not within:
+        return None
+    return buckets[max(within)], total
 
 
 def hygiene(value: float) -> str | None:

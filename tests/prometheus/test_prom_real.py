@@ -29,9 +29,11 @@ pytestmark = pytest.mark.prometheus
 LATENCY = 4.0  # ModelSpec.latency_seconds default: completions/s = concurrency / 4
 
 
-def make_settings(url: str, models: Sequence[Mapping[str, Any]] | None = None) -> Settings:
+def make_settings(url: str, models: Sequence[Mapping[str, Any]] | None = None,
+                  queries: Mapping[str, str] | None = None) -> Settings:
     return parse_settings({
         "prometheus": {"url": url, "timeout": "5s", "retries": 1},
+        "defaults": {"queries": dict(queries or {})},
         "models": list(models or [
             {"name": "small", "servedModelName": SMALL, "capacityPerReplica": 10},
             {"name": "mid", "servedModelName": MID, "capacityPerReplica": 4},

@@ -154,3 +154,65 @@ def test_windows_and_durations() -> None:
     assert rendered == 'sum by (model_name) (rate(vllm:request_success_total{model_name="a"}[2m]))'
     with pytest.raises(ValueError, match="unknown placeholder"):
         promql.render("x{{{oops}}}", matchers="", window="1m")
+
+
+# --- the SLO signal --------------------------------------------------------------------------------
+
+
+def test_slo_is_read_only_on_request() -> None:
+    assert promql.SLO_SIGNAL in promql.SIGNALS
+    assert promql.SLO_SIGNAL not in promql.AUX_SIGNALS
+
+
+def test_slo_default_query() -> None:
+    [model] = models({"name": "a", "slo": {"onTime": 0.99, "window": "30m"}})
+    [plan] = promql.plans(promql.SLO_SIGNAL, [model], {}, window="1m", max_query_chars=10_000)
+    assert plan.query == (
+        'sum by (model_name, le) (increase(vllm:request_queue_time_seconds_bucket{model_name="a",le!="+Inf"}'
+        '[1800s])) or label_replace(sum by (model_name) (increase(vllm:request_queue_time_seconds_count'
+        '{model_name="a"}[1800s])), "le", "+Inf", "", "")')
+
+
+def test_slo_groups_by_window_not_by_bound() -> None:
+    ms = models(
+        {"name": "a", "slo": {"onTime": 0.99, "maxQueueTime": "1s", "window": "30m"}},
+        {"name": "b", "slo": {"onTime": 0.9, "maxQueueTime": "2.5s", "window": "30m"}},
+        {"name": "c", "slo": {"onTime": 0.99, "window": "1h"}},
+    )
+    groups = promql.group_models(promql.SLO_SIGNAL, ms, {})
+    assert [([n for _, n in g.models], g.window) for g in groups] == [(["a", "b"], "1800s"), (["c"], "3600s")]
+    [plan] = promql.plans(promql.SLO_SIGNAL, ms, {}, window="1m", max_query_chars=10_000)
+    assert plan.query.count("[1800s]") == 2 and plan.query.count("[3600s]") == 2 and "[1m]" not in plan.query
+    assert plan.model_for({"model_name": "c", "le": "1.0", "prewarm_group": "1"}) == "c"
+    # Other signals ignore the SLO window: one group, the rate window.
+    assert [g.window for g in promql.group_models("running", ms, {})] == [None]
+
+
+@pytest.mark.parametrize(("le", "bound"), [
+    pytest.param("1.0", 1.0, id="python-client"),
+    pytest.param("1", 1.0, id="go-client"),
+    pytest.param("1e+00", 1.0, id="exponent"),
+    pytest.param("0.3", 0.3, id="decimal"),
+    pytest.param("+Inf", float("inf"), id="total"),
+    pytest.param("", None, id="missing"),
+    pytest.param("NaN", None, id="nan"),
+    pytest.param("fast", None, id="garbage"),
+])
+def test_bound(le: str, bound: float | None) -> None:
+    assert promql.bound(le) == bound
+
+
+INF = float("inf")
+
+
+@pytest.mark.parametrize(("buckets", "max_queue_time", "expected"), [
+    pytest.param({0.5: 5, 1.0: 8, INF: 10}, 1.0, (8, 10), id="at-a-bound"),
+    pytest.param({0.5: 5, 1.0: 8, 1.5: 9, INF: 10}, 1.2, (8, 10), id="between-reads-the-lower"),
+    pytest.param({0.5: 5, 1.0: 8, INF: 10}, 1000.0, (8, 10), id="above-every-finite-bound"),
+    pytest.param({0.3: 2, INF: 10}, 300 / 1000, (2, 10), id="config-300ms-is-le-0.3"),
+    pytest.param({0.5: 5, INF: 10}, 0.1, None, id="below-the-smallest"),
+    pytest.param({0.5: 5, 1.0: 8}, 1.0, None, id="no-total"),
+    pytest.param({INF: 10}, 1.0, None, id="only-the-total"),
+])
+def test_on_time(buckets: dict[float, float], max_queue_time: float, expected: tuple[float, float] | None) -> None:
+    assert promql.on_time(buckets, max_queue_time) == expected

@@ -31,12 +31,15 @@ from typing import Any
 
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
                 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
-QUEUE_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
+QUEUE_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+                 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+"""vLLM's own bounds for ``vllm:request_queue_time_seconds`` (and the other request-time histograms)."""
 ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 PROMPT_TOKENS_PER_REQUEST = 480.0
 GENERATION_TOKENS_PER_REQUEST = 210.0
 LENGTH_FRACTION = 0.1
 """Share of completions with finished_reason="length" (the rest "stop")."""
+TTFT_MEDIAN, ITL_MEDIAN = 0.2, 0.04
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,10 @@ class PodSpec:
     served: str
     engines: int = 1
     """Data-parallel engines in this pod (label ``engine``="0".."n-1")."""
+    queue_median: float = 0.5
+    """Median wait in the queue (s): the share of requests within a bound is ``cdf(bound, median)``."""
+    go_bounds: bool = False
+    """Write bucket bounds as Go clients do (``le="1"``) instead of vLLM's Python client (``"1.0"``)."""
 
 
 @dataclass(frozen=True)
@@ -137,9 +144,9 @@ def engine_gauges(concurrency: float, engines: int, max_running: int) -> list[tu
     return [(min(s, max_running), max(0, s - max_running)) for s in shares]
 
 
-def _cdf(buckets: Sequence[float], median: float) -> list[float]:
-    """A fixed log-logistic latency distribution (shape 3) at the bucket bounds."""
-    return [1.0 / (1.0 + (median / b) ** 3) for b in buckets]
+def cdf(bound: float, median: float) -> float:
+    """Share of requests at or below ``bound``: a log-logistic latency distribution (shape 3)."""
+    return 1.0 / (1.0 + (median / bound) ** 3)
 
 
 class Exporter:
@@ -186,11 +193,12 @@ class Exporter:
         for k in range(pod.engines):
             running, waiting = gauges[first + k]
             labels = f'engine="{k}",model_name="{_escape(pod.served)}"'
-            lines += _engine_lines(m, labels, running, waiting, done)
+            lines += _engine_lines(m, pod, labels, running, waiting, done)
         return _group(lines)
 
 
-def _engine_lines(m: ModelSpec, labels: str, running: int, waiting: int, done: float) -> list[str]:
+def _engine_lines(m: ModelSpec, pod: PodSpec, labels: str, running: int, waiting: int,
+                  done: float) -> list[str]:
     kv_name = "vllm:gpu_cache_usage_perc" if m.legacy else "vllm:kv_cache_usage_perc"
     itl_name = ("vllm:time_per_output_token_seconds" if m.legacy
                 else "vllm:inter_token_latency_seconds")
@@ -205,16 +213,20 @@ def _engine_lines(m: ModelSpec, labels: str, running: int, waiting: int, done: f
         f"counter vllm:prompt_tokens_total{{{labels}}} {done * PROMPT_TOKENS_PER_REQUEST:.6f}",
         f"counter vllm:generation_tokens_total{{{labels}}} {done * GENERATION_TOKENS_PER_REQUEST:.6f}",
     ]
-    out += _histogram("vllm:time_to_first_token_seconds", labels, TTFT_BUCKETS, 0.2, done)
-    out += _histogram("vllm:request_queue_time_seconds", labels, QUEUE_BUCKETS, 0.5, done)
-    out += _histogram(itl_name, labels, ITL_BUCKETS, 0.04, done * GENERATION_TOKENS_PER_REQUEST)
+    histograms = (("vllm:time_to_first_token_seconds", TTFT_BUCKETS, TTFT_MEDIAN, done),
+                  ("vllm:request_queue_time_seconds", QUEUE_BUCKETS, pod.queue_median, done),
+                  (itl_name, ITL_BUCKETS, ITL_MEDIAN, done * GENERATION_TOKENS_PER_REQUEST))
+    for name, buckets, median, count in histograms:
+        out += _histogram(name, labels, buckets, median, count, go_bounds=pod.go_bounds)
     return out
 
 
 def _histogram(name: str, labels: str, buckets: Sequence[float], median: float,
-               count: float) -> list[str]:
-    out = [f'histogram {name}_bucket{{{labels},le="{b}"}} {count * c:.6f}'
-           for b, c in zip(buckets, _cdf(buckets, median), strict=True)]
+               count: float, *, go_bounds: bool) -> list[str]:
+    # Python's client writes 1.0 as "1.0", Go's as "1"; Prometheus 2.x stores either verbatim.
+    spell = "{:g}".format if go_bounds else str
+    out = [f'histogram {name}_bucket{{{labels},le="{spell(b)}"}} {count * cdf(b, median):.6f}'
+           for b in buckets]
     out.append(f'histogram {name}_bucket{{{labels},le="+Inf"}} {count:.6f}')
     out.append(f"histogram {name}_count{{{labels}}} {count:.6f}")
     out.append(f"histogram {name}_sum{{{labels}}} {count * median * 1.2:.6f}")
