@@ -10,6 +10,9 @@ time ago *for now*; plotted beside ``prewarm_demand`` the two line up in time. I
 coverage (share of refreshes where actual demand stayed at or below it) should sit near
 ``prewarm_forecast_target_quantile``; much lower means the forecast under-predicts.
 
+The SLO's series (``prewarm_slo_*``) exist only for models with an ``slo``, and each only while
+its value is known: a share is not exported before a request finished in ``slo.window``.
+
 Series that need the Kubernetes integration (learned cold starts, balloons) are still exported
 without it, with the values that are true then: the configured cold start (``learned`` 0) and 0
 balloon GPUs per configured pool (no Kubernetes, no balloons).
@@ -121,6 +124,13 @@ def _gauges(labels: list[str], *specs: tuple[str, str]) -> dict[str, GaugeMetric
     return {name: GaugeMetricFamily(f"prewarm_{name}", doc, labels=labels) for name, doc in specs}
 
 
+def _add(families: Mapping[str, GaugeMetricFamily], labels: list[str], values: Mapping[str, float | None]) -> None:
+    """One sample per known value: unknown (None) is left out, never exported as 0."""
+    for name, value in values.items():
+        if value is not None:
+            families[name].add_metric(labels, float(value))
+
+
 def _stat(q: float) -> str:
     """0.9 -> 'p90', 0.995 -> 'p99.5'."""
     return f"p{100 * q:g}"
@@ -150,6 +160,7 @@ class ForecastCollector(Collector):
         yield from self._decisions(snap)
         yield from self._forecasts(snap)
         yield from self._accuracy(snap)
+        yield from self._slo(snap)
         yield from self._cold_starts(snap)
         yield from self._node_prewarm(snap)
         yield from self._health(snap)
@@ -187,9 +198,7 @@ class ForecastCollector(Collector):
                 "min_replicas": settings.minReplicas if settings else None,
                 "max_replicas": settings.maxReplicas if settings else None,
             }
-            for name, value in values.items():
-                if value is not None:
-                    g[name].add_metric([model], float(value))
+            _add(g, [model], values)
             for r in Reason:
                 reason.add_metric([model, r.value], 1.0 if d.reason is r else 0.0)
         yield from g.values()
@@ -222,7 +231,7 @@ class ForecastCollector(Collector):
                 g["forecast_for_now_demand"].add_metric([model], snap.forecast_for_now[model])
             settings = snap.settings.model(model)
             if settings is not None:
-                g["forecast_target_quantile"].add_metric([model], settings.policy.quantile)
+                g["forecast_target_quantile"].add_metric([model], settings.policy.scale_quantile)
                 g["forecast_max_skill"].add_metric([model], settings.policy.maxSkill)
         for model, fit in sorted(snap.fits.items()):
             if fit.skill is not None:
@@ -245,6 +254,28 @@ class ForecastCollector(Collector):
                 samples.add_metric([model], coverage[1])
         window = GaugeMetricFamily("prewarm_forecast_coverage_window_seconds", "Rolling window of prewarm_forecast_coverage_ratio.", value=self.accuracy.window_seconds)
         yield from (ratio, samples, window)
+
+    def _slo(self, snap: Snapshot) -> Iterator[Metric]:
+        g = _gauges(
+            ["model"],
+            ("slo_on_time_ratio", "Measured share of requests that waited at most slo.maxQueueTime in vLLM's queue, over slo.window."),
+            ("slo_requests", "Requests finished over slo.window behind prewarm_slo_on_time_ratio."),
+            ("slo_target_ratio", "Target share of requests on time (slo.onTime)."),
+            ("slo_margin", "Safety margin the decision holds the SLO with: demand provisioned for / expected demand (1 = none)."),
+        )
+        for model, d in sorted(snap.decisions.items()):
+            signals = getattr(snap.observations.get(model), "signals", {})
+            settings = snap.settings.model(model)
+            slo = settings.policy.slo if settings is not None else None
+            measured = signals.get("slo_on_time_ratio")
+            _add(g, [model], {
+                # The live measurement first; the decision's copy when this refresh has none.
+                "slo_on_time_ratio": measured if measured is not None else d.on_time,
+                "slo_requests": signals.get("slo_requests"),
+                "slo_target_ratio": d.slo_target if d.slo_target is not None else getattr(slo, "onTime", None),
+                "slo_margin": d.margin,
+            })
+        yield from g.values()
 
     def _cold_starts(self, snap: Snapshot) -> Iterator[Metric]:
         g = GaugeMetricFamily("prewarm_cold_start_seconds", "Cold start by stage (pod_startup: created -> Ready; node_provisioning: node created -> Ready) and stat (p90 sets the lead time).", labels=["model", "stage", "stat"])

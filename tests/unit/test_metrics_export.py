@@ -23,7 +23,8 @@ CONFIG = """
 replay: {}
 defaults: {quantile: 0.9, staleAfter: 5m, maxSkill: 0.95}
 models:
-  - {name: chat, capacityPerReplica: 10, minReplicas: 1, maxReplicas: 30, nodePool: gpu-a}
+  - {name: chat, capacityPerReplica: 10, minReplicas: 1, maxReplicas: 30, nodePool: gpu-a,
+     slo: {onTime: 0.99, maxQueueTime: 1s}}
   - {name: code, capacityPerReplica: 5, maxReplicas: 8, nodePool: gpu-a}
 nodePools:
   - {name: gpu-a, gpusPerNode: 8, gpusPerReplica: 2, maxBalloonGpus: 16}
@@ -46,8 +47,10 @@ def snapshot(generation: int = 1, at: float = T0, *, demand: float | None = 25.0
                         quantiles={0.5: np.array([20.0, 21.0, 22.0, 23.0]), 0.9: np.array([25.0, 26.0, 27.0, 28.0])})
     fields: dict[str, object] = dict(
         at=at, generation=generation, settings=SETTINGS,
-        decisions={"chat": decision("chat", at), "code": decision("code", at, prewarm_replicas=2, reason=Reason.REACTIVE)},
-        observations={"chat": Observation("chat", at, demand, replicas=3),
+        decisions={"chat": decision("chat", at, slo_target=0.99, on_time=0.95, margin=1.3),
+                   "code": decision("code", at, prewarm_replicas=2, reason=Reason.REACTIVE)},
+        observations={"chat": Observation("chat", at, demand, replicas=3,
+                                          signals={"slo_on_time_ratio": 0.97, "slo_requests": 1200.0}),
                       "code": Observation("code", at, 4.0, signals={"ready_replicas": 2.0})},
         forecasts={"chat": forecast},
         fits={"chat": FitInfo("ets_damped", 0.6, "", at - 60, 1.5, False),
@@ -103,6 +106,28 @@ def test_per_model_values() -> None:
     assert v("prewarm_stale_after_seconds", {"model": "chat"}) == 300
     assert v("prewarm_snapshot_age_seconds") == 10
     assert v("prewarm_lead_time_seconds", {"model": "chat"}) == 600
+
+
+def test_slo_series() -> None:
+    registry, _ = registry_for(Holder(snapshot()), FakeClock(T0))
+    v = registry.get_sample_value
+    assert v("prewarm_slo_on_time_ratio", {"model": "chat"}) == 0.97  # the live reading, not the decision's
+    assert v("prewarm_slo_requests", {"model": "chat"}) == 1200
+    assert v("prewarm_slo_target_ratio", {"model": "chat"}) == 0.99
+    assert v("prewarm_slo_margin", {"model": "chat"}) == 1.3
+    for name in ("on_time_ratio", "requests", "target_ratio", "margin"):
+        assert v(f"prewarm_slo_{name}", {"model": "code"}) is None  # no slo: nothing, not 0
+
+
+def test_slo_series_fall_back_to_the_decision_then_the_settings() -> None:
+    snap = snapshot(decisions={"chat": decision("chat", on_time=0.95)},
+                    observations={"chat": Observation("chat", T0, 25.0)})
+    registry, _ = registry_for(Holder(snap), FakeClock(T0))
+    v = registry.get_sample_value
+    assert v("prewarm_slo_on_time_ratio", {"model": "chat"}) == 0.95
+    assert v("prewarm_slo_target_ratio", {"model": "chat"}) == 0.99
+    assert v("prewarm_slo_requests", {"model": "chat"}) is None
+    assert v("prewarm_slo_margin", {"model": "chat"}) is None  # not tuned yet: unknown
 
 
 def test_pools_without_kubernetes_are_zero_balloons() -> None:
@@ -231,3 +256,4 @@ def test_promtool_check_metrics_is_clean() -> None:
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
     assert b"prewarm_forecast_demand{model=\"chat\",stat=\"p90\"}" in text
+    assert b"prewarm_slo_margin{model=\"chat\"} 1.3" in text
