@@ -3,6 +3,11 @@
 EVALUATION.md: the simulation runs at 1-minute steps; a coarser bucket's arrivals are spread
 evenly over its minutes (a finer one's are summed). One replica serves ``c`` requests per minute;
 by default ``c`` is set so that the trace's busiest minute needs ``peak_replicas`` replicas.
+
+Causality: everything a policy can see at minute t - ``observed``, :meth:`Scenario.history` and
+the world's arrivals and backlog before t - is a function of the raw trace before t only. So
+collection gaps are found with a past-only rule (:func:`forecasting.cleaning.trailing_gaps`) and
+filled from the past (:func:`fill_from_past`), never interpolated towards the sample after them.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from forecasting.cleaning import GapPolicy, mask_collection_gaps
+from forecasting.cleaning import GapPolicy, runs, trailing_gaps
 from forecasting.types import FloatArray, Series
 
 MINUTE = 60
@@ -32,15 +37,17 @@ class Scenario:
     start: float
     """Unix seconds of minute 0."""
     arrivals: FloatArray
-    """Requests arriving in each minute (>= 0; a missing bucket counts 0 arrivals)."""
+    """Requests arriving in each minute (>= 0): the simulated world. Where the trace has no data
+    (a missing row, a collection gap) filled from the past (:func:`fill_from_past`), or 0."""
     observed: BoolArray
-    """False where the trace has no data (a missing row): the scaler would have seen nothing."""
+    """False where the scaler's metrics would have shown nothing: a missing row, or a collection
+    gap as it could be told at the time. Where True, ``arrivals`` is the raw trace."""
     capacity: float
     """``c``: requests one replica serves per minute."""
     warmup_minutes: int
     """Minutes before the evaluation window: used to fit and to reach a steady state only."""
     filled_buckets: int = 0
-    """Trace buckets that were collection gaps or missing, filled by interpolation."""
+    """Trace buckets that were collection gaps or missing, filled from the past."""
     key: str = field(default="", compare=False)
     """Content hash of arrivals and observed (cache key for fits)."""
 
@@ -63,10 +70,12 @@ class Scenario:
         """The evaluation window: every minute after the warmup."""
         return slice(self.warmup_minutes, self.minutes)
 
-    def history(self, stop: int) -> Series:
-        """Arrivals per minute of minutes ``[0, stop)`` as the forecaster sees them (NaN = no data)."""
-        values = np.where(self.observed[:stop], self.arrivals[:stop], np.nan)
-        return Series(self.start, MINUTE, values)
+    def history(self, stop: int, start: int = 0) -> Series:
+        """Arrivals per minute of minutes ``[start, stop)`` as the scaler's metrics show them:
+        the raw trace, NaN where nothing was observed (a missing row or a collection gap)."""
+        start = max(0, start)
+        values = np.where(self.observed[start:stop], self.arrivals[start:stop], np.nan)
+        return Series(self.start + start * MINUTE, MINUTE, values)
 
 
 def per_minute(series: Series) -> tuple[FloatArray, BoolArray]:
@@ -90,24 +99,46 @@ def per_minute(series: Series) -> tuple[FloatArray, BoolArray]:
     return np.maximum(counts, 0.0), observed
 
 
-def fill_gaps(series: Series) -> tuple[Series, int]:
-    """Collection gaps and missing rows replaced by linear interpolation; how many buckets.
+def unseen_buckets(series: Series) -> BoolArray:
+    """Buckets the scaler would have had no sample for: missing rows and collection gaps.
 
-    A run of zeros amid traffic (:func:`forecasting.cleaning.mask_collection_gaps`, the rule
-    the forecaster uses) is the collector losing data, not demand vanishing (../shared/data: ServeGen
-    m-small has 37 such 10-minute buckets). Replayed as zero, every policy that follows demand
-    would scale down into it and be punished by the real traffic coming back - an artefact of
-    the trace, not of the cluster whose own metrics would have seen the traffic.
+    A run of zeros amid traffic (../shared/data: ServeGen m-small has 37 such 10-minute
+    buckets) is the collector losing data, not demand vanishing. Each bucket is judged from the
+    trace up to it (:func:`forecasting.cleaning.trailing_gaps`), never from later buckets.
     """
-    masked = mask_collection_gaps(series.values, step_seconds=series.step_seconds,
-                                  policy=GapPolicy()).values
-    missing = ~np.isfinite(masked)
-    if not missing.any() or missing.all():
-        return series, 0
-    idx = np.arange(len(series), dtype=np.float64)
-    filled = np.array(masked)
-    filled[missing] = np.interp(idx[missing], idx[~missing], masked[~missing])
-    return Series(series.start, series.step_seconds, filled), int(missing.sum())
+    gaps = trailing_gaps(series.values, step_seconds=series.step_seconds, policy=GapPolicy())
+    return gaps | ~np.isfinite(series.values)
+
+
+def fill_from_past(values: FloatArray, unseen: BoolArray, *,
+                   step_seconds: int) -> tuple[FloatArray, int]:
+    """The world's arrivals where the trace shows none, and how many buckets were filled.
+
+    Replayed as zero, a collection gap would make every policy that follows demand scale down
+    into it and be punished by the traffic "coming back" - an artefact of the trace. Each run
+    of unseen buckets takes the same time one day earlier, scaled by the level of the hour
+    before the run over that hour a day earlier (so a gap on the morning ramp ramps), or that
+    level alone without a day before. Only earlier buckets are used: every policy sees the
+    world's backlog, so a fill reaching for the bucket after the gap (interpolation) would let
+    the future change decisions made during it. Unseen buckets before any data replay as 0.
+    """
+    out = np.where(unseen, np.nan, np.asarray(values, dtype=np.float64))
+    day, hour = max(1, round(86400 / step_seconds)), max(1, round(3600 / step_seconds))
+    filled = 0
+    for start, stop in runs(unseen):
+        if start == 0:
+            out[:stop] = 0.0
+            continue
+        filled += stop - start
+        level = float(np.mean(out[max(0, start - hour) : start]))
+        then = float(np.mean(out[start - day - hour : start - day])) if start >= day + hour else 0.0
+        if then <= 0:
+            out[start:stop] = level
+            continue
+        for lo in range(start, stop, day):  # a run longer than a day repeats its first day
+            hi = min(stop, lo + day)
+            out[lo:hi] = out[lo - day : hi - day] * (level / then if lo == start else 1.0)
+    return out, filled
 
 
 def scenario_from_series(
@@ -122,14 +153,19 @@ def scenario_from_series(
 ) -> Scenario:
     """A scenario from a trace's requests per bucket (flags validated, errors name them).
 
-    ``fill``: interpolate collection gaps and missing rows (:func:`fill_gaps`); otherwise a gap
-    replays as zero arrivals and a missing row as zero arrivals the scaler cannot see.
+    ``fill``: collection gaps and missing rows are missing data to the policies and filled from
+    the past in the world (:func:`unseen_buckets`, :func:`fill_from_past`); otherwise a gap
+    replays as zero arrivals the scaler sees, and a missing row as zero arrivals it cannot see.
     ``warmup_text``: the flag as the user wrote it, for the error message.
     """
-    filled = 0
+    filled, world = 0, series
     if fill:
-        series, filled = fill_gaps(series)
-    arrivals, observed = per_minute(series)
+        unseen = unseen_buckets(series)
+        values, filled = fill_from_past(series.values, unseen, step_seconds=series.step_seconds)
+        world = Series(series.start, series.step_seconds, values)
+        series = Series(series.start, series.step_seconds, np.where(unseen, np.nan, series.values))
+    arrivals, _ = per_minute(world)
+    _, observed = per_minute(series)
     if arrivals.shape[0] < 2:
         raise ScenarioError(f"--trace {name}: needs at least 2 minutes of data, has {arrivals.shape[0]}")
     peak = float(arrivals.max())
