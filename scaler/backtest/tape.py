@@ -1,9 +1,11 @@
 """The forecasts ``prewarm serve`` would have had, minute by minute, from the past only.
 
-Like the engine: ``fit_auto`` on all completed history (refitted every ``refit_every`` minutes),
-``fitted.update(new minutes)`` before every decision, ``forecast(h)`` with ``h`` covering the lead
-(+ node provisioning), demotion to reactive when the skill is >= ``maxSkill``. The fit at minute
-``T`` sees minutes ``[0, T)``; the forecast at minute ``t`` has seen ``[0, t)`` - never later.
+Like the engine: ``fit_auto`` on the last ``history`` minutes of completed history (serve's
+``defaults.history``, 21 days; refitted every ``refit_every`` minutes), ``fitted.update(new
+minutes)`` before every decision, ``forecast(h)`` with ``h`` covering the lead (+ node
+provisioning), demotion to reactive when the skill is >= ``maxSkill``. The fit at minute ``T``
+sees minutes ``[T - history, T)``; the forecast at minute ``t`` has seen up to ``t`` - never later.
+The bound also keeps a fit's cost flat along a long trace instead of growing with it.
 
 Forecasts do not depend on the policy's knob (every quantile is kept), so one tape serves every
 sweep point. Fits are independent of each other, so they run in a process pool, and are cached
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,12 +24,16 @@ from dataclasses import dataclass
 from forecasting.fitted import FittedForecaster
 from forecasting.types import Forecast, Series
 from scaler.backtest.scenario import MINUTE, Scenario
+from scaler.core.config import Defaults
 from scaler.core.forecasts import demotion_note, forecast_steps
 
 QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
 """The levels the engine fits (``scaler.engine.QUANTILES``); the sweep picks among them."""
 
-FitKey = tuple[str, int, int, tuple[float, ...], tuple[int, ...]]
+HISTORY = round(Defaults().history / MINUTE)
+"""Minutes a fit sees by default: serve's ``defaults.history`` (21 days)."""
+
+FitKey = tuple[str, int, int, int, tuple[float, ...], tuple[int, ...]]
 _CACHE: dict[FitKey, FittedForecaster] = {}
 Progress = Callable[[int], None]
 
@@ -46,11 +53,17 @@ class TapeSpec:
     """Decision every this many minutes (forecasts are made only there)."""
     seasons: tuple[int, ...] = (86400, 604800)
     max_skill: float = 1.0
+    history: int = HISTORY
+    """A fit sees at most this many minutes before it, like serve's ``defaults.history``."""
 
     def fit_minutes(self, n: int) -> list[int]:
         """Minutes at which a fit is made: first_fit, first_fit + refit_every, ... (< n)."""
         first = max(1, self.first_fit)
         return list(range(first, n, max(1, self.refit_every)))
+
+    def fit_history(self, scenario: Scenario, t: int) -> Series:
+        """What the fit at minute ``t`` sees: the last ``history`` minutes before ``t``."""
+        return scenario.history(t, start=t - max(1, self.history))
 
 
 def fit_one(history: Series, horizon_steps: int, seasons: tuple[int, ...]) -> FittedForecaster:
@@ -114,7 +127,8 @@ def fit_all(scenario: Scenario, spec: TapeSpec, *, jobs: int = 1,
             progress: Progress | None = None) -> dict[int, FittedForecaster]:
     """Every fit of the schedule (cached), ``jobs`` processes at a time."""
     minutes = spec.fit_minutes(scenario.minutes)
-    keys = {t: (scenario.key, t, spec.fit_horizon_steps, QUANTILES, spec.seasons) for t in minutes}
+    keys = {t: (scenario.key, t, spec.history, spec.fit_horizon_steps, QUANTILES, spec.seasons)
+            for t in minutes}
     todo = [t for t in minutes if keys[t] not in _CACHE]
     for t, fitted in _run_fits(scenario, spec, todo, jobs):
         _CACHE[keys[t]] = fitted
@@ -129,14 +143,21 @@ def _run_fits(scenario: Scenario, spec: TapeSpec, minutes: list[int],
               jobs: int) -> Iterator[tuple[int, FittedForecaster]]:
     if jobs <= 1 or len(minutes) <= 1:
         for t in minutes:
-            yield t, fit_one(scenario.history(t), spec.fit_horizon_steps, spec.seasons)
+            yield t, fit_one(spec.fit_history(scenario, t), spec.fit_horizon_steps, spec.seasons)
         return
-    with _pool(min(jobs, len(minutes))) as pool:
-        futures: list[tuple[int, Future[FittedForecaster]]] = [
-            (t, pool.submit(fit_one, scenario.history(t), spec.fit_horizon_steps, spec.seasons))
-            for t in minutes]
-        for t, future in futures:
-            yield t, future.result()
+    workers = min(jobs, len(minutes))
+    with _pool(workers) as pool:
+        # A few fits in flight, not all: each carries its history (21 days of minutes, 240 kB),
+        # so queueing a long trace's hundreds of fits at once would hold them all in memory.
+        pending: deque[tuple[int, Future[FittedForecaster]]] = deque()
+        for t in minutes:
+            pending.append((t, pool.submit(fit_one, spec.fit_history(scenario, t),
+                                           spec.fit_horizon_steps, spec.seasons)))
+            if len(pending) > 2 * workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        for done, future in pending:
+            yield done, future.result()
 
 
 def _pool(workers: int) -> Executor:
