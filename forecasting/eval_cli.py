@@ -18,8 +18,11 @@ from typing import Any, TextIO
 from forecasting.evaluate import AUTO, EvalSpec, ModelRun, actuals, evaluate, origins
 from forecasting.traces import TraceError, read_trace
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+# The grammar of the scaler's config durations (scaler.core.fields.parse_duration, which
+# forecasting may not import): a plain number of seconds, or parts like 1h30m, 7d, 500ms.
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$|^\d+(?:\.\d+)?$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
 
 
 class UsageError(ValueError):
@@ -27,11 +30,11 @@ class UsageError(ValueError):
 
 
 def parse_duration(text: str, *, flag: str) -> int:
-    """``"30m" -> 1800`` seconds; a bare number is seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise UsageError(f"{flag} {text!r}: expected a duration like 30m, 1h, 1d")
-    return round(float(match.group(1)) * _UNITS[match.group(2)])
+    """``"30m" -> 1800``, ``"1h30m" -> 5400`` seconds; a bare number is seconds."""
+    text = text.strip()
+    if not _DURATION.match(text):
+        raise UsageError(f"{flag} {text!r}: expected a duration like 30m, 1h30m, 1d")
+    return round(sum(float(n) * _UNITS[unit or None] for n, unit in _DURATION_PART.findall(text)))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--season", default="1d", help="seasonal-naive season for MASE (1d)")
     parser.add_argument("--refit-every", default="6h",
                         help="refit interval; update() in between (default 6h)")
+    parser.add_argument("--history", default="21d",
+                        help="history each fit sees, as the scaler's defaults.history (default 21d)")
     parser.add_argument("--quantiles", default="0.1,0.5,0.9,0.95", help="quantile levels")
     parser.add_argument("--json", metavar="OUT", help="write the JSON report here")
     parser.add_argument("--plot", metavar="PNG", help="plot actual vs forecast with the band")
@@ -56,12 +61,16 @@ def build_spec(args: argparse.Namespace, step_seconds: int) -> EvalSpec:
             raise UsageError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be a "
                              f"positive multiple of the trace step ({step_seconds} s)")
         values[flag] = seconds
+    history = parse_duration(args.history, flag="--history")
+    if history < step_seconds:
+        raise UsageError(f"--history {args.history}: must be at least the trace step "
+                         f"({step_seconds} s)")
     try:
         quantiles = tuple(float(q) for q in args.quantiles.split(","))
         return EvalSpec(horizon_steps=values["horizon"] // step_seconds,
                         season_seconds=values["season"],
                         refit_every_steps=values["refit_every"] // step_seconds,
-                        quantiles=quantiles)
+                        quantiles=quantiles, history_steps=history // step_seconds)
     except ValueError as exc:
         raise UsageError(f"--quantiles {args.quantiles!r}: {exc}") from exc
 
@@ -109,8 +118,9 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
     levels = list(next(iter(models.values()))["coverage"])
     head = f"{'model':<26} {'MASE':>6} {'sMAPE%':>7} " + " ".join(
         f"{'pin' + q:>10} {'cov' + q:>8}" for q in levels) + f" {'fit_s':>7}"
+    history = "all history" if report["history_s"] is None else f"the last {report['history_s']} s"
     print(f"trace {report['trace']}: horizon {report['horizon_s']} s, {report['origins']} "
-          f"origins, refit every {report['refit_every_s']} s, "
+          f"origins, refit every {report['refit_every_s']} s on {history}, "
           f"{report['excluded_points']} gap/missing points not scored", file=out)
     print(head, file=out)
     for name, m in models.items():

@@ -1,9 +1,10 @@
 """Rolling-origin forecast evaluation: the numbers behind ``prewarm forecast-eval``.
 
 Over the last 25 % of a trace, one origin per step, every model forecasts ``horizon`` ahead from
-what it could have seen: it is refitted every ``refit_every_steps`` on all history before the
-origin and follows the level with ``update`` in between - what the scaler does, with less
-frequent refits. Scored at the horizon step (docs/EVALUATION.md):
+what it could have seen: it is refitted every ``refit_every_steps`` on the ``history_steps``
+before the origin (the scaler's ``defaults.history``, 21 days) and follows the level with
+``update`` in between - what the scaler does, with less frequent refits. Scored at the horizon
+step (docs/EVALUATION.md):
 
 - MASE: mean absolute error over that of seasonal naive (``season``) on the same points;
 - sMAPE in percent (0..200), pinball loss and empirical coverage of each quantile;
@@ -61,10 +62,15 @@ class EvalSpec:
     refit_every_steps: int = 36
     eval_fraction: float = 0.25
     seasons_seconds: tuple[int, ...] = (86400, 604800)
+    history_steps: int | None = None
+    """A fit sees at most this many steps before its origin (None: all of them). Like the
+    scaler's ``defaults.history``; it also keeps a fit's cost from growing with the trace."""
 
     def __post_init__(self) -> None:
         if self.horizon_steps < 1:
             raise ValueError(f"horizon = {self.horizon_steps} steps, must be >= 1 step")
+        if self.history_steps is not None and self.history_steps < 1:
+            raise ValueError(f"history = {self.history_steps} steps, must be >= 1 step")
         if self.refit_every_steps < 1:
             raise ValueError(f"refit every {self.refit_every_steps} steps, must be >= 1")
         if not 0.0 < self.eval_fraction < 1.0:
@@ -79,6 +85,11 @@ def origins(n: int, spec: EvalSpec) -> range:
     return range(first, n - spec.horizon_steps + 1)
 
 
+def fit_start(origin: int, spec: EvalSpec) -> int:
+    """First step a fit at ``origin`` sees."""
+    return 0 if spec.history_steps is None else max(0, origin - spec.history_steps)
+
+
 def model_specs(series: Series, spec: EvalSpec) -> list[Forecaster]:
     """Every model eligible on the history at the first origin, the seasonal baseline first.
 
@@ -86,8 +97,9 @@ def model_specs(series: Series, spec: EvalSpec) -> list[Forecaster]:
     baseline: MASE is then against plain naive (the last value), named in the report.
     """
     first = origins(len(series), spec).start
-    train = first - holdout_steps(first, step_seconds=series.step_seconds,
-                                  horizon_steps=spec.horizon_steps, min_train=1)
+    seen = first - fit_start(first, spec)
+    train = seen - holdout_steps(seen, step_seconds=series.step_seconds,
+                                 horizon_steps=spec.horizon_steps, min_train=1)
     baseline = SeasonalNaive(season_seconds=spec.season_seconds)
     if baseline.min_obs(step_seconds=series.step_seconds) > train:
         baseline = SeasonalNaive(season_seconds=series.step_seconds)
@@ -114,7 +126,7 @@ def run_model(
     for j, origin in enumerate(span):
         if j % spec.refit_every_steps == 0:
             started = time.perf_counter()
-            fitted = fit(_head(series, origin))
+            fitted = fit(_slice(series, fit_start(origin, spec), origin))
             seconds.append(time.perf_counter() - started)
             picks.append(fitted.name)
         assert fitted is not None
@@ -126,10 +138,6 @@ def run_model(
         if progress:
             progress(1)
     return ModelRun(name, mean, paths, seconds, picks)
-
-
-def _head(series: Series, stop: int) -> Series:
-    return Series(series.start, series.step_seconds, series.values[:stop])
 
 
 def _slice(series: Series, start: int, stop: int) -> Series:
@@ -192,6 +200,8 @@ def evaluate(
         "season_s": spec.season_seconds,
         "origins": len(origins(len(series), spec)),
         "refit_every_s": spec.refit_every_steps * series.step_seconds,
+        "history_s": None if spec.history_steps is None
+        else spec.history_steps * series.step_seconds,
         "excluded_points": excluded,
         "baseline": specs[0].name,
         "models": {name: metrics(r, y, baseline) for name, r in runs.items()},

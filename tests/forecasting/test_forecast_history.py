@@ -1,0 +1,63 @@
+"""``forecast-eval --history``: every fit sees at most the scaler's history window."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from forecasting import Series, eval_cli
+from forecasting.evaluate import EvalSpec, origins, run_model
+from forecasting.fitted import FittedForecaster
+from forecasting.naive import SeasonalNaive
+from forecasting.selection import fit_model
+from forecasting.traces import synthetic_trace, write_trace
+
+
+def test_each_fit_sees_the_last_history_steps(hourly: Series) -> None:
+    spec = EvalSpec(horizon_steps=2, refit_every_steps=24, history_steps=100)
+    seen: list[tuple[float, float, int]] = []
+
+    def fit(history: Series) -> FittedForecaster:
+        seen.append((history.start, history.end, len(history)))
+        return fit_model(SeasonalNaive(season_seconds=86400), history, horizon_steps=2,
+                         quantiles=spec.quantiles)
+
+    run_model(hourly, spec, fit, "snaive")
+    span = origins(len(hourly), spec)
+    assert len(seen) == len(range(0, len(span), 24))
+    for (start, end, n), origin in zip(seen, span[::24], strict=True):
+        assert n == 100 and end == hourly.start + origin * 3600 and start == end - 100 * 3600
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("1h30m", 5400), ("21d", 1814400), ("2w1d", 1296000)])
+def test_durations_have_the_config_grammar(text: str, seconds: int) -> None:
+    assert eval_cli.parse_duration(text, flag="--history") == seconds
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    eval_cli.add_arguments(parser)
+    return parser.parse_args([*argv, "--horizon", "2h", "--no-progress"])
+
+
+@pytest.fixture(scope="module")
+def trace_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("trace") / "synthetic_1h.csv"
+    write_trace(path, synthetic_trace(days=10, step_seconds=3600, seed=2))
+    return path
+
+
+def test_history_flag_defaults_to_21_days(trace_csv: Path) -> None:
+    assert eval_cli.build_spec(_args("--trace", str(trace_csv)), 3600).history_steps == 21 * 24
+    assert eval_cli.build_spec(_args("--trace", str(trace_csv), "--history", "3d"),
+                               3600).history_steps == 72
+
+
+@pytest.mark.parametrize(("value", "message"), [("lots", "--history 'lots'"),
+                                                ("30m", "--history 30m: must be at least")])
+def test_bad_history_exits_2_naming_the_flag(trace_csv: Path, value: str, message: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert eval_cli.run(_args("--trace", str(trace_csv), "--history", value)) == 2
+    assert message in capsys.readouterr().err
