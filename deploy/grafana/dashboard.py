@@ -27,22 +27,37 @@ LAYOUT: list[tuple[str, list[PanelSpec]]] = [
          "Actual demand beside the upper-quantile forecast that was made one lead time ago for this moment. "
          "The forecast line should sit just above actual (about `quantile` of the time): far above wastes "
          "GPUs, below means scale-ups come late.",
-         "timeseries", 24, "short",
+         "timeseries", 12, "short",
          [(f"max by (model) (prewarm_demand{{{M}}})", "{{model}} actual"),
           (f"max by (model) (prewarm_forecast_for_now_demand{{{M}}})", "{{model}} forecast made one lead time ago")],
+         {}),
+        ("SLO: on-time share vs target",
+         "Share of requests that waited at most slo.maxQueueTime in vLLM's queue over slo.window, measured from "
+         "vLLM's queue-time histogram, against slo.onTime. Models without an slo have no lines. Below target for "
+         "30m alerts (PrewarmSloBelowTarget).",
+         "timeseries", 12, "percentunit",
+         [(f"max by (model) (prewarm_slo_on_time_ratio{{{M}}})", "{{model}} on time"),
+          (f"max by (model) (prewarm_slo_target_ratio{{{M}}})", "{{model}} target")],
          {}),
         ("Forecast at the lead horizon",
          "What the forecast says for now + lead time: mean and quantiles, and the upper-quantile peak over "
          "the whole lead window (what the decision scales to).",
-         "timeseries", 12, "short",
+         "timeseries", 8, "short",
          [(f"max by (model, stat) (prewarm_forecast_demand{{{M}}})", "{{model}} {{stat}}"),
           (f"max by (model) (prewarm_forecast_peak_demand{{{M}}})", "{{model}} peak over the lead window")],
          {}),
         ("Lead time",
          "How far ahead prewarm scales: learned cold start p90 + node provisioning (when no spare GPU) "
          "+ decision delay.",
-         "timeseries", 12, "s",
+         "timeseries", 8, "s",
          [(f"max by (model) (prewarm_lead_time_seconds{{{M}}})", "{{model}}")],
+         {}),
+        ("SLO margin",
+         "The safety margin prewarm chose to hold the SLO at the least GPU cost: demand provisioned for over "
+         "expected demand (1 = none). Re-chosen every hour from the model's replayed history; a measured share "
+         "under target raises it, a surplus lowers it slowly.",
+         "timeseries", 8, "short",
+         [(f"max by (model) (prewarm_slo_margin{{{M}}})", "{{model}} margin")],
          {}),
     ]),
     ("Replicas", [

@@ -12,7 +12,7 @@ RULES = ROOT / "deploy" / "prometheus" / "rules.yaml"
 TESTS = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*_test.yaml"))
 ALERTS = {"PrewarmForecastDemoted", "PrewarmForecastUnderCoverage", "PrewarmDataStale", "PrewarmMetricsSourceErrors",
           "PrewarmGetMetricsFailing", "PrewarmColdStartRegression", "PrewarmBalloonsPendingTooLong",
-          "PrewarmConfigRejected", "PrewarmRefreshStalled", "PrewarmAbsent"}
+          "PrewarmConfigRejected", "PrewarmRefreshStalled", "PrewarmAbsent", "PrewarmSloBelowTarget"}
 
 
 def run(cmd: list[str], cwd: Path) -> str:
