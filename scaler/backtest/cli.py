@@ -24,6 +24,7 @@ import numpy as np
 
 from forecasting.traces import TraceError, read_trace
 from forecasting.types import Series
+from scaler.backtest.auto import write_timeline
 from scaler.backtest.report import plot, print_table, to_json
 from scaler.backtest.scenario import Scenario, ScenarioError, scenario_from_series
 from scaler.backtest.sim import ClusterSpec, ControlSpec
@@ -82,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--headrooms", default=",".join(f"{h:g}" for h in PREDICTIVE_HEADROOMS),
                            help="predictive sweep: headrooms, capacityPerReplica = c / headroom "
                                 "(default %(default)s)")
+    run_group.add_argument("--slo", type=float, metavar="ON_TIME",
+                           help="also run the self-tuned policy given only this on-time target "
+                                "(e.g. 0.99), once, and compare it without hindsight; the predictive "
+                                "quantile sweep is then skipped unless --policies names it")
+    run_group.add_argument("--timeline", metavar="CSV",
+                           help="with --slo: one row per simulated minute of the self-tuned policy")
     run_group.add_argument("--keep-gaps", action="store_true",
                            help="replay collection gaps as zero traffic (default: interpolate them)")
     run_group.add_argument("--seed", type=int, default=0, help="seed of cold-start draws (a range only)")
@@ -173,9 +180,16 @@ def build_spec(args: argparse.Namespace) -> BacktestSpec:
                           min_replicas=args.min_replicas, max_replicas=max_replicas)
     stabilization = duration(args.stabilization, "--stabilization")
     _check(stabilization <= 86400, f"--stabilization {args.stabilization}: must be at most 1d")
-    return BacktestSpec(cluster=cluster, control=control, policies=policies(args.policies),
+    slo = args.slo
+    _check(slo is None or (math.isfinite(slo) and 0.5 <= slo <= 0.9999),
+           f"--slo {slo}: must be an on-time share in [0.5, 0.9999], e.g. 0.99")
+    _check(args.timeline is None or slo is not None, "--timeline goes with --slo")
+    names = policies(args.policies)
+    if slo is not None and args.policies == ",".join(POLICIES):  # not given: baselines only
+        names = tuple(p for p in names if p != "predictive")
+    return BacktestSpec(cluster=cluster, control=control, policies=names,
                         peak_replicas=peak, refit_every_s=refit, stabilization_s=stabilization,
-                        predictive_knobs=predictive_knobs(args), jobs=args.jobs)
+                        predictive_knobs=predictive_knobs(args), jobs=args.jobs, slo=slo)
 
 
 def writable(path: str | None, flag: str) -> Path | None:
@@ -250,7 +264,8 @@ def execute(scenario: Scenario, spec: BacktestSpec, *, progress: bool) -> Backte
     """Run with a progress bar on stderr (fits + simulated sweep points)."""
     from tqdm import tqdm
 
-    total = (fit_count(scenario, spec) if "predictive" in spec.policies else 0) + sweep_points(spec)
+    fits = "predictive" in spec.policies or spec.slo is not None
+    total = (fit_count(scenario, spec) if fits else 0) + sweep_points(spec)
     with tqdm(total=total, desc="backtest", unit="step", file=sys.stderr,
               disable=True if not progress else None) as bar:
         return run_backtest(scenario, spec, progress=bar.update)
@@ -261,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = build_spec(args)
         json_out, plot_out = writable(args.json, "--json"), writable(args.plot, "--plot")
+        timeline_out = writable(args.timeline, "--timeline")
         scenario = load_scenario(args, spec)
     except (UsageError, ScenarioError, TraceError) as exc:
         print(f"backtest: error: {exc}", file=sys.stderr)
@@ -271,6 +287,8 @@ def run(args: argparse.Namespace) -> int:
         json_out.write_text(json.dumps(to_json(result), indent=2) + "\n")
     if plot_out is not None:
         plot(result, plot_out)
+    if timeline_out is not None and result.auto is not None:
+        write_timeline(result.auto, result.scenario, timeline_out)
     return 0
 
 

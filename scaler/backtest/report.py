@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from scaler.backtest.auto import AutoResult
 from scaler.backtest.pareto import Point, pareto_frontier, reaching
 from scaler.backtest.sim import RunResult
 from scaler.backtest.sweep import SLOS, Backtest, Sweep
@@ -96,7 +97,49 @@ def to_json(bt: Backtest) -> dict[str, Any]:
         "settings": _settings_json(bt),
         "forecaster": _forecaster_json(bt),
         "seconds": bt.seconds,
+        **({"auto": auto_json(bt.auto)} if bt.auto is not None else {}),
     }
+
+
+def auto_json(auto: AutoResult) -> dict[str, Any]:
+    """EVALUATION.md's ``auto`` block (contract keys first), plus the tuner's last margin."""
+    margin = auto.controller.tuner.margin
+    return {
+        "slo": auto.slo,
+        "slo_attainment": auto.slo_attainment,
+        "gpu_hours": auto.gpu_hours,
+        "vs_oracle": auto.vs_oracle,
+        "vs_baselines": auto.vs_baselines,
+        "best_baseline_ratio": auto.best_baseline_ratio,
+        "baselines_tuned_on_past": {
+            name: {"knob": t.knob, "slo_attainment": t.slo_attainment, "gpu_hours": t.gpu_hours,
+                   "label": t.label, "reached_on_warmup": t.reached}
+            for name, t in auto.tuned_on_past.items()},
+        "best_baseline": auto.best_baseline,
+        "last_margin": {"factor": margin.factor, "extra": margin.extra,
+                        "cap": margin.cap if math.isfinite(margin.cap) else None,
+                        "hold_s": margin.hold_seconds, "expected": margin.expected,
+                        "aim": margin.aim, "safety": auto.controller.tuner.safety},
+    }
+
+
+def print_auto(auto: AutoResult, oracle: float, out: TextIO) -> None:
+    """The no-hindsight block: the self-tuned run beside every baseline at its attainment."""
+    print(f"\nself-tuned (--slo {auto.slo:g}, one run, no hindsight): attainment "
+          f"{auto.slo_attainment:.5f}, {auto.gpu_hours:.1f} GPU-hours, {auto.vs_oracle:.3f} x oracle "
+          f"({oracle:.1f})", file=out)
+    for name, ratio in auto.vs_baselines.items():
+        shown = "never reaches it" if ratio is None else f"{ratio:.3f}"
+        print(f"  / {name:<15} hindsight cost at {auto.slo_attainment:.5f}: {shown}", file=out)
+    if auto.best_baseline_ratio is None:
+        print("  no baseline reaches that attainment at any knob", file=out)
+    else:
+        print(f"  / cheapest baseline ({auto.best_baseline}): {auto.best_baseline_ratio:.3f}", file=out)
+    for name, t in auto.tuned_on_past.items():
+        how = "met it" if t.reached else "none met it; closest"
+        print(f"  {name:<15} tuned on the warmup ({how}): {t.label:<12} attainment "
+              f"{t.slo_attainment:.5f}, {t.gpu_hours:.1f} GPU-hours "
+              f"(auto / it: {auto.gpu_hours / t.gpu_hours:.3f})", file=out)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -130,6 +173,8 @@ def print_table(bt: Backtest, out: TextIO) -> None:
                   f"{versus['ratio']:.3f}", file=out)
     print("GPU-hours over the evaluation window; cost@x = cheapest GPU-hours reaching SLO "
           "attainment x on the policy's Pareto frontier (interpolated), - = never reached", file=out)
+    if bt.auto is not None:
+        print_auto(bt.auto, oracle, out)
     _print_points(bt, out)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from scaler.backtest.auto import BASELINES, AutoResult, auto_model, run_auto
 from scaler.backtest.oracle import oracle_billed, oracle_cold_minutes
 from scaler.backtest.pareto import Point, cost_at_slo
 from scaler.backtest.policies import (
@@ -58,6 +59,8 @@ class BacktestSpec:
     seasons_s: tuple[int, ...] = (86400, 604800)
     jobs: int = 1
     """Processes for fits."""
+    slo: float | None = None
+    """Also run the self-tuned policy configured with this on-time target (``--slo``)."""
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.policies if p not in POLICIES]
@@ -96,6 +99,8 @@ class Backtest:
     tape: ForecastTape | None
     seconds: dict[str, float]
     """Wall time by phase (fits, sims)."""
+    auto: AutoResult | None = None
+    """The self-tuned run (``spec.slo``), compared without hindsight."""
 
     @property
     def oracle_gpu_hours(self) -> float:
@@ -132,10 +137,13 @@ def tape_spec(scenario: Scenario, spec: BacktestSpec) -> TapeSpec:
     """Fit schedule: one refit interval before the evaluation window, then every interval."""
     refit = max(1, round(spec.refit_every_s / MINUTE))
     lead = spec.lead_s
+    first = scenario.warmup_minutes - refit
+    if spec.slo is not None:  # the tuner learns from its own forecasts: fit from the first day on
+        first = min(first, 1440)
     return TapeSpec(
         horizon_seconds=lead + spec.cluster.node_provision_s,
         fit_horizon_steps=fit_horizon_steps(lead, MINUTE),
-        refit_every=refit, first_fit=max(1, scenario.warmup_minutes - refit),
+        refit_every=refit, first_fit=max(1, first),
         every=spec.control.every_minutes, seasons=spec.seasons_s,
     )
 
@@ -167,7 +175,7 @@ def sweep_points(spec: BacktestSpec) -> int:
     sizes = {"reactive-util": len(UTILIZATIONS), "reactive-queue": len(THRESHOLDS),
              "static": len({max(1, round(f * spec.peak_replicas)) for f in STATIC_FACTORS}),
              "predictive": len(spec.predictive_knobs)}
-    return sum(sizes[p] for p in spec.policies)
+    return sum(sizes[p] for p in spec.policies) + (spec.slo is not None)
 
 
 def run_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastSource | None,
@@ -200,7 +208,8 @@ def run_backtest(scenario: Scenario, spec: BacktestSpec, progress: Progress | No
     """Every requested policy swept, plus the oracle, over ``scenario``."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    tape = build_tape(scenario, spec, progress) if "predictive" in spec.policies else None
+    wants_tape = "predictive" in spec.policies or spec.slo is not None
+    tape = build_tape(scenario, spec, progress) if wants_tape else None
     seconds["forecasts"] = time.perf_counter() - started
     sweeps: dict[str, Sweep] = {}
     for name in spec.policies:
@@ -210,5 +219,16 @@ def run_backtest(scenario: Scenario, spec: BacktestSpec, progress: Progress | No
     oracle = oracle_billed(
         scenario.demand, min_replicas=spec.control.min_replicas,
         cold_start_minutes=oracle_cold_minutes(spec.cluster.cold_start_s, spec.cluster.node_provision_s))
-    return Backtest(scenario, spec, oracle, sweeps, tape, seconds)
+    result = Backtest(scenario, spec, oracle, sweeps, tape, seconds)
+    if spec.slo is None or tape is None:
+        return result
+    model = auto_model(scenario, slo=spec.slo, cluster=spec.cluster, control=spec.control,
+                       stabilization_s=spec.stabilization_s, seasons_s=spec.seasons_s)
+    baselines = {n: (s.points, s.runs) for n, s in sweeps.items() if n in BASELINES}
+    auto = run_auto(scenario, model, tape, cluster=spec.cluster, control=spec.control,
+                    lead_s=spec.lead_s, oracle_gpu_hours=result.oracle_gpu_hours, baselines=baselines)
+    seconds["auto"] = auto.seconds
+    if progress:
+        progress(1)
+    return replace(result, auto=auto)
 

@@ -1,0 +1,250 @@
+"""The backtest without hindsight: the self-tuned policy, configured with an SLO only, in one run.
+
+EVALUATION.md, "Without hindsight": the predictive policy is given ``slo.onTime`` and nothing else
+(no quantile, no headroom), runs ONCE over the trace, and tunes its own margin online with
+``scaler.core.slo`` - the code ``prewarm serve`` runs - from what it has seen: the demand of past
+minutes, the base its decisions had, and the late share, fed to it as late as serve would see it
+(vLLM counts a request in ``request_queue_time_seconds`` when it finishes; here a minute after).
+Its figures are set beside every baseline's hindsight frontier at the attainment it reached, and
+beside the baselines a user would have tuned on the warmup.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scaler.backtest.pareto import Point, cost_at_slo
+from scaler.backtest.policies import ForecastSource
+from scaler.backtest.scenario import MINUTE, Scenario
+from scaler.backtest.sim import (
+    ClusterSpec,
+    ControlSpec,
+    FloatArray,
+    Metric,
+    RunResult,
+    View,
+    simulate,
+)
+from scaler.core.config import ModelSettings, parse_settings
+from scaler.core.decision import DecisionInputs, DecisionState, decide
+from scaler.core.slo import ReplaySpec, TunerState, retune
+
+BASELINES = ("reactive-util", "reactive-queue", "static")
+FEEDBACK_DELAY_MINUTES = 1
+"""Late requests reach the tuner this much after their minute (serve: when they finish)."""
+
+
+def auto_model(scenario: Scenario, *, slo: float, cluster: ClusterSpec, control: ControlSpec,
+               stabilization_s: float, seasons_s: tuple[int, ...]) -> ModelSettings:
+    """What a user writes for the auto policy: the SLO, the capacity, the bounds - no quantile."""
+    raw = {
+        "replay": {},
+        "defaults": {"pollingInterval": control.polling_s, "step": "1m"},
+        "models": [{
+            "name": "backtest", "capacityPerReplica": scenario.capacity,
+            "minReplicas": control.min_replicas, "maxReplicas": control.max_replicas,
+            "demand": "arrivals", "slo": {"onTime": slo, "window": "1h"},
+            "coldStart": {"initial": cluster.cold_start_p90_s, "learn": False,
+                          "nodeProvisioning": cluster.node_provision_s},
+            "scaleDown": {"stabilization": stabilization_s},
+            "seasonality": list(seasons_s),
+        }],
+    }
+    return parse_settings(raw, source="backtest").settings.models[0]
+
+
+@dataclass
+class SelfTuned:
+    """prewarm with ``slo`` set: ``decide`` with the margin ``scaler.core.slo.retune`` keeps choosing.
+
+    Per decision minute t it records what serve's engine records per step - the demand it saw
+    (minute t-1) and the base of its decision - and the late share of the minutes up to
+    t - 1 - :data:`FEEDBACK_DELAY_MINUTES`, the measurement serve reads from vLLM's histogram.
+    """
+
+    model: ModelSettings
+    forecasts: ForecastSource
+    lead_seconds: float
+    node_lead_seconds: float
+    minutes: int
+    state: DecisionState = field(default_factory=DecisionState)
+    tuner: TunerState = field(default_factory=TunerState)
+    demand: FloatArray = field(init=False)
+    base: FloatArray = field(init=False)
+    desired: FloatArray = field(init=False)
+    margin: FloatArray = field(init=False)
+    arrivals: FloatArray = field(init=False)
+    late: FloatArray = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = self.minutes
+        self.demand, self.base, self.desired, self.margin = (np.full(n, np.nan) for _ in range(4))
+        self.arrivals, self.late = np.zeros(n), np.zeros(n)
+        cold = math.ceil(self.lead_seconds / MINUTE - 1e-9)
+        self.replay = ReplaySpec(cold_steps=cold, hold_steps=cold + 1,
+                                 capacity=self.model.capacityPerReplica)
+
+    def metric(self, view: View) -> Metric:
+        t = view.t
+        demand = view.arrivals_prev + view.queue_prev if view.observed_prev else None
+        if t > 0:
+            self.arrivals[t - 1], self.late[t - 1] = view.arrivals_prev, view.late_prev
+            if view.observed_prev:
+                # The tuner replays a rate: arrivals, not arrivals + backlog (a backlog is the
+                # cost of past under-provisioning, and would count again in every replayed step).
+                self.demand[t - 1] = view.arrivals_prev
+        slo = self.model.policy.slo
+        assert slo is not None
+        on_time = self._measured(t, window=round(slo.window / MINUTE))
+        self.tuner = retune(self.tuner, now=view.now, demand=self.demand[:t], base=self.base[:t],
+                            spec=self.replay, target=slo.onTime, on_time=on_time,
+                            step_seconds=MINUTE)
+        forecast, note = self.forecasts.at(t)
+        inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=self.lead_seconds,
+                                forecast_note=note, node_lead_seconds=self.node_lead_seconds,
+                                margin=self.tuner.margin, on_time=on_time)
+        decision, self.state = decide(inputs, self.model, self.state, now=view.now)
+        peak = decision.forecast_peak if decision.forecast_peak is not None else 0.0
+        self.base[t] = max(view.arrivals_prev, peak) if view.observed_prev else np.nan
+        self.margin[t] = decision.margin if decision.margin is not None else np.nan
+        if not decision.valid:
+            self.desired[t] = view.replicas
+            return Metric(float(view.replicas), 1.0, active=view.replicas > 0)
+        self.desired[t] = decision.replicas
+        return Metric(float(decision.replicas), 1.0, active=decision.active,
+                      prewarm=decision.prewarm_replicas)
+
+    def _measured(self, t: int, *, window: int) -> float | None:
+        """On-time share of the ``window`` minutes that ended FEEDBACK_DELAY_MINUTES ago."""
+        stop = t - 1 - FEEDBACK_DELAY_MINUTES
+        if stop <= 0:
+            return None
+        start = max(0, stop - window)
+        arrived = float(self.arrivals[start:stop].sum())
+        if arrived <= 0:
+            return None
+        return 1.0 - float(self.late[start:stop].sum()) / arrived
+
+
+@dataclass(frozen=True)
+class TunedOnPast:
+    """A baseline's knob picked on the warmup (after its first day), then scored on the window."""
+
+    knob: float
+    label: str
+    reached: bool
+    """The knob met the target on the warmup (else: the best the warmup saw)."""
+    slo_attainment: float
+    gpu_hours: float
+
+
+@dataclass(frozen=True)
+class AutoResult:
+    """The self-tuned run and how it compares (EVALUATION.md's ``auto`` block)."""
+
+    slo: float
+    slo_attainment: float
+    gpu_hours: float
+    vs_oracle: float
+    vs_baselines: dict[str, float | None]
+    best_baseline: str | None
+    """The baseline that is cheapest at the attainment the auto policy reached."""
+    best_baseline_ratio: float | None
+    tuned_on_past: dict[str, TunedOnPast]
+    run: RunResult
+    controller: SelfTuned
+    seconds: float
+
+
+def versus(gpu_hours: float, attainment: float,
+           frontiers: dict[str, list[Point]]) -> tuple[dict[str, float | None], str | None, float | None]:
+    """GPU-hours / each baseline's hindsight cost at ``attainment``; the cheapest one and its ratio."""
+    ratios: dict[str, float | None] = {}
+    for name, points in frontiers.items():
+        cost = cost_at_slo(points, attainment)
+        ratios[name] = gpu_hours / cost if cost else None
+    reached = {n: r for n, r in ratios.items() if r is not None}
+    if not reached:
+        return ratios, None, None
+    best = max(reached, key=lambda n: reached[n])  # the cheapest baseline gives the largest ratio
+    return ratios, best, reached[best]
+
+
+def tuned_on_past(points: list[Point], runs: list[RunResult], scenario: Scenario, *, slo: float,
+                  gpus_per_replica: int) -> TunedOnPast | None:
+    """The cheapest knob reaching ``slo`` over the warmup after its first day, scored on the window.
+
+    None when the warmup is a day or shorter (nothing to tune on). If no knob reached ``slo`` on
+    the warmup, the one that came closest (a user would pick the safest one seen).
+    """
+    past = slice(min(1440, scenario.warmup_minutes), scenario.warmup_minutes)
+    if past.stop - past.start < 60:
+        return None
+    scored = [(run.attainment(scenario.arrivals, past), run.gpu_hours(gpus_per_replica, past), i)
+              for i, run in enumerate(runs)]
+    reaching = [s for s in scored if s[0] >= slo]
+    _, _, i = min(reaching, key=lambda s: s[1]) if reaching else max(scored, key=lambda s: (s[0], -s[1]))
+    p = points[i]
+    return TunedOnPast(p.knob, p.label, bool(reaching), p.slo_attainment, p.gpu_hours)
+
+
+def run_auto(scenario: Scenario, model: ModelSettings, forecasts: ForecastSource, *,
+             cluster: ClusterSpec, control: ControlSpec, lead_s: float, oracle_gpu_hours: float,
+             baselines: dict[str, tuple[list[Point], list[RunResult]]]) -> AutoResult:
+    """Run the self-tuned policy once and compare it (no sweep, no hindsight)."""
+    import time
+
+    started = time.perf_counter()
+    slo = model.policy.slo
+    assert slo is not None
+    controller = SelfTuned(model, forecasts, lead_s, cluster.node_provision_s, scenario.minutes)
+    run = simulate(scenario, controller, cluster, control)
+    window, gpus = scenario.window, cluster.gpus_per_replica
+    attainment, gpu_hours = run.attainment(scenario.arrivals, window), run.gpu_hours(gpus, window)
+    frontiers = {name: points for name, (points, _) in baselines.items()}
+    ratios, best, best_ratio = versus(gpu_hours, attainment, frontiers)
+    past = {}
+    for name, (points, runs) in baselines.items():
+        tuned = tuned_on_past(points, runs, scenario, slo=slo.onTime, gpus_per_replica=gpus)
+        if tuned is not None:
+            past[name] = tuned
+    return AutoResult(
+        slo=slo.onTime, slo_attainment=attainment, gpu_hours=gpu_hours,
+        vs_oracle=gpu_hours / oracle_gpu_hours if oracle_gpu_hours > 0 else math.nan,
+        vs_baselines=ratios, best_baseline=best, best_baseline_ratio=best_ratio,
+        tuned_on_past=past, run=run, controller=controller,
+        seconds=time.perf_counter() - started)
+
+
+TIMELINE_COLUMNS = ("timestamp_utc", "arrivals", "observed_demand", "desired", "ready", "billed",
+                    "late", "margin")
+
+
+def write_timeline(result: AutoResult, scenario: Scenario, path: Path) -> None:
+    """One row per simulated minute of the auto policy (EVALUATION.md ``--timeline``).
+
+    ``observed_demand`` is what the policy saw of that minute (empty where it saw nothing);
+    ``desired`` its answer at that minute; ``margin`` the margin in use as one number.
+    """
+    import datetime as dt
+
+    c, run = result.controller, result.run
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(TIMELINE_COLUMNS)
+        for t in range(scenario.minutes):
+            stamp = dt.datetime.fromtimestamp(scenario.start + t * MINUTE, dt.UTC)
+            out.writerow([
+                stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), _num(scenario.arrivals[t]), _num(c.demand[t]),
+                _num(c.desired[t]), int(run.ready[t]), int(run.billed[t]), _num(run.late[t]),
+                _num(c.margin[t]),
+            ])
+
+
+def _num(x: float) -> str:
+    return "" if not math.isfinite(x) else f"{x:.6g}"
