@@ -41,6 +41,8 @@ from scaler.core.config import ModelSettings, Settings, parse_settings
 from scaler.core.model import Observation
 
 MODEL = "demo"
+SLO = 0.99
+"""The demo's only tuning: 99 % of requests on time. prewarm chooses its margin itself."""
 
 
 # --- the traffic the scaler sees ---------------------------------------------------------------
@@ -58,11 +60,14 @@ class DemoSource:
         self.scenario = scenario
         self.minute = 0
         self.backlog = 0.0
+        self.on_time: float | None = None
+        """The simulated replicas' on-time share over the SLO window (vLLM's queue-time histogram)."""
 
     def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
         last = self.minute - 1
         demand = float(self.scenario.arrivals[last]) + self.backlog if last >= 0 else None
-        return {m.name: Observation(model=m.name, at=now, demand=demand) for m in models}
+        signals = {"slo_on_time_ratio": self.on_time} if self.on_time is not None else {}
+        return {m.name: Observation(model=m.name, at=now, demand=demand, signals=signals) for m in models}
 
     def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
         sc = self.scenario
@@ -176,7 +181,8 @@ def demo_settings(scenario: Scenario, cold: tuple[float, float], peak: int, hist
     raw = {
         "replay": {"trace": "synthetic"},  # the demo passes its own source; this only validates
         "defaults": {"refreshInterval": "60s", "refitInterval": "6h", "history": history,
-                     "step": "1m", "pollingInterval": "30s", "staleAfter": "5m", "quantile": 0.9,
+                     "step": "1m", "pollingInterval": "30s", "staleAfter": "5m",
+                     "slo": {"onTime": SLO, "window": "1h"},
                      "coldStart": {"initial": lo + 0.9 * (hi - lo), "learn": False},
                      "scaleDown": {"stabilization": "10m"}},
         "models": [{"name": MODEL, "capacityPerReplica": scenario.capacity, "minReplicas": 1,
@@ -242,8 +248,11 @@ class Demo:
             now = p.scenario.start + minute * MINUTE
             self.clock.set(now)
             self.source.minute, self.source.backlog = minute, self.fluid.backlog
+            self.source.on_time = self.record.on_time(window=60, delay=1)
             if t % refit_every == 0:
                 await self.engine.refit()  # virtual time waits for the fit (a worker process)
+            elif t % 60 == 0:
+                await self.engine.retune()  # the SLO margin, hourly between refits
             await self.engine.refresh()
             self.fluid.scale(await poller.poll(), minute, now)
             self._step(minute)
@@ -275,6 +284,7 @@ class Demo:
         return {"now": now, "done": done, "address": self.address, "polling": 30.0,
                 "cold": f"{lo / 60:g}m" if lo == hi else f"{lo / 60:g}m:{hi / 60:g}m",
                 "quantile": 100 * snap.settings.models[0].policy.scale_quantile,
+                "slo": decision.slo_target, "on_time": decision.on_time, "margin": decision.margin,
                 "lead": decision.lead_seconds, "reason": decision.reason.value,
                 "forecaster": fit.model_name if fit else "not fitted yet"}
 
@@ -292,12 +302,13 @@ def compare(p: DemoPlan, rec: Record, args: argparse.Namespace) -> Any:
     window = replace(sc, arrivals=sc.arrivals[:stop], observed=sc.observed[:stop], key="")
     spec = BacktestSpec(cluster=ClusterSpec(cold_start_s=p.cold_s), peak_replicas=args.peak_replicas,
                         control=ControlSpec(max_replicas=p.settings.models[0].maxReplicas),
-                        jobs=min(2, os.cpu_count() or 1))
+                        jobs=min(2, os.cpu_count() or 1), slo=SLO)
     result = execute(window, spec, progress=True)
     print_table(result, sys.stdout)
-    twin = next(pt for pt in result.sweeps["predictive"].points if pt.label == "q0.9")
-    print(f"\nlive demo (real gRPC server, q0.9): SLO attainment {1 - rec.late_share():.5f}, "
-          f"{rec.gpu_hours():.1f} GPU-hours; backtest predictive q0.9 on the same window: "
+    twin = result.auto
+    assert twin is not None  # spec.slo is set
+    print(f"\nlive demo (real gRPC server, slo {SLO:g}): SLO attainment {1 - rec.late_share():.5f}, "
+          f"{rec.gpu_hours():.1f} GPU-hours; backtest self-tuned policy on the same window: "
           f"{twin.slo_attainment:.5f}, {twin.gpu_hours:.1f} GPU-hours")
     if args.json:
         import json
@@ -323,7 +334,7 @@ def plot(p: DemoPlan, rec: Record, result: Any, path: Path) -> None:
     hours = np.asarray(rec.minutes, dtype=np.float64) / 60.0
     ax.plot(hours, rec.demand, color="black", lw=0.6, label="demand")
     ax.plot(hours, rec.forecast_peak, color="tab:blue", lw=0.8, ls="--",
-            label="forecast p90 peak over the lead")
+            label="forecast median peak over the lead (the SLO margin goes on top)")
     ax.step(hours, rec.ordered, where="post", color="tab:green", lw=0.8, label="ordered (billed)")
     ax.step(hours, rec.ready, where="post", color="tab:olive", lw=1.0, label="ready")
     late = [h for h, x in zip(hours, rec.late, strict=True) if x > 0]

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from scaler.core.errors import SourceError
 from scaler.core.forecasts import demotion_note, fit_horizon_steps, forecast_steps
 from scaler.core.model import ColdStart, Decision, Observation
 from scaler.core.ports import Actuator, ColdStartProvider, MetricSource
+from scaler.core.slo import ReplaySpec, TunerState, due, retune
 from scaler.history import History
 from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder
 
@@ -55,6 +57,12 @@ class ModelRuntime:
     pending_for_now: deque[tuple[float, float]] = field(default_factory=deque)
     forecast_for_now: float | None = None
     backfilled: bool = False
+    tuner: TunerState = field(default_factory=TunerState)
+    """The SLO margin tuner (models with ``slo``); re-chosen in the fit pool (``retune``)."""
+    bases: History | None = None
+    """Per step, the base each decision applied its margin to: what the tuner replays."""
+    on_time: float | None = None
+    """The last measured on-time share (``slo_on_time_ratio`` from the source)."""
 
 
 @dataclass
@@ -184,6 +192,7 @@ class Engine:
                     self.fit_executor, fit_job, series, self._horizon_steps(m, now), seasons)
             for name, job in jobs.items():
                 await self._store_fit(name, job, now)
+            await self.retune(now)
             self.stats.refits += 1
             self.stats.last_refit_seconds = time.perf_counter() - started
 
@@ -207,6 +216,50 @@ class Engine:
         )
         log.info("fitted %s: %s (skill %s)", name, rt.fit.model_name,
                  "n/a" if skill is None else f"{skill:.2f}")
+
+    async def retune(self, now: float | None = None) -> None:
+        """Re-choose the SLO margin of every model that is due, in the fit pool (a replay of a
+        week of steps for a few hundred candidates: too long for the event loop at 1000s of models)."""
+        if self.fit_executor is None:
+            return
+        now = self.clock.now() if now is None else now
+        loop = asyncio.get_running_loop()
+        for m in self.settings.models:
+            rt = self.models.get(m.name)
+            slo = m.policy.slo
+            if rt is None or slo is None or not due(rt.tuner, now):
+                continue
+            replay = self._replay_inputs(m, rt, now)
+            if replay is None:
+                continue
+            demand, base, spec = replay
+            try:
+                rt.tuner = await loop.run_in_executor(
+                    self.fit_executor, partial(retune, rt.tuner, now=now, demand=demand, base=base,
+                                               spec=spec, target=slo.onTime, on_time=rt.on_time,
+                                               step_seconds=rt.history.step))
+            except Exception:  # keep the last margin: a failed tune must never lower it
+                self.stats.fit_errors += 1
+                log.exception("SLO margin tuning for %s failed; keeping the last margin", m.name)
+
+    def _replay_inputs(
+        self, m: ModelSettings, rt: ModelRuntime, now: float
+    ) -> tuple[np.ndarray, np.ndarray, ReplaySpec] | None:
+        """Demand and decision bases on one step grid, and the Deployment the replay models."""
+        demand = rt.history.completed(now)
+        if demand is None:
+            return None
+        base = np.full(len(demand), np.nan)
+        bases = rt.bases.completed(now) if rt.bases is not None else None
+        if bases is not None:
+            offset = round((bases.start - demand.start) / demand.step_seconds)
+            lo, hi = max(0, offset), min(len(demand), offset + len(bases))
+            if hi > lo:
+                base[lo:hi] = bases.values[lo - offset:hi - offset]
+        lead = lead_seconds(self._cold_start(m, now), pool_has_spare=None,
+                            decision_delay_seconds=self.settings.defaults.pollingInterval)
+        return demand.values, base, ReplaySpec.for_lead(lead, step_seconds=demand.step_seconds,
+                                                        capacity=m.capacityPerReplica)
 
     # --- pieces --------------------------------------------------------------------------------
 
@@ -241,10 +294,20 @@ class Engine:
                             decision_delay_seconds=self.settings.defaults.pollingInterval)
         forecast, note = self._forecast(m, rt, now, lead + cold.node_provisioning_seconds)
         self._track_forecast_for_now(m, rt, forecast, now, lead)
+        slo = m.policy.slo is not None
+        if slo:
+            signal = obs.signals.get("slo_on_time_ratio") if obs is not None else None
+            rt.on_time = signal if signal is not None and math.isfinite(signal) else rt.on_time
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=lead,
                                 forecast_note=note,
-                                node_lead_seconds=cold.node_provisioning_seconds)
+                                node_lead_seconds=cold.node_provisioning_seconds,
+                                margin=rt.tuner.margin if slo else None,
+                                on_time=rt.on_time if slo else None)
         decision, rt.state = decide(inputs, m, rt.state, now=now)
+        if slo and decision.valid and decision.base is not None:
+            if rt.bases is None or rt.bases.step != rt.history.step:
+                rt.bases = History(step_seconds=rt.history.step, span_seconds=self.settings.defaults.history)
+            rt.bases.add(now, decision.base)
         return decision, forecast, cold
 
     def _cold_start(self, m: ModelSettings, now: float) -> ColdStart:

@@ -85,9 +85,8 @@ class SelfTuned:
         n = self.minutes
         self.demand, self.base, self.desired, self.margin = (np.full(n, np.nan) for _ in range(4))
         self.arrivals, self.late = np.zeros(n), np.zeros(n)
-        cold = math.ceil(self.lead_seconds / MINUTE - 1e-9)
-        self.replay = ReplaySpec(cold_steps=cold, hold_steps=cold + 1,
-                                 capacity=self.model.capacityPerReplica)
+        self.replay = ReplaySpec.for_lead(self.lead_seconds, step_seconds=MINUTE,
+                                          capacity=self.model.capacityPerReplica)
 
     def metric(self, view: View) -> Metric:
         t = view.t

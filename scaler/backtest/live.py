@@ -39,6 +39,14 @@ class Record:
     def gpu_hours(self) -> float:
         return sum(self.billed) / 60.0
 
+    def on_time(self, *, window: int, delay: int) -> float | None:
+        """On-time share of the ``window`` minutes that ended ``delay`` minutes ago (None: no
+        request finished there): what vLLM's queue-time histogram would show the scaler."""
+        stop = len(self.arrivals) - delay
+        start = max(0, stop - window)
+        arrived = sum(self.arrivals[start:stop]) if stop > 0 else 0.0
+        return 1.0 - sum(self.late[start:stop]) / arrived if arrived > 0 else None
+
 
 @dataclass
 class Fluid:
@@ -93,6 +101,16 @@ class LiveView:
             print(text[-1], file=self.out, flush=True)
 
 
+def _slo_line(info: dict[str, Any]) -> str:
+    """Target, measured on-time share (last hour) and the margin the tuner chose."""
+    target, measured, margin = info.get("slo"), info.get("on_time"), info.get("margin")
+    if target is None:
+        return "SLO               none set (manual quantile)"
+    shown = "not measured yet" if measured is None else f"{100 * measured:.2f} % on time (last hour)"
+    extra = "" if margin is None else f"   margin x{margin:.2f} on the forecast"
+    return f"SLO target        {100 * target:g} % on time; measured {shown}{extra}"
+
+
 def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
     """The table: header, demand, forecast, answer, deployment, late, sparklines, a summary line."""
     d, f = rec.demand[-1], rec.forecast_peak[-1]
@@ -107,6 +125,7 @@ def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
         f"demand now        {d:7.1f} replicas   ({rec.arrivals[-1]:.0f} requests/min)",
         f"forecast p{info['quantile']:g} peak {f:7.1f} replicas   over the lead of {info['lead'] / 60:.1f} min"
         f"   forecaster: {info['forecaster']}",
+        _slo_line(info),
         f"prewarm answers   {rec.answered[-1]:7d} replicas   reason: {info['reason']}",
         f"deployment        {rec.ordered[-1]:7d} ordered, {rec.ready[-1]} ready",
         f"late requests     {100 * rec.late_share():7.3f} %          GPU-hours {rec.gpu_hours():.1f}",

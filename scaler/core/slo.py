@@ -27,7 +27,7 @@ forecastable the tuner lands on the static count that would have met the SLO, by
 spread of cold starts), and the next days may be burstier than the last ones. The measured on-time
 share (serve: vLLM's ``request_queue_time_seconds`` histogram; backtest: the simulated late share,
 as late as serve would see it) feeds an integral controller on ``safety``: every shortfall against
-the target raises it, every surplus lowers it slowly, within ``[0, (1 - target) x 0.9]``. A
+the target raises it, every surplus lowers it, within ``[0, (1 - target) x 0.9]``. A
 missing measurement leaves it where it is, and so does the margin: no data never lowers either.
 
 E.g. target 0.99, capacity 10, demand 40 rising to 80 within a 30-minute lead at 13:00 on most
@@ -55,10 +55,12 @@ REPLAY_SECONDS = 7 * 86400.0
 """History replayed to choose a margin (a week: every weekday and hour seen once)."""
 HALF_LIFE_SECONDS = 2 * 86400.0
 """Weight of a replayed step halves with this age: recent bursts count more than old ones."""
-FEEDBACK_GAIN = 0.25
-"""Safety change per unit of measured shortfall, per retune (small: one bad hour moves it a little)."""
-SAFETY_DECAY = 0.02
-"""Share of the safety given back per retune while the SLO is met (about a day to halve)."""
+FEEDBACK_GAIN = 0.1
+"""Safety change per unit of measured shortfall (or surplus), per retune: one hour at 0.9 against
+0.99 adds 0.009, and hours at 1.0 give it back at 0.001 each, so a surge is remembered for hours,
+not days."""
+CONFIDENCE = 1.0
+"""Standard errors of the weekly on-time share the replay holds in reserve (see ``_lower_bound``)."""
 
 FACTORS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.65, 1.8, 2.0, 2.3, 2.6, 3.0)
 EXTRAS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
@@ -121,6 +123,13 @@ class ReplaySpec:
     capacity: float
     """Demand one replica serves."""
 
+    @classmethod
+    def for_lead(cls, lead_seconds: float, *, step_seconds: float, capacity: float) -> ReplaySpec:
+        """A Deployment whose replicas serve one lead after they are asked for, and whose margin
+        holds a replica that long (a dropped one would be back only a whole cold start later)."""
+        cold = math.ceil(lead_seconds / step_seconds - 1e-9)
+        return cls(cold_steps=cold, hold_steps=cold + 1, capacity=capacity)
+
 
 def due(state: TunerState, now: float) -> bool:
     return now - state.tuned_at >= RETUNE_SECONDS
@@ -179,6 +188,8 @@ class _Replay:
     weight: FloatArray
     total: float
     spec: ReplaySpec
+    day: npt.NDArray[np.intp]
+    """Start index of each replayed day (counted back from the newest step)."""
 
     @classmethod
     def of(cls, demand: FloatArray, base: FloatArray, spec: ReplaySpec, *,
@@ -200,14 +211,22 @@ class _Replay:
         if total <= 0:
             return None
         floor = np.ceil(prev / spec.capacity - 1e-9)
-        return cls(d, b, floor, weight, total, spec)
+        per_day = max(1, int(86400 // step_seconds))
+        day = np.arange(len(d) % per_day, len(d), per_day)
+        day = np.concatenate([[0], day]) if day.size == 0 or day[0] != 0 else day
+        return cls(d, b, floor, weight, total, spec, day)
 
     def caps(self) -> list[float]:
         seen = self.demand[self.weight > 0]
         return sorted({float(np.quantile(seen, q)) for q in CAP_QUANTILES} | {math.inf})
 
     def run(self, margin: Margin) -> tuple[float, float]:
-        """(weighted on-time share, replica-steps) of one margin over the history."""
+        """(on-time share the coming week can count on, replica-steps) of one margin."""
+        late, replicas = self.late(margin)
+        return self._lower_bound(late), float(replicas.sum())
+
+    def late(self, margin: Margin) -> tuple[FloatArray, FloatArray]:
+        """Late demand and replicas asked for, per replayed step, under ``margin``."""
         spec = self.spec
         wanted = np.minimum(margin.factor * self.base + margin.extra, margin.cap)
         replicas = np.maximum(self.floor, np.ceil(wanted / spec.capacity - 1e-9))
@@ -218,8 +237,23 @@ class _Replay:
         backlog = _fifo_backlog(self.demand - served)
         # FIFO: the backlog is served first, so after a shortfall this step's arrivals wait too.
         waiting = np.concatenate([[0.0], backlog[:-1]])
-        late = np.maximum(0.0, self.demand - np.maximum(0.0, served - waiting))
-        return 1.0 - float((self.weight * late).sum()) / self.total, float(replicas.sum())
+        return np.maximum(0.0, self.demand - np.maximum(0.0, served - waiting)), replicas
+
+    def _lower_bound(self, late: FloatArray) -> float:
+        """On-time share the coming week can count on: the weighted mean over the replayed days,
+        less :data:`CONFIDENCE` standard errors of it (the next week may be burstier than the
+        average of the last one; a week with one bad day has a wide spread, a calm one not)."""
+        day = self.day
+        arrived = np.add.reduceat(self.weight * self.demand, day)
+        missed = np.add.reduceat(self.weight * late, day)
+        ok = arrived > 0
+        shares, w = 1.0 - missed[ok] / arrived[ok], arrived[ok]
+        mean = float((w * shares).sum() / w.sum())
+        if shares.shape[0] < 2:
+            return mean
+        spread = float((w * (shares - mean) ** 2).sum() / w.sum())
+        n_eff = float(w.sum() ** 2 / (w ** 2).sum())
+        return mean - CONFIDENCE * math.sqrt(spread / n_eff)
 
 
 def _trailing(fn: Callable[..., FloatArray], x: FloatArray, size: int) -> FloatArray:
@@ -282,8 +316,7 @@ def adapt(state: TunerState, on_time: float | None, *, target: float) -> TunerSt
     if on_time is None or not math.isfinite(on_time) or not 0.0 <= on_time <= 1.0:
         return state
     ceiling = 0.9 * (1.0 - target)
-    shortfall = target - on_time
-    # Shortfalls push up in proportion; surpluses only let the safety decay (asymmetric, so a
-    # quiet night cannot undo what the last surge taught).
-    safety = state.safety + FEEDBACK_GAIN * shortfall if shortfall > 0 else state.safety * (1 - SAFETY_DECAY)
+    # Symmetric integral action: the safety settles where the measured share averages the
+    # target (an asymmetric rule would ratchet up on noise and never come down).
+    safety = state.safety + FEEDBACK_GAIN * (target - on_time)
     return replace(state, safety=min(max(safety, 0.0), ceiling), on_time=on_time)

@@ -57,8 +57,6 @@ EMPTY_WITHOUT = {
     "prewarm_pool_spare_gpus": "free GPU slots per pool are counted from Nodes and Pods (Kubernetes integration)",
     "prewarm_slo_on_time_ratio": "the on-time share is measured from vLLM's queue-time histogram by the Prometheus "
                                  "source; the replay source has none",
-    "prewarm_slo_margin": "the SLO tuner's margin reaches decisions once the engine passes it (DecisionInputs.margin); "
-                          "until then it is unknown, so not exported",
 }
 """Series a demo cannot have, by metric name, with the reason. Any other query must return data."""
 

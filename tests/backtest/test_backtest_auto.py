@@ -1,0 +1,132 @@
+"""``prewarm backtest --slo``: the self-tuned policy without hindsight (EVALUATION.md, "Without hindsight")."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scaler.backtest import cli
+from scaler.backtest.auto import TIMELINE_COLUMNS, tuned_on_past, versus
+from scaler.backtest.pareto import Point
+from scaler.backtest.report import to_json
+from scaler.backtest.sim import RunResult
+from scaler.backtest.sweep import Backtest, run_backtest
+from tests.backtest.support import scenario
+from tests.backtest.test_backtest_lookahead import CHANGES, KS, SPEC, build, changed, raw_trace
+
+AUTO_SPEC = dataclasses.replace(SPEC, slo=0.99, policies=("reactive-util", "static"))
+
+
+def test_versus_picks_the_cheapest_baseline_at_the_reached_attainment() -> None:
+    frontiers = {
+        "static": [Point(10, 0.98, 100.0), Point(12, 0.995, 120.0)],
+        "reactive-util": [Point(0.8, 0.99, 90.0), Point(0.6, 0.999, 130.0)],
+        "reactive-queue": [Point(5, 0.5, 300.0)],
+    }
+    ratios, best, ratio = versus(99.0, 0.99, frontiers)
+    # static at 0.99: 100 + (0.01 / 0.015) * 20 = 113.33; reactive-util: 90.
+    assert ratios["static"] == pytest.approx(99.0 / (100 + 20 * 0.01 / 0.015))
+    assert ratios["reactive-util"] == pytest.approx(1.1)
+    assert ratios["reactive-queue"] is None
+    assert (best, ratio) == ("reactive-util", pytest.approx(1.1))
+    assert versus(99.0, 0.9999, frontiers)[1:] == (None, None)
+
+
+def test_tuned_on_past_picks_on_the_warmup_and_scores_on_the_window() -> None:
+    # 3 days, warmup 2 days: knob A meets 0.99 on the warmup's second day, B is cheaper but misses.
+    sc = scenario([100.0] * (3 * 1440), warmup=2 * 1440)
+    late_a, late_b = np.zeros(3 * 1440), np.zeros(3 * 1440)
+    late_b[1440:2880] = 5.0  # 5 % late on the tuning day
+    late_a[2880:] = 2.0      # 2 % late in the scored window
+    runs = [RunResult(np.zeros(4320, dtype=np.int64), np.zeros(4320, dtype=np.int64),
+                      np.full(4320, billed, dtype=np.int64), late, np.zeros(4320))
+            for billed, late in ((3, late_a), (2, late_b))]
+    points = [Point(1.0, 0.98, 72.0, "A"), Point(2.0, 1.0, 48.0, "B")]
+    picked = tuned_on_past(points, runs, sc, slo=0.99, gpus_per_replica=1)
+    assert picked is not None and picked.label == "A" and picked.reached
+    assert (picked.slo_attainment, picked.gpu_hours) == (0.98, 72.0)
+
+
+@pytest.fixture(scope="module")
+def auto_run() -> Backtest:
+    return run_backtest(build(raw_trace(KS["mid-interval"])), AUTO_SPEC)
+
+
+@pytest.mark.slow
+def test_auto_block_follows_the_contract(auto_run: Backtest) -> None:
+    block = json.loads(json.dumps(to_json(auto_run)))["auto"]
+    assert block["slo"] == 0.99
+    assert 0 < block["slo_attainment"] <= 1 and block["gpu_hours"] > 0
+    assert block["vs_oracle"] == pytest.approx(block["gpu_hours"] / auto_run.oracle_gpu_hours)
+    assert set(block["vs_baselines"]) == {"reactive-util", "static"}
+    reached = [r for r in block["vs_baselines"].values() if r is not None]
+    assert block["best_baseline_ratio"] == (max(reached) if reached else None)
+    for name, tuned in block["baselines_tuned_on_past"].items():
+        assert name in {"reactive-util", "static"}
+        assert {"knob", "slo_attainment", "gpu_hours"} <= set(tuned)
+    # the tuner's choice is reported, and it was tuned (a day of history exists)
+    assert block["last_margin"]["expected"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", list(CHANGES))
+def test_the_future_cannot_change_the_tuners_past(auto_run: Backtest, how: str) -> None:
+    """Perturb the raw trace from minute k: every margin and answer up to k stays the same."""
+    k = KS["mid-interval"]
+    other = run_backtest(build(changed(raw_trace(k), k, CHANGES[how])), AUTO_SPEC)
+    assert auto_run.auto is not None and other.auto is not None
+    mine, theirs = auto_run.auto.controller, other.auto.controller
+    np.testing.assert_array_equal(mine.margin[: k + 1], theirs.margin[: k + 1])
+    np.testing.assert_array_equal(mine.desired[: k + 1], theirs.desired[: k + 1])
+    np.testing.assert_array_equal(auto_run.auto.run.billed[: k + 1], other.auto.run.billed[: k + 1])
+    # ...and the future did change what came after
+    assert not np.array_equal(mine.desired[k + 1:], theirs.desired[k + 1:], equal_nan=True)
+
+
+@pytest.mark.slow
+def test_cli_slo_table_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    series = raw_trace(KS["mid-interval"])
+    trace = tmp_path / "t.csv"
+    with trace.open("w") as fh:
+        fh.write("timestamp_utc,requests\n")
+        for i, v in enumerate(series.values):
+            stamp = f"2026-01-{1 + i // 1440:02d}T{(i % 1440) // 60:02d}:{i % 60:02d}:00Z"
+            fh.write(f"{stamp},{'' if not math.isfinite(v) else int(v)}\n")
+    out, timeline = tmp_path / "b.json", tmp_path / "tl.csv"
+    rc = cli.main(["--trace", str(trace), "--warmup", "2d", "--slo", "0.99", "--peak-replicas", "10",
+                   "--json", str(out), "--timeline", str(timeline), "--no-progress", "--jobs", "1"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "self-tuned (--slo 0.99, one run, no hindsight)" in printed
+    report = json.loads(out.read_text())
+    assert "predictive" not in report["policies"]  # no quantile sweep unless asked for
+    assert set(report["auto"]["vs_baselines"]) == {"reactive-util", "reactive-queue", "static"}
+    with timeline.open() as fh:
+        rows = list(csv.reader(fh))
+    assert tuple(rows[0]) == TIMELINE_COLUMNS
+    assert len(rows) - 1 == report["trace_minutes"]
+    body = rows[1:]
+    # observed_demand is empty exactly where the policy saw nothing (the missing rows)
+    blank = [r[2] == "" for r in body]
+    assert any(blank) and not all(blank)
+    assert all(float(r[1]) >= 0 and int(r[4]) >= 0 and int(r[5]) >= int(r[4]) for r in body)
+    assert any(r[7] != "" for r in body)
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--slo", "1.5"], "--slo 1.5: must be an on-time share"),
+    (["--slo", "nan"], "--slo nan"),
+    (["--timeline", "x.csv"], "--timeline goes with --slo"),
+])
+def test_cli_slo_flags_are_checked(argv: list[str], needle: str, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp_utc,requests\n2026-01-01T00:00:00Z,1\n2026-01-01T00:01:00Z,2\n")
+    assert cli.main(["--trace", str(trace), *argv]) == 2
+    assert needle in capsys.readouterr().err
