@@ -267,14 +267,20 @@ def plot_replicas(bt: Backtest, ax: Any) -> None:
     ax.plot(hours, bt.oracle[window], color=COLORS["oracle"], lw=0.8, ls=":", label="oracle (billed)")
     for name, sweep in bt.sweeps.items():
         point, run = shown_run(sweep)
-        ax.step(hours, run.ready[window], where="post", color=COLORS.get(name), lw=0.8,
-                alpha=0.9 if point.slo_attainment >= 0.99 else 0.35,
-                label=f"{name} {point.label} (ready)")
+        reached = point.slo_attainment >= 0.99
+        ax.step(hours, run.ready[window], where="post", color=COLORS.get(name), lw=0.8 if reached else 0.4,
+                alpha=0.9 if reached else 0.25, label=f"{name} {point.label} (ready)")
+    if bt.auto is not None:
+        ax.step(hours, bt.auto.run.ready[window], where="post", color=AUTO_COLOR, lw=1.4,
+                label=f"self-tuned --slo {bt.auto.slo:g} (ready)")
     ax.set_ylabel("replicas")
     ax.set_xlabel("hours since trace start")
     ax.set_title("ready replicas per policy at the knob where it reaches 99 % SLO (or its best), "
                  "two days around the peak")
     ax.legend(loc="upper left", fontsize=8, ncol=2)
+
+
+AUTO_COLOR = "tab:purple"
 
 
 def plot_pareto(bt: Backtest, ax: Any) -> None:
@@ -285,11 +291,17 @@ def plot_pareto(bt: Backtest, ax: Any) -> None:
         front = pareto_frontier(sweep.points)
         ax.plot([p.gpu_hours for p in front], [max(1e-6, 1 - p.slo_attainment) for p in front],
                 color=COLORS.get(name), lw=1.2, label=name)
+    if bt.auto is not None:
+        a = bt.auto
+        ax.scatter([a.gpu_hours], [max(1e-6, 1 - a.slo_attainment)], marker="*", s=180, color=AUTO_COLOR,
+                   zorder=5, label=f"self-tuned --slo {a.slo:g} (one run, no hindsight)")
     ax.axvline(bt.oracle_gpu_hours, color="black", ls=":", label="oracle GPU-hours")
     for slo in (0.99, 0.999):
         ax.axhline(1 - slo, color="gray", lw=0.5, ls="--")
+        ax.annotate(f"{100 * slo:g} % on time", (1.0, 1 - slo), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize=7, color="gray")
     ax.set_yscale("log")
     ax.set_xlabel("GPU-hours over the evaluation window")
-    ax.set_ylabel("late share (1 - SLO attainment)")
+    ax.set_ylabel("late share (1 - SLO attainment;\nno late request drawn at 1e-6)")
     ax.set_title("Pareto: cost vs late requests (lower left is better)")
     ax.legend(loc="upper right", fontsize=8)

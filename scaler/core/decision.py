@@ -15,6 +15,18 @@ so 6 stay until the window has passed.
 Missing data never lowers the count: without a fresh demand sample the last valid decision is
 held until ``staleAfter``, then the decision turns invalid (GetMetrics fails so KEDA's fallback
 applies) - never zero. A missing forecast holds the last forecast need for as long.
+
+**With an SLO** (``slo: {onTime: 0.99}``) the user gives no quantile: the forecast is read at its
+median and a self-tuned margin (``scaler.core.slo``) goes on top, never below demand now::
+
+    base            = max(demand now, forecast p50 peak over [now, now + lead])
+    forecast need   = ceil(max(demand now, min(factor x base + extra, cap)) / capacity)
+    stabilized      = max(need over max(scaleDown.stabilization, the margin's hold))
+
+``factor``, ``extra``, ``cap`` and the hold are re-chosen hourly as the cheapest that would have
+kept ``onTime`` on the model's own replayed week, with a reserve learned from the measured
+on-time share (docs/SLO.md). An explicit ``quantile`` pins the level the base is read at instead of
+the median; ``standbyReplicas`` still adds on top.
 """
 
 from __future__ import annotations

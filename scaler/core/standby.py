@@ -1,4 +1,6 @@
-"""Standby capacity: balloon GPUs per node pool, and extra standby replicas when the forecast is unsure.
+"""Standby capacity: balloon GPUs per node pool.
+
+(Extra replicas for an unsure forecast are the SLO margin's job: :mod:`scaler.core.slo`.)
 
 Balloons are pause pods with a negative PriorityClass that request GPUs on a pool's nodes
 (the Cluster Autoscaler "overprovisioning" pattern). They make the autoscaler (cluster-autoscaler
@@ -23,7 +25,6 @@ are spare for a real pod (see :attr:`PoolCapacity.spare_gpus`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -141,32 +142,6 @@ def balloon_gpus(
         pool=pool.name, wanted_gpus=wanted, free_gpus=free, pods=min(pods, limit),
         gpus_per_pod=per_pod, capped=pods > limit, hold=missing,
     )
-
-
-def standby_replicas(
-    configured: int,
-    *,
-    used_peak: float | None,
-    wide_peak: float | None,
-    capacity_per_replica: float,
-    max_extra: int,
-) -> int:
-    """Standby replicas: the MAX of the configured ones and the forecast's tail, the tail capped.
-
-    ``used_peak`` is the forecast peak at the quantile the decision scales to (e.g. p90),
-    ``wide_peak`` at a wider one (e.g. p99), both in demand units over the lead window. Their gap
-    is demand the forecast itself says may come: covering it with warm replicas costs little
-    when the forecast is sure (narrow gap) and more only when it is not.
-    E.g. p90 peak 70, p99 peak 110, capacity 16: ceil(40 / 16) = 3; configured 1, max_extra 2
-    -> max(1, min(3, 2)) = 2.
-    """
-    if used_peak is None or wide_peak is None or not (
-        math.isfinite(used_peak) and math.isfinite(wide_peak)
-    ):
-        return configured
-    gap = max(0.0, wide_peak - used_peak)
-    tail = math.ceil(gap / capacity_per_replica - 1e-9) if gap > 0 else 0
-    return max(configured, min(tail, max(0, max_extra)))
 
 
 def _slots(gpus: int, per_replica: int) -> int:

@@ -15,7 +15,6 @@ from scaler.core.standby import (
     balloon_gpus,
     has_spare,
     pool_capacity,
-    standby_replicas,
 )
 
 
@@ -90,20 +89,6 @@ def test_invalid_decision_holds_and_is_not_counted() -> None:
                           prewarm_replicas=5)
     plan = balloon_gpus(pool(), MODELS, given, capacity=None)
     assert (plan.pods, plan.hold) == (2, True)
-
-
-@pytest.mark.parametrize(("configured", "used", "wide", "max_extra", "expected"), [
-    pytest.param(1, 70.0, 110.0, 2, 2, id="docstring-example"),
-    pytest.param(1, 70.0, 75.0, 5, 1, id="a-sure-forecast-keeps-the-configured"),
-    pytest.param(3, 70.0, 110.0, 5, 3, id="max-not-sum"),
-    pytest.param(0, 70.0, 200.0, 4, 4, id="tail-capped"),
-    pytest.param(2, None, 110.0, 4, 2, id="no-forecast"),
-    pytest.param(2, 70.0, float("nan"), 4, 2, id="nan"),
-    pytest.param(0, 70.0, 60.0, 4, 0, id="inverted-quantiles"),
-])
-def test_standby_replicas(configured: int, used: float | None, wide: float, max_extra: int, expected: int) -> None:
-    assert standby_replicas(configured, used_peak=used, wide_peak=wide, capacity_per_replica=16.0,
-                            max_extra=max_extra) == expected
 
 
 prewarm = st.integers(min_value=0, max_value=50)
