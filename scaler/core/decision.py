@@ -20,10 +20,11 @@ applies) - never zero. A missing forecast holds the last forecast need for as lo
 median and a self-tuned margin (``scaler.core.slo``) goes on top, never below demand now::
 
     base            = max(demand now, forecast p50 peak over [now, now + lead])
-    forecast need   = ceil(max(demand now, min(factor x base + extra, cap)) / capacity)
+    spell           = max - mean of demand over the last 3 hours (bursts come in spells)
+    forecast need   = ceil(max(demand now, min(factor x base + extra + spread x spell, cap)) / capacity)
     stabilized      = max(need over max(scaleDown.stabilization, the margin's hold))
 
-``factor``, ``extra``, ``cap`` and the hold are re-chosen hourly as the cheapest that would have
+``factor``, ``extra``, ``spread``, ``cap`` and the hold are re-chosen hourly as the cheapest that would have
 kept ``onTime`` on the model's own replayed week, with a reserve learned from the measured
 on-time share (docs/SLO.md). An explicit ``quantile`` pins the level the base is read at instead of
 the median; ``standbyReplicas`` still adds on top.
@@ -61,6 +62,8 @@ class DecisionInputs:
     """Self-tuned margin (``scaler.core.slo``) of a model with an ``slo``; None: manual quantile."""
     on_time: float | None = None
     """Measured on-time share, reported on the decision (the tuner has already used it)."""
+    excursion: float = 0.0
+    """Recent excursion of demand (``scaler.core.slo.excursion``), for the margin's spread."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,8 @@ def decide(
     forecast_replicas, peak, note, forecast_state = _forecast_need(inputs, model, state, now=now)
     base = max(demand, peak) if peak is not None else demand
     if margin is not None:  # the SLO's margin on the expected demand (forecast or not)
-        forecast_replicas = replicas_for(max(demand, margin.apply(base)), model.capacityPerReplica)
+        wanted = margin.apply(base, inputs.excursion)
+        forecast_replicas = replicas_for(max(demand, wanted), model.capacityPerReplica)
     active = (
         demand > policy.activationDemand
         or (peak is not None and peak > policy.activationDemand)
@@ -163,7 +167,7 @@ def decide(
         model=model.name, at=now, replicas=replicas, reason=reason, valid=True,
         prewarm_replicas=_prewarm_replicas(inputs, model, replicas, now=now),
         slo_target=policy.slo.onTime if policy.slo else None, on_time=inputs.on_time,
-        margin=margin.value(base) if margin else None, base=base,
+        margin=margin.value(base, inputs.excursion) if margin else None, base=base,
         active=active or replicas > 0, need=stabilized, need_reason=need_reason,
         standby=bounds.standby if stabilized > 0 else 0, reactive_replicas=reactive,
         forecast_replicas=forecast_replicas, demand=demand, forecast_peak=peak,
@@ -181,7 +185,7 @@ def _prewarm_replicas(inputs: DecisionInputs, model: ModelSettings, replicas: in
     if peak is None:
         return 0
     if inputs.margin is not None and model.policy.slo is not None:
-        peak = inputs.margin.apply(peak)
+        peak = inputs.margin.apply(peak, inputs.excursion)
     wanted = min(replicas_for(peak, model.capacityPerReplica) + model.standbyReplicas,
                  model.maxReplicas)
     return max(0, wanted - replicas)

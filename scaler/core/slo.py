@@ -4,14 +4,17 @@ A user knows an SLO ("99 % of requests wait at most 1 s in the queue"), not a fo
 With ``slo`` set, the decision scales to ``margin.apply(base)`` instead of a fixed quantile::
 
     base     = max(demand now, forecast p50 peak over [now, now + lead])     (demand units)
-    need     = max(demand now, min(factor x base + extra, cap))             (margin.apply)
+    spell    = max - mean of demand over the last 3 hours                   (excursion)
+    need     = max(demand now, min(factor x base + extra + spread x spell, cap))   (margin.apply)
     held     = max(need over the last ``hold`` seconds)                       (hold >= lead)
 
 ``factor`` covers bursts proportional to the level, ``extra`` bursts of a fixed size (one API
-client's batch job), and ``cap`` is the level above which paying for every burst costs more than
-a static count that meets the SLO would: above it only real demand (the reactive floor) raises the
-count. ``hold`` keeps replicas ordered within the last cold start: dropping one and re-ordering it
-minutes later leaves the gap unserved for a whole cold start.
+client's batch job), ``spread`` the error regime - in a bursty spell the next burst is likelier,
+so the margin widens with how far demand has just strayed above its mean - and ``cap`` is the
+level above which paying for every burst costs more than a static count that meets the SLO
+would: above it only real demand (the reactive floor) raises the count. ``hold`` keeps replicas
+ordered within the last cold start: dropping one and re-ordering it minutes later leaves the
+gap unserved for a whole cold start.
 
 **How the margin is chosen** (:func:`tune`, every :data:`RETUNE_SECONDS`). The model's own recent
 history - the demand it saw and the base the decision had at each step - is replayed for every
@@ -43,7 +46,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -63,9 +66,12 @@ CONFIDENCE = 1.0
 """Standard errors of the weekly on-time share the replay holds in reserve (see ``_lower_bound``)."""
 
 FACTORS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.65, 1.8, 2.0, 2.3, 2.6, 3.0)
-EXTRAS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
+"""Multiplicative margins tried, in increasing order (the search bisects them)."""
+EXTRAS = (0.0, 1.0, 3.0)
 """Additive margins tried, in replicas (times capacity per replica)."""
-CAP_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
+SPREADS = (0.0, 0.5, 1.0, 2.0)
+"""Multipliers of the recent excursion tried."""
+CAP_QUANTILES = (0.95, 0.98, 0.99, 0.999, 1.0)
 """Caps tried: these quantiles of the replayed demand, in replica steps, and no cap."""
 
 
@@ -76,6 +82,8 @@ class Margin:
     factor: float = 2.0
     extra: float = 0.0
     """Additive margin, demand units."""
+    spread: float = 0.0
+    """Multiplier on the recent excursion (:func:`excursion`): a wider margin in a bursty spell."""
     cap: float = math.inf
     """The margin never lifts the need above this (demand units); real demand still does."""
     hold_seconds: float = 0.0
@@ -87,13 +95,13 @@ class Margin:
     cost: float = math.inf
     """Replica-steps the replay charged this margin (what the tuner minimised)."""
 
-    def apply(self, base: float) -> float:
-        """Demand to provision for at ``base`` expected demand."""
-        return min(self.factor * base + self.extra, self.cap)
+    def apply(self, base: float, excursion: float = 0.0) -> float:
+        """Demand to provision for at ``base`` expected demand and the recent ``excursion``."""
+        return min(self.factor * base + self.extra + self.spread * excursion, self.cap)
 
-    def value(self, base: float) -> float:
+    def value(self, base: float, excursion: float = 0.0) -> float:
         """The margin as one number: provisioned / expected demand (1 = no margin)."""
-        return self.apply(base) / base if base > 0 else self.factor
+        return self.apply(base, excursion) / base if base > 0 else self.factor
 
 
 STARTING_MARGIN = Margin(factor=2.0)
@@ -131,6 +139,18 @@ class ReplaySpec:
         return cls(cold_steps=cold, hold_steps=cold + 1, capacity=capacity)
 
 
+EXCURSION_SECONDS = 3 * 3600.0
+"""Window of the recent excursion: bursts cluster in spells of hours (an API client's batch run,
+a launch), so the last few hours say whether the next burst is likely."""
+
+
+def excursion(recent: FloatArray) -> float:
+    """How far demand rose above its own mean over the last :data:`EXCURSION_SECONDS` of steps:
+    ``max - mean`` of ``recent`` (NaN ignored; 0 without data). Demand units."""
+    finite = recent[np.isfinite(recent)]
+    return float(finite.max() - finite.mean()) if finite.size else 0.0
+
+
 def due(state: TunerState, now: float) -> bool:
     return now - state.tuned_at >= RETUNE_SECONDS
 
@@ -155,17 +175,31 @@ def tune(
     if past is None:
         return None
     aim = min(target + safety, 1.0)
+    hold = spec.hold_steps * step_seconds
     best: tuple[tuple[float, float], Margin] | None = None
     for cap in past.caps():
         for extra_replicas in EXTRAS:
-            for factor in FACTORS:
-                margin = Margin(factor, extra_replicas * spec.capacity, cap)
-                share, cost = past.run(margin)
+            for spread in SPREADS:
+                def at(i: int, cap: float = cap, extra: float = extra_replicas * spec.capacity,
+                       spread: float = spread) -> tuple[Margin, float, float]:
+                    margin = Margin(FACTORS[i], extra, spread, cap, hold_seconds=hold)
+                    return (margin, *past.run(margin))
+                # The share grows with the factor: bisect for the smallest factor reaching the aim.
+                lo, hi = 0, len(FACTORS) - 1
+                top = at(hi)
+                found = top if top[1] >= aim else None
+                while found is not None and lo < hi:
+                    mid = (lo + hi) // 2
+                    trial = at(mid)
+                    if trial[1] >= aim:
+                        found, hi = trial, mid
+                    else:
+                        lo = mid + 1
+                margin, share, cost = found if found is not None else top
                 # Reaching the aim beats not reaching it; then cost; short of it, the share.
-                rank = (0.0, cost) if share >= aim else (1.0, cost * 1e-12 - share)
+                rank = (0.0, cost) if found is not None else (1.0, cost * 1e-12 - share)
                 if best is None or rank < best[0]:
-                    best = (rank, replace(margin, expected=share, aim=aim, cost=cost,
-                                          hold_seconds=spec.hold_steps * step_seconds))
+                    best = (rank, replace(margin, expected=share, aim=aim, cost=cost))
     return best[1] if best is not None else None
 
 
@@ -190,6 +224,8 @@ class _Replay:
     spec: ReplaySpec
     day: npt.NDArray[np.intp]
     """Start index of each replayed day (counted back from the newest step)."""
+    excursion: FloatArray
+    """:func:`excursion` as each step's decision saw it (over the steps before it)."""
 
     @classmethod
     def of(cls, demand: FloatArray, base: FloatArray, spec: ReplaySpec, *,
@@ -214,7 +250,12 @@ class _Replay:
         per_day = max(1, int(86400 // step_seconds))
         day = np.arange(len(d) % per_day, len(d), per_day)
         day = np.concatenate([[0], day]) if day.size == 0 or day[0] != 0 else day
-        return cls(d, b, floor, weight, total, spec, day)
+        size = max(1, int(EXCURSION_SECONDS // step_seconds))
+        # The window is trailing and ends at the step before: what a decision at i has seen.
+        filled = np.where(np.isfinite(prev), prev, 0.0)
+        peak = _trailing(maximum_filter1d, filled, size)
+        mean = _trailing(uniform_filter1d, filled, size)
+        return cls(d, b, floor, weight, total, spec, day, np.maximum(peak - mean, 0.0))
 
     def caps(self) -> list[float]:
         seen = self.demand[self.weight > 0]
@@ -228,7 +269,8 @@ class _Replay:
     def late(self, margin: Margin) -> tuple[FloatArray, FloatArray]:
         """Late demand and replicas asked for, per replayed step, under ``margin``."""
         spec = self.spec
-        wanted = np.minimum(margin.factor * self.base + margin.extra, margin.cap)
+        wanted = np.minimum(margin.factor * self.base + margin.extra + margin.spread * self.excursion,
+                            margin.cap)
         replicas = np.maximum(self.floor, np.ceil(wanted / spec.capacity - 1e-9))
         replicas = _trailing(maximum_filter1d, replicas, spec.hold_steps)
         # Serving at t: the fewest asked for over [t - cold, t] (a dropped replica restarts cold).
