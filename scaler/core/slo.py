@@ -62,6 +62,9 @@ FEEDBACK_GAIN = 0.1
 """Safety change per unit of measured shortfall (or surplus), per retune: one hour at 0.9 against
 0.99 adds 0.009, and hours at 1.0 give it back at 0.001 each, so a surge is remembered for hours,
 not days."""
+RESERVE = 0.0
+"""Share of the error budget (1 - target) the replay must leave unspent: a hedge against a week
+burstier than the replayed one."""
 CONFIDENCE = 1.0
 """Standard errors of the weekly on-time share the replay holds in reserve (see ``_lower_bound``)."""
 
@@ -174,9 +177,23 @@ def tune(
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
     if past is None:
         return None
-    aim = min(target + safety, 1.0)
+    aim = min(target + RESERVE * (1.0 - target) + safety, 1.0)
     hold = spec.hold_steps * step_seconds
     best: tuple[tuple[float, float], Margin] | None = None
+
+    def consider(margin: Margin, share: float, cost: float, reached: bool) -> None:
+        nonlocal best
+        # Reaching the aim beats not reaching it; then cost; short of it, the share.
+        rank = (0.0, cost) if reached else (1.0, cost * 1e-12 - share)
+        if best is None or rank < best[0]:
+            best = (rank, replace(margin, expected=share, aim=aim, cost=cost))
+
+    # A static count (the base never matters: min(base + level, level) = level): where nothing is
+    # forecastable this is what meets the SLO cheapest, and the tuner must be able to say so.
+    for level in past.static_levels():
+        margin = Margin(1.0, level, 0.0, level, hold_seconds=hold)
+        share, cost = past.run(margin)
+        consider(margin, share, cost, share >= aim)
     for cap in past.caps():
         for extra_replicas in EXTRAS:
             for spread in SPREADS:
@@ -196,10 +213,7 @@ def tune(
                     else:
                         lo = mid + 1
                 margin, share, cost = found if found is not None else top
-                # Reaching the aim beats not reaching it; then cost; short of it, the share.
-                rank = (0.0, cost) if found is not None else (1.0, cost * 1e-12 - share)
-                if best is None or rank < best[0]:
-                    best = (rank, replace(margin, expected=share, aim=aim, cost=cost))
+                consider(margin, share, cost, found is not None)
     return best[1] if best is not None else None
 
 
@@ -260,6 +274,15 @@ class _Replay:
     def caps(self) -> list[float]:
         seen = self.demand[self.weight > 0]
         return sorted({float(np.quantile(seen, q)) for q in CAP_QUANTILES} | {math.inf})
+
+    def static_levels(self) -> list[float]:
+        """Static counts worth trying: high quantiles of the replayed demand, and above its peak
+        (the next burst may be bigger than the last), in whole replicas."""
+        seen = self.demand[self.weight > 0]
+        top = float(seen.max())
+        levels = [float(np.quantile(seen, q)) for q in CAP_QUANTILES] + [1.25 * top, 1.5 * top]
+        c = self.spec.capacity
+        return sorted({math.ceil(level / c - 1e-9) * c for level in levels if level > 0})
 
     def run(self, margin: Margin) -> tuple[float, float]:
         """(on-time share the coming week can count on, replica-steps) of one margin."""

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from forecasting.cleaning import GapPolicy, mask_collection_gaps, trailing_gaps
 from forecasting.traces import read_trace
 
-
 # Where the past alone settles it, the verdict is the offline rule's (counts in brackets).
 CASES: dict[str, list[float]] = {
     "gap amid traffic (3)": [80, 90, 85] * 20 + [0] * 3 + [85] * 10,
