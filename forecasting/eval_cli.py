@@ -118,7 +118,8 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
     levels = list(next(iter(models.values()))["coverage"])
     head = f"{'model':<26} {'MASE':>6} {'sMAPE%':>7} " + " ".join(
         f"{'pin' + q:>10} {'cov' + q:>8}" for q in levels) + f" {'fit_s':>7}"
-    history = "all history" if report["history_s"] is None else f"the last {report['history_s']} s"
+    history = ("all history" if report["history_s"] is None
+               else f"the last {report['history_s'] / 86400:g} d")
     print(f"trace {report['trace']}: horizon {report['horizon_s']} s, {report['origins']} "
           f"origins, refit every {report['refit_every_s']} s on {history}, "
           f"{report['excluded_points']} gap/missing points not scored", file=out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from forecasting.cleaning import GapPolicy, mask_collection_gaps, trailing_gaps
 from forecasting.traces import read_trace
 
 # Where the past alone settles it, the verdict is the offline rule's (counts in brackets).
-CASES: dict[str, list[float]] = {
+CASES: dict[str, Sequence[float]] = {
     "gap amid traffic (3)": [80, 90, 85] * 20 + [0] * 3 + [85] * 10,
     "partial buckets at the edges (3)": [2e5] * 40 + [1e3, 0, 2e3] + [2e5] * 5,
     "gap at the end (2)": [70, 75] * 12 + [0, 0],
