@@ -111,6 +111,15 @@ def _slo_line(info: dict[str, Any]) -> str:
     return f"SLO target        {100 * target:g} % on time; measured {shown}{extra}"
 
 
+def _slo_brief(info: dict[str, Any]) -> str:
+    target, measured, margin = info.get("slo"), info.get("on_time"), info.get("margin")
+    if target is None:
+        return ""
+    shown = "-" if measured is None else f"{100 * measured:.2f}%"
+    extra = "" if margin is None else f", margin x{margin:.2f}"
+    return f"; SLO {100 * target:g}% on time, measured {shown}{extra}"
+
+
 def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
     """The table: header, demand, forecast, answer, deployment, late, sparklines, a summary line."""
     d, f = rec.demand[-1], rec.forecast_peak[-1]
@@ -133,5 +142,5 @@ def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
         f"ready  {sparkline(rec.ready, top)}",
         f"[{stamp}] demand {d:.1f} forecast-peak {f:.1f} -> {rec.answered[-1]} replicas "
         f"({info['reason']}); ready {rec.ready[-1]}; late {100 * rec.late_share():.3f}%; "
-        f"GPU-h {rec.gpu_hours():.1f}",
+        f"GPU-h {rec.gpu_hours():.1f}{_slo_brief(info)}",
     ]
