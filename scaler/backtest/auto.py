@@ -32,7 +32,7 @@ from scaler.backtest.sim import (
 )
 from scaler.core.config import ModelSettings, parse_settings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
-from scaler.core.slo import EXCURSION_SECONDS, ReplaySpec, TunerState, excursion, retune
+from scaler.core.slo import SEASONAL_DAYS, ReplaySpec, TunerState, excursion, retune
 
 BASELINES = ("reactive-util", "reactive-queue", "static")
 FEEDBACK_DELAY_MINUTES = 1
@@ -87,7 +87,7 @@ class SelfTuned:
         self.arrivals, self.late = np.zeros(n), np.zeros(n)
         self.replay = ReplaySpec.for_lead(self.lead_seconds, step_seconds=MINUTE,
                                           capacity=self.model.capacityPerReplica)
-        self.spell = round(EXCURSION_SECONDS / MINUTE)
+        self.lookback = (SEASONAL_DAYS + 1) * 1440
 
     def metric(self, view: View) -> Metric:
         t = view.t
@@ -108,7 +108,9 @@ class SelfTuned:
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=self.lead_seconds,
                                 forecast_note=note, node_lead_seconds=self.node_lead_seconds,
                                 margin=self.tuner.margin, on_time=on_time,
-                                excursion=excursion(self.demand[max(0, t - self.spell):t]))
+                                excursion=excursion(self.demand[max(0, t - self.lookback):t],
+                                                    step_seconds=MINUTE,
+                                                    lead_steps=self.replay.cold_steps))
         decision, self.state = decide(inputs, self.model, self.state, now=view.now)
         peak = decision.forecast_peak if decision.forecast_peak is not None else 0.0
         self.base[t] = max(view.arrivals_prev, peak) if view.observed_prev else np.nan

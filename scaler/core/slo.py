@@ -4,7 +4,8 @@ A user knows an SLO ("99 % of requests wait at most 1 s in the queue"), not a fo
 With ``slo`` set, the decision scales to ``margin.apply(base)`` instead of a fixed quantile::
 
     base     = max(demand now, forecast p50 peak over [now, now + lead])     (demand units)
-    spell    = max - mean of demand over the last 3 hours                   (excursion)
+    spell    = max - mean of demand over the last 3 hours, or at this time of day on the
+               last 7 days (the larger)                                     (excursion)
     need     = max(demand now, min(factor x base + extra + spread x spell, cap))   (margin.apply)
     held     = max(need over the last ``hold`` seconds)                       (hold >= lead)
 
@@ -46,7 +47,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -145,13 +146,72 @@ class ReplaySpec:
 EXCURSION_SECONDS = 3 * 3600.0
 """Window of the recent excursion: bursts cluster in spells of hours (an API client's batch run,
 a launch), so the last few hours say whether the next burst is likely."""
+SEASONAL_DAYS = 7
+"""Past days whose excursion at this time of day counts (a week: every weekday once)."""
+SEASONAL_SLACK_SECONDS = 3600.0
+"""How far around this time of day a past day's excursion counts (evening peaks drift)."""
 
 
-def excursion(recent: FloatArray) -> float:
-    """How far demand rose above its own mean over the last :data:`EXCURSION_SECONDS` of steps:
-    ``max - mean`` of ``recent`` (NaN ignored; 0 without data). Demand units."""
-    finite = recent[np.isfinite(recent)]
-    return float(finite.max() - finite.mean()) if finite.size else 0.0
+def excursion(history: FloatArray, *, step_seconds: float, lead_steps: int) -> float:
+    """How far demand may stray above its level now: the larger of the recent spell (``max -
+    mean`` over the last :data:`EXCURSION_SECONDS`) and the same at this time of day on each of
+    the last :data:`SEASONAL_DAYS` days, over the lead window +- :data:`SEASONAL_SLACK_SECONDS`.
+
+    ``history`` ends with the last completed step before the decision; missing steps count 0
+    (a wider margin, never a narrower one). Demand units. :meth:`_Replay.of` computes the same
+    for every replayed step at once (a test keeps the two equal).
+    """
+    x = np.nan_to_num(np.asarray(history, dtype=np.float64), nan=0.0)
+    n = x.shape[0]
+    spell = max(1, int(EXCURSION_SECONDS // step_seconds))
+    best = _spread(x[max(0, n - spell):n])
+    per_day = int(86400 // step_seconds)
+    slack = int(SEASONAL_SLACK_SECONDS // step_seconds)
+    for d in range(1, SEASONAL_DAYS + 1):
+        lo, hi = n - d * per_day - slack, n - d * per_day + lead_steps + slack
+        if hi <= 0:
+            break
+        best = max(best, _spread(x[max(0, lo):hi]))
+    return best
+
+
+def _spread(window: FloatArray) -> float:
+    return float(window.max() - window.mean()) if window.size else 0.0
+
+
+def _excursions(demand: FloatArray, *, step_seconds: float, lead_steps: int) -> FloatArray:
+    """:func:`excursion` as the decision at every step ``i`` saw it (from ``demand[:i]``)."""
+    x = np.nan_to_num(demand, nan=0.0)
+    n = x.shape[0]
+    prev = np.concatenate([[0.0], x[:-1]])
+    spell = max(1, int(EXCURSION_SECONDS // step_seconds))
+    # Trailing windows over prev end at i - 1; the first steps see fewer than ``spell``.
+    head = np.minimum(np.arange(n), spell)
+    csum = np.concatenate([[0.0], np.cumsum(prev)])
+    mean = (csum[1:] - csum[np.maximum(0, np.arange(1, n + 1) - np.maximum(head, 1))]) / np.maximum(head, 1)
+    out = np.where(head > 0, _trailing(maximum_filter1d, prev, spell) - mean, 0.0)
+    out[0] = 0.0
+    per_day = int(86400 // step_seconds)
+    slack = int(SEASONAL_SLACK_SECONDS // step_seconds)
+    width = lead_steps + 2 * slack
+    # g[j]: max - mean over x[j - slack : j + lead + slack], windows clipped at the trace start.
+    j = np.arange(n)
+    lo, hi = np.maximum(j - slack, 0), np.minimum(j + lead_steps + slack, n)
+    xsum = np.concatenate([[0.0], np.cumsum(x)])
+    gmax = _trailing(maximum_filter1d, x, width)[np.maximum(hi - 1, 0)]
+    g = gmax - (xsum[hi] - xsum[lo]) / np.maximum(hi - lo, 1)
+    for d in range(1, SEASONAL_DAYS + 1):
+        shift = d * per_day
+        if shift >= n + slack:
+            break
+        src = j - shift
+        ok = (src + lead_steps + slack > 0) & (src + lead_steps + slack <= n)
+        vals = np.where(ok, g[np.clip(src, 0, n - 1)], 0.0)
+        # Windows that start before the trace: recompute their clipped spread the slow way.
+        for i in np.flatnonzero(ok & (src - slack < 0)):
+            vals[i] = _spread(x[0:src[i] + lead_steps + slack])
+        out = np.maximum(out, vals)
+    return np.maximum(out, 0.0)
 
 
 def due(state: TunerState, now: float) -> bool:
@@ -245,15 +305,20 @@ class _Replay:
     def of(cls, demand: FloatArray, base: FloatArray, spec: ReplaySpec, *,
            step_seconds: float) -> _Replay | None:
         keep = int(REPLAY_SECONDS // step_seconds)
-        demand, base = np.asarray(demand, dtype=np.float64)[-keep:], np.asarray(base, dtype=np.float64)[-keep:]
+        demand, base = np.asarray(demand, dtype=np.float64), np.asarray(base, dtype=np.float64)
         if demand.shape != base.shape:
             raise ValueError(f"demand and base differ in length: {demand.shape} vs {base.shape}")
+        # The excursion needs the week before the replayed one (its time-of-day part looks back),
+        # and the first replayed step the demand of the step before it.
+        history = demand[-(keep + (SEASONAL_DAYS + 1) * int(86400 // step_seconds)):]
+        spells = _excursions(history, step_seconds=step_seconds, lead_steps=spec.cold_steps)[-keep:]
+        # Where the decision had no base, it fell back to the last observed demand.
+        prev = np.nan_to_num(_forward_fill(np.concatenate([[np.nan], history[:-1]])), nan=0.0)[-keep:]
+        demand, base = demand[-keep:], base[-keep:]
         seen = np.isfinite(demand)
         if seen.sum() * step_seconds < MIN_HISTORY_SECONDS:
             return None
         d = np.where(seen, demand, 0.0)
-        # Where the decision had no base, it fell back to the last observed demand.
-        prev = np.nan_to_num(_forward_fill(np.concatenate([[np.nan], demand[:-1]])), nan=0.0)
         b = np.maximum(np.where(np.isfinite(base), base, prev), prev)
         age = (len(d) - 1 - np.arange(len(d))) * step_seconds
         weight = np.where(seen, 0.5 ** (age / HALF_LIFE_SECONDS), 0.0)
@@ -264,12 +329,7 @@ class _Replay:
         per_day = max(1, int(86400 // step_seconds))
         day = np.arange(len(d) % per_day, len(d), per_day)
         day = np.concatenate([[0], day]) if day.size == 0 or day[0] != 0 else day
-        size = max(1, int(EXCURSION_SECONDS // step_seconds))
-        # The window is trailing and ends at the step before: what a decision at i has seen.
-        filled = np.where(np.isfinite(prev), prev, 0.0)
-        peak = _trailing(maximum_filter1d, filled, size)
-        mean = _trailing(uniform_filter1d, filled, size)
-        return cls(d, b, floor, weight, total, spec, day, np.maximum(peak - mean, 0.0))
+        return cls(d, b, floor, weight, total, spec, day, spells)
 
     def caps(self) -> list[float]:
         seen = self.demand[self.weight > 0]
@@ -325,7 +385,9 @@ def _trailing(fn: Callable[..., FloatArray], x: FloatArray, size: int) -> FloatA
     """``fn`` (a scipy 1-d rank filter) over the trailing window ``[i - size + 1, i]``."""
     if size <= 1:
         return x
-    return fn(x, size=size, origin=(size - 1) // 2)
+    # "nearest" pads the start with the first value; scipy's default reflects, which would let
+    # the first steps see values after them.
+    return fn(x, size=size, origin=(size - 1) // 2, mode="nearest")
 
 
 def _fifo_backlog(excess: FloatArray) -> FloatArray:
