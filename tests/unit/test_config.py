@@ -210,3 +210,30 @@ def test_query_overrides_are_validated_on_load(tmp_path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config_file(path)
     assert any(p.startswith("models[0].queries.waitng") for p in err.value.problems), err.value.problems
+
+
+def test_slo_inherits_key_by_key_and_sets_the_scale_quantile() -> None:
+    raw = {**MINIMAL, "defaults": {"slo": {"onTime": 0.99, "maxQueueTime": "2s"}},
+           "models": [{"name": "a", "capacityPerReplica": 8, "slo": {"onTime": 0.999}},
+                      {"name": "b", "capacityPerReplica": 8, "quantile": 0.8},
+                      {"name": "c", "capacityPerReplica": 8}]}
+    a, b, c = parse_settings(raw).settings.models
+    assert a.policy.slo is not None and (a.policy.slo.onTime, a.policy.slo.maxQueueTime) == (0.999, 2.0)
+    assert a.policy.scale_quantile == 0.5  # the margin covers the rest
+    assert b.policy.scale_quantile == 0.8  # an explicit quantile pins the level it reads
+    plain = parse_settings(MINIMAL).settings.models[0]
+    assert plain.policy.slo is None and plain.policy.scale_quantile == 0.9
+    assert c.policy.slo == parse_settings(raw).settings.defaults.policy.slo
+
+
+@pytest.mark.parametrize(("slo", "needle"), [
+    ({"onTime": 1.5}, "models[0].slo.onTime"),
+    ({"onTime": 0.99, "maxQueueTime": "soon"}, "models[0].slo.maxQueueTime"),
+    ({"maxQueueTime": "1s"}, "models[0].slo.onTime: required"),
+    ({"onTime": 0.99, "window": "10s"}, "models[0].slo.window"),
+])
+def test_bad_slo_names_the_key(slo: dict[str, object], needle: str) -> None:
+    raw = {**MINIMAL, "models": [{"name": "m", "capacityPerReplica": 8, "slo": slo}]}
+    with pytest.raises(ConfigError) as info:
+        parse_settings(raw)
+    assert needle in str(info.value)
