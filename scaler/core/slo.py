@@ -183,6 +183,8 @@ def _excursions(demand: FloatArray, *, step_seconds: float, lead_steps: int) -> 
     """:func:`excursion` as the decision at every step ``i`` saw it (from ``demand[:i]``)."""
     x = np.nan_to_num(demand, nan=0.0)
     n = x.shape[0]
+    if n == 0:
+        return x
     prev = np.concatenate([[0.0], x[:-1]])
     spell = max(1, int(EXCURSION_SECONDS // step_seconds))
     # Trailing windows over prev end at i - 1; the first steps see fewer than ``spell``.

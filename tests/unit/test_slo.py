@@ -71,6 +71,8 @@ def test_tune_meets_the_target_on_unseen_data_from_the_same_process() -> None:
 
 
 def test_tune_needs_a_day_of_history() -> None:
+    empty = np.zeros(0)
+    assert tune(empty, empty, SPEC, target=0.99, safety=0.0, step_seconds=STEP) is None
     short = demand_trace(1, cv=0.2, seed=1)[: DAY - 60]
     assert tune(short, np.full_like(short, np.nan), SPEC, target=0.99, safety=0.0, step_seconds=STEP) is None
 
