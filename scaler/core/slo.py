@@ -23,7 +23,9 @@ candidate margin through a fluid model of the Deployment: a replica asked for at
 ``s + cold start``, one dropped is gone at once, so the replicas serving at ``t`` are the fewest
 asked for over ``[t - cold start, t]``. Each candidate gets an on-time share (requests in demand
 units served in the step they arrive, recent days weighted more) and a cost (replica-steps); the
-cheapest candidate whose share reaches the target plus the learned ``safety`` wins. The candidates
+cheapest candidate whose share reaches the target plus a reserve of half the error budget
+(:data:`RESERVE`: the coming week may be burstier than the replayed one) plus the learned
+``safety`` wins. The candidates
 span "follow the forecast closely" to "hold a static count", so on traffic where nothing is
 forecastable the tuner lands on the static count that would have met the SLO, by itself.
 
@@ -63,7 +65,7 @@ FEEDBACK_GAIN = 0.1
 """Safety change per unit of measured shortfall (or surplus), per retune: one hour at 0.9 against
 0.99 adds 0.009, and hours at 1.0 give it back at 0.001 each, so a surge is remembered for hours,
 not days."""
-RESERVE = 0.0
+RESERVE = 0.5
 """Share of the error budget (1 - target) the replay must leave unspent: a hedge against a week
 burstier than the replayed one."""
 CONFIDENCE = 1.0
