@@ -268,8 +268,9 @@ class Engine:
                 base[lo:hi] = bases.values[lo - offset:hi - offset]
         lead = lead_seconds(self._cold_start(m, now), pool_has_spare=None,
                             decision_delay_seconds=self.settings.defaults.pollingInterval)
-        return demand.values, base, ReplaySpec.for_lead(lead, step_seconds=demand.step_seconds,
-                                                        capacity=m.capacityPerReplica)
+        return demand.values, base, ReplaySpec.for_lead(
+            lead, step_seconds=demand.step_seconds, capacity=m.capacityPerReplica,
+            stabilization_seconds=m.policy.stabilization_seconds)
 
     # --- pieces --------------------------------------------------------------------------------
 

@@ -40,8 +40,9 @@ FEEDBACK_DELAY_MINUTES = 1
 
 
 def auto_model(scenario: Scenario, *, slo: float, cluster: ClusterSpec, control: ControlSpec,
-               stabilization_s: float, seasons_s: tuple[int, ...]) -> ModelSettings:
-    """What a user writes for the auto policy: the SLO, the capacity, the bounds - no quantile."""
+               seasons_s: tuple[int, ...]) -> ModelSettings:
+    """What a user writes for the auto policy: the SLO, the capacity, the bounds - no quantile,
+    no stabilization (the tuner chooses it; ``--stabilization`` is the quantile sweep's)."""
     raw = {
         "replay": {},
         "defaults": {"pollingInterval": control.polling_s, "step": "1m"},
@@ -51,7 +52,6 @@ def auto_model(scenario: Scenario, *, slo: float, cluster: ClusterSpec, control:
             "demand": "arrivals", "slo": {"onTime": slo, "window": "1h"},
             "coldStart": {"initial": cluster.cold_start_p90_s, "learn": False,
                           "nodeProvisioning": cluster.node_provision_s},
-            "scaleDown": {"stabilization": stabilization_s},
             "seasonality": list(seasons_s),
         }],
     }
@@ -86,7 +86,8 @@ class SelfTuned:
         self.demand, self.base, self.desired, self.margin = (np.full(n, np.nan) for _ in range(4))
         self.arrivals, self.late = np.zeros(n), np.zeros(n)
         self.replay = ReplaySpec.for_lead(self.lead_seconds, step_seconds=MINUTE,
-                                          capacity=self.model.capacityPerReplica)
+                                          capacity=self.model.capacityPerReplica,
+                                          stabilization_seconds=self.model.policy.stabilization_seconds)
         self.lookback = (SEASONAL_DAYS + 1) * 1440
 
     def metric(self, view: View) -> Metric:

@@ -223,7 +223,7 @@ def run_backtest(scenario: Scenario, spec: BacktestSpec, progress: Progress | No
     if spec.slo is None or tape is None:
         return result
     model = auto_model(scenario, slo=spec.slo, cluster=spec.cluster, control=spec.control,
-                       stabilization_s=spec.stabilization_s, seasons_s=spec.seasons_s)
+                       seasons_s=spec.seasons_s)
     baselines = {n: (s.points, s.runs) for n, s in sweeps.items() if n in BASELINES}
     auto = run_auto(scenario, model, tape, cluster=spec.cluster, control=spec.control,
                     lead_s=spec.lead_s, oracle_gpu_hours=result.oracle_gpu_hours, baselines=baselines)

@@ -51,7 +51,7 @@ class ColdStartSettings:
 
 @dataclass(frozen=True)
 class ScaleDownSettings:
-    stabilization: float = field("stabilization", Duration(min=0, max=24 * 3600), "Scale down only after demand and forecast stayed lower this long (highest need in the window wins). Default 10m.", default=600.0)
+    stabilization: float | None = field("stabilization", Duration(min=0, max=24 * 3600), "Scale down only after demand and forecast stayed lower this long (highest need in the window wins). Default 10m; with `slo` set, the tuner chooses it (half a lead or a lead) unless set here, and then never goes below it.", default=None)
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,15 @@ class Policy:
     forecast: bool = field("forecast", Bool(), "Use the forecast (false: reactive only). Default true.", default=True)
     slo: SloSettings | None = field("slo", Section(SloSettings), "Request-level SLO. When set, prewarm chooses and adapts its own margin (forecast quantile, headroom, standby) to hold it at the least GPU cost; `quantile` and `standbyReplicas` then act only as explicit manual overrides.", default=None)
     maxSkill: float = field("maxSkill", Float(min=0, exclusive_min=True), "Demote the model to reactive when its forecast MASE vs seasonal naive is >= this. Default 1.", default=1.0)
+
+    @property
+    def stabilization_seconds(self) -> float:
+        """Scale-down stabilization the config sets: ``scaleDown.stabilization``; unset, 10m, or
+        with an SLO nothing (the margin's own hold, chosen by the tuner, applies)."""
+        explicit = self.scaleDown.stabilization
+        if explicit is not None:
+            return explicit
+        return 0.0 if self.slo is not None else 600.0
 
     @property
     def scale_quantile(self) -> float:

@@ -22,7 +22,8 @@ median and a self-tuned margin (``scaler.core.slo``) goes on top, never below de
     base            = max(demand now, forecast p50 peak over [now, now + lead])
     spell           = max - mean of demand over the last 3 hours (bursts come in spells)
     forecast need   = ceil(max(demand now, min(factor x base + extra + spread x spell, cap)) / capacity)
-    stabilized      = max(need over max(scaleDown.stabilization, the margin's hold))
+    stabilized      = max(need over the margin's hold: half a lead or a lead, tuned;
+                      at least scaleDown.stabilization when that is set)
 
 ``factor``, ``extra``, ``spread``, ``cap`` and the hold are re-chosen hourly as the cheapest that would have
 kept ``onTime`` on the model's own replayed week, with a reserve learned from the measured
@@ -157,7 +158,7 @@ def decide(
     )
     need = max(reactive, forecast_replicas or 0) if active else 0
     need_reason = _need_reason(need, reactive, forecast_replicas)
-    window = max(policy.scaleDown.stabilization, margin.hold_seconds if margin else 0.0)
+    window = max(policy.stabilization_seconds, margin.hold_seconds if margin else 0.0)
     stabilized, needs = stabilize(state.needs, need, now=now, window_seconds=window)
     if stabilized > need:
         need_reason = Reason.STABILIZATION

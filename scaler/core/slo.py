@@ -43,6 +43,7 @@ cost, so at 12:40 with a forecast peak of 70 the need is min(1.35 x 70, 95) = 94
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -133,16 +134,25 @@ class ReplaySpec:
     cold_steps: int
     """Steps from asking for a replica to it serving (cold start + decision delay)."""
     hold_steps: int
-    """Scale-down stabilization in steps (each step's need is the max of this many)."""
+    """Longest scale-down stabilization tried, in steps (a step's need is the max of this many):
+    one lead, since a replica dropped and re-ordered is back only a whole cold start later."""
     capacity: float
     """Demand one replica serves."""
+    min_hold_steps: int = 0
+    """Stabilization the config sets anyway (``scaleDown.stabilization``), in steps."""
 
     @classmethod
-    def for_lead(cls, lead_seconds: float, *, step_seconds: float, capacity: float) -> ReplaySpec:
-        """A Deployment whose replicas serve one lead after they are asked for, and whose margin
-        holds a replica that long (a dropped one would be back only a whole cold start later)."""
+    def for_lead(cls, lead_seconds: float, *, step_seconds: float, capacity: float,
+                 stabilization_seconds: float = 0.0) -> ReplaySpec:
+        """A Deployment whose replicas serve one lead after they are asked for."""
         cold = math.ceil(lead_seconds / step_seconds - 1e-9)
-        return cls(cold_steps=cold, hold_steps=cold + 1, capacity=capacity)
+        return cls(cold_steps=cold, hold_steps=cold + 1, capacity=capacity,
+                   min_hold_steps=math.ceil(stabilization_seconds / step_seconds - 1e-9))
+
+    def holds(self) -> list[int]:
+        """Stabilizations tried, in steps: half a lead (bursts shorter than that are let go) and
+        a whole lead; never below what the config sets."""
+        return sorted({max(1, self.min_hold_steps, h) for h in (self.hold_steps // 2, self.hold_steps)})
 
 
 EXCURSION_SECONDS = 3 * 3600.0
@@ -242,7 +252,6 @@ def tune(
     if past is None:
         return None
     aim = min(target + RESERVE * (1.0 - target) + safety, 1.0)
-    hold = spec.hold_steps * step_seconds
     best: tuple[tuple[float, float], Margin] | None = None
 
     def consider(margin: Margin, share: float, cost: float, reached: bool) -> None:
@@ -255,29 +264,28 @@ def tune(
     # A static count (the base never matters: min(base + level, level) = level): where nothing is
     # forecastable this is what meets the SLO cheapest, and the tuner must be able to say so.
     for level in past.static_levels():
-        margin = Margin(1.0, level, 0.0, level, hold_seconds=hold)
+        margin = Margin(1.0, level, 0.0, level, hold_seconds=spec.hold_steps * step_seconds)
         share, cost = past.run(margin)
         consider(margin, share, cost, share >= aim)
-    for cap in past.caps():
-        for extra_replicas in EXTRAS:
-            for spread in SPREADS:
-                def at(i: int, cap: float = cap, extra: float = extra_replicas * spec.capacity,
-                       spread: float = spread) -> tuple[Margin, float, float]:
-                    margin = Margin(FACTORS[i], extra, spread, cap, hold_seconds=hold)
-                    return (margin, *past.run(margin))
-                # The share grows with the factor: bisect for the smallest factor reaching the aim.
-                lo, hi = 0, len(FACTORS) - 1
-                top = at(hi)
-                found = top if top[1] >= aim else None
-                while found is not None and lo < hi:
-                    mid = (lo + hi) // 2
-                    trial = at(mid)
-                    if trial[1] >= aim:
-                        found, hi = trial, mid
-                    else:
-                        lo = mid + 1
-                margin, share, cost = found if found is not None else top
-                consider(margin, share, cost, found is not None)
+    for hold, cap, extra_replicas, spread in itertools.product(
+            (h * step_seconds for h in spec.holds()), past.caps(), EXTRAS, SPREADS):
+        def at(i: int, cap: float = cap, extra: float = extra_replicas * spec.capacity,
+               spread: float = spread, hold: float = hold) -> tuple[Margin, float, float]:
+            margin = Margin(FACTORS[i], extra, spread, cap, hold_seconds=hold)
+            return (margin, *past.run(margin))
+        # The share grows with the factor: bisect for the smallest factor reaching the aim.
+        lo, hi = 0, len(FACTORS) - 1
+        top = at(hi)
+        found = top if top[1] >= aim else None
+        while found is not None and lo < hi:
+            mid = (lo + hi) // 2
+            trial = at(mid)
+            if trial[1] >= aim:
+                found, hi = trial, mid
+            else:
+                lo = mid + 1
+        margin, share, cost = found if found is not None else top
+        consider(margin, share, cost, found is not None)
     return best[1] if best is not None else None
 
 
@@ -304,6 +312,7 @@ class _Replay:
     """Start index of each replayed day (counted back from the newest step)."""
     excursion: FloatArray
     """:func:`excursion` as each step's decision saw it (over the steps before it)."""
+    step_seconds: float
 
     @classmethod
     def of(cls, demand: FloatArray, base: FloatArray, spec: ReplaySpec, *,
@@ -333,7 +342,7 @@ class _Replay:
         per_day = max(1, int(86400 // step_seconds))
         day = np.arange(len(d) % per_day, len(d), per_day)
         day = np.concatenate([[0], day]) if day.size == 0 or day[0] != 0 else day
-        return cls(d, b, floor, weight, total, spec, day, spells)
+        return cls(d, b, floor, weight, total, spec, day, spells, step_seconds)
 
     def caps(self) -> list[float]:
         seen = self.demand[self.weight > 0]
@@ -359,7 +368,8 @@ class _Replay:
         wanted = np.minimum(margin.factor * self.base + margin.extra + margin.spread * self.excursion,
                             margin.cap)
         replicas = np.maximum(self.floor, np.ceil(wanted / spec.capacity - 1e-9))
-        replicas = _trailing(maximum_filter1d, replicas, spec.hold_steps)
+        hold = max(spec.min_hold_steps, round(margin.hold_seconds / self.step_seconds))
+        replicas = _trailing(maximum_filter1d, replicas, hold)
         # Serving at t: the fewest asked for over [t - cold, t] (a dropped replica restarts cold).
         ready = _trailing(minimum_filter1d, replicas, spec.cold_steps + 1)
         served = ready * spec.capacity
