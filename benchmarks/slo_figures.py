@@ -38,7 +38,7 @@ SHORT = {"azure-code", "azure-conv"}
 
 
 def run_case(name: str, trace: Path, cold: str, out: Path, slo: float) -> float:
-    """One backtest as a subprocess; wall seconds."""
+    """One backtest as a subprocess (run from the project root, ``out`` relative to it)."""
     stem = f"{name}-{cold}"
     argv = ["--trace", str(trace), "--cold-start", cold, "--slo", f"{slo:g}", "--no-progress",
             "--json", str(out / f"{stem}.json"), "--plot", str(out / f"{stem}.png")]
@@ -48,7 +48,7 @@ def run_case(name: str, trace: Path, cold: str, out: Path, slo: float) -> float:
     subprocess.run([sys.executable, "-m", "scaler.backtest.cli", *argv], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
-    (out / f"{stem}.cmd").write_text("prewarm backtest " + " ".join(argv) + f"\n{seconds:.0f}\n")
+    (ROOT / out / f"{stem}.cmd").write_text("prewarm backtest " + " ".join(argv) + f"\n{seconds:.0f}\n")
     return seconds
 
 
@@ -102,14 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.extra_dir is not None:
         traces.update({p.stem: p.resolve() for p in sorted(args.extra_dir.glob("*.csv"))})
     colds = args.cold_starts.split(",")
-    out = ROOT / args.out
-    out.mkdir(parents=True, exist_ok=True)
+    (ROOT / args.out).mkdir(parents=True, exist_ok=True)
     if not args.report:
         for name, trace in traces.items():
             for cold in colds:
-                seconds = run_case(name, trace, cold, out, args.slo)
+                seconds = run_case(name, trace, cold, args.out, args.slo)
                 print(f"{name} {cold}: {seconds:.0f} s", file=sys.stderr, flush=True)
-    table(out, list(traces), colds)
+    table(ROOT / args.out, list(traces), colds)
     return 0
 
 
