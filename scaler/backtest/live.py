@@ -101,23 +101,17 @@ class LiveView:
             print(text[-1], file=self.out, flush=True)
 
 
-def _slo_line(info: dict[str, Any]) -> str:
-    """Target, measured on-time share (last hour) and the margin the tuner chose."""
+def _slo_text(info: dict[str, Any], *, brief: bool) -> str:
+    """Target, measured on-time share (last hour) and the margin the tuner chose: a table row,
+    or (``brief``) a suffix of the one-line summary."""
     target, measured, margin = info.get("slo"), info.get("on_time"), info.get("margin")
     if target is None:
-        return "SLO               none set (manual quantile)"
-    shown = "not measured yet" if measured is None else f"{100 * measured:.2f} % on time (last hour)"
-    extra = "" if margin is None else f"   margin x{margin:.2f} on the forecast"
-    return f"SLO target        {100 * target:g} % on time; measured {shown}{extra}"
-
-
-def _slo_brief(info: dict[str, Any]) -> str:
-    target, measured, margin = info.get("slo"), info.get("on_time"), info.get("margin")
-    if target is None:
-        return ""
-    shown = "-" if measured is None else f"{100 * measured:.2f}%"
-    extra = "" if margin is None else f", margin x{margin:.2f}"
-    return f"; SLO {100 * target:g}% on time, measured {shown}{extra}"
+        return "" if brief else "SLO               none set (manual quantile)"
+    share = "-" if measured is None else f"{100 * measured:.2f}%"
+    multiplier = "" if margin is None else f"margin x{margin:.2f}"
+    if brief:
+        return f"; SLO {100 * target:g}% on time, measured {share}" + (f", {multiplier}" if multiplier else "")
+    return f"SLO target        {100 * target:g} % on time; measured {share} (last hour)   {multiplier}"
 
 
 def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
@@ -134,7 +128,7 @@ def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
         f"demand now        {d:7.1f} replicas   ({rec.arrivals[-1]:.0f} requests/min)",
         f"forecast p{info['quantile']:g} peak {f:7.1f} replicas   over the lead of {info['lead'] / 60:.1f} min"
         f"   forecaster: {info['forecaster']}",
-        _slo_line(info),
+        _slo_text(info, brief=False),
         f"prewarm answers   {rec.answered[-1]:7d} replicas   reason: {info['reason']}",
         f"deployment        {rec.ordered[-1]:7d} ordered, {rec.ready[-1]} ready",
         f"late requests     {100 * rec.late_share():7.3f} %          GPU-hours {rec.gpu_hours():.1f}",
@@ -142,5 +136,5 @@ def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
         f"ready  {sparkline(rec.ready, top)}",
         f"[{stamp}] demand {d:.1f} forecast-peak {f:.1f} -> {rec.answered[-1]} replicas "
         f"({info['reason']}); ready {rec.ready[-1]}; late {100 * rec.late_share():.3f}%; "
-        f"GPU-h {rec.gpu_hours():.1f}{_slo_brief(info)}",
+        f"GPU-h {rec.gpu_hours():.1f}{_slo_text(info, brief=True)}",
     ]
