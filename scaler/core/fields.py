@@ -414,7 +414,8 @@ def to_plain(obj: Any, cls: type | None = None) -> Any:
         elif isinstance(spec, SectionList):
             out[f.metadata["key"]] = [to_plain(v) for v in value]
         elif isinstance(spec, Duration):
-            out[f.metadata["key"]] = format_duration(value)
+            if value is not None:  # an optional duration left unset (its default is computed)
+                out[f.metadata["key"]] = format_duration(value)
         elif isinstance(spec, DurationList):
             out[f.metadata["key"]] = [format_duration(v) for v in value]
         elif value is not None:
