@@ -26,10 +26,11 @@ from scaler.core.coldstart import lead_seconds
 from scaler.core.config import ModelSettings, Settings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
 from scaler.core.errors import SourceError
+from scaler.core.excursion import excursion
 from scaler.core.forecasts import demotion_note, fit_horizon_steps, forecast_steps
 from scaler.core.model import ColdStart, Decision, Observation
 from scaler.core.ports import Actuator, ColdStartProvider, MetricSource
-from scaler.core.slo import ReplaySpec, TunerState, due, excursion, retune
+from scaler.core.slo import ReplaySpec, TunerState, due, retune
 from scaler.history import History
 from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder
 

@@ -32,7 +32,8 @@ from scaler.backtest.sim import (
 )
 from scaler.core.config import ModelSettings, parse_settings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
-from scaler.core.slo import SEASONAL_DAYS, ReplaySpec, TunerState, excursion, retune
+from scaler.core.excursion import SEASONAL_DAYS, excursion
+from scaler.core.slo import ReplaySpec, TunerState, retune
 
 BASELINES = ("reactive-util", "reactive-queue", "static")
 FEEDBACK_DELAY_MINUTES = 1

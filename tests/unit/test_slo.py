@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scaler.core import slo
+from scaler.core.excursion import excursion, excursions
 from scaler.core.slo import Margin, ReplaySpec, TunerState, adapt, retune, tune
 
 STEP = 60.0
@@ -166,15 +167,15 @@ def test_excursion_per_decision_equals_the_replays_vector() -> None:
     rng = np.random.default_rng(0)
     x = rng.gamma(2.0, 50.0, 10 * DAY)
     x[500:530] = np.nan  # missing steps count 0 on both sides
-    vector = slo._excursions(x, step_seconds=STEP, lead_steps=31)
+    vector = excursions(x, step_seconds=STEP, lead_steps=31)
     for i in [0, 1, 2, 179, 180, 181, 1349, 1350, 1440, 1500, 5000, x.shape[0] - 1]:
-        assert slo.excursion(x[:i], step_seconds=STEP, lead_steps=31) == pytest.approx(vector[i]), i
+        assert excursion(x[:i], step_seconds=STEP, lead_steps=31) == pytest.approx(vector[i]), i
 
 
 def test_excursion_sees_this_time_of_day_on_past_days() -> None:
     """A burst at 18:00 yesterday widens the margin at 17:50 today, not at 06:00."""
     x = np.full(3 * DAY, 100.0)
     x[DAY + 18 * 60: DAY + 18 * 60 + 20] = 300.0
-    evening = slo.excursion(x[: 2 * DAY + 17 * 60 + 50], step_seconds=STEP, lead_steps=31)
-    morning = slo.excursion(x[: 2 * DAY + 6 * 60], step_seconds=STEP, lead_steps=31)
+    evening = excursion(x[: 2 * DAY + 17 * 60 + 50], step_seconds=STEP, lead_steps=31)
+    morning = excursion(x[: 2 * DAY + 6 * 60], step_seconds=STEP, lead_steps=31)
     assert evening > 100.0 and morning == pytest.approx(0.0)

@@ -1,0 +1,98 @@
+"""How far demand may stray above its level now: the signal the SLO margin's ``spread`` scales.
+
+Bursts come in spells (an API client's batch run, a launch) and at times of day (an evening
+peak), so two looks back say whether the next burst is likely: the last few hours, and this time
+of day on each of the last days. :func:`excursion` is what one decision sees; :func:`excursions`
+the same for every step of a replayed history at once (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+from scipy.ndimage import maximum_filter1d
+
+FloatArray = npt.NDArray[np.float64]
+
+EXCURSION_SECONDS = 3 * 3600.0
+"""Window of the recent excursion: bursts cluster in spells of hours (an API client's batch run,
+a launch), so the last few hours say whether the next burst is likely."""
+SEASONAL_DAYS = 7
+"""Past days whose excursion at this time of day counts (a week: every weekday once)."""
+SEASONAL_SLACK_SECONDS = 3600.0
+"""How far around this time of day a past day's excursion counts (evening peaks drift)."""
+
+
+def excursion(history: FloatArray, *, step_seconds: float, lead_steps: int) -> float:
+    """How far demand may stray above its level now: the larger of the recent spell (``max -
+    mean`` over the last :data:`EXCURSION_SECONDS`) and the same at this time of day on each of
+    the last :data:`SEASONAL_DAYS` days, over the lead window +- :data:`SEASONAL_SLACK_SECONDS`.
+
+    ``history`` ends with the last completed step before the decision; missing steps count 0
+    (a wider margin, never a narrower one). Demand units. :func:`excursions` computes the same
+    for every replayed step at once (a test keeps the two equal).
+    """
+    x = np.nan_to_num(np.asarray(history, dtype=np.float64), nan=0.0)
+    n = x.shape[0]
+    spell = max(1, int(EXCURSION_SECONDS // step_seconds))
+    best = _spread(x[max(0, n - spell):n])
+    per_day = int(86400 // step_seconds)
+    slack = int(SEASONAL_SLACK_SECONDS // step_seconds)
+    for d in range(1, SEASONAL_DAYS + 1):
+        lo, hi = n - d * per_day - slack, n - d * per_day + lead_steps + slack
+        if hi <= 0:
+            break
+        best = max(best, _spread(x[max(0, lo):hi]))
+    return best
+
+
+def _spread(window: FloatArray) -> float:
+    return float(window.max() - window.mean()) if window.size else 0.0
+
+
+def excursions(demand: FloatArray, *, step_seconds: float, lead_steps: int) -> FloatArray:
+    """:func:`excursion` as the decision at every step ``i`` saw it (from ``demand[:i]``)."""
+    x = np.nan_to_num(demand, nan=0.0)
+    n = x.shape[0]
+    if n == 0:
+        return x
+    prev = np.concatenate([[0.0], x[:-1]])
+    spell = max(1, int(EXCURSION_SECONDS // step_seconds))
+    # Trailing windows over prev end at i - 1; the first steps see fewer than ``spell``.
+    head = np.minimum(np.arange(n), spell)
+    csum = np.concatenate([[0.0], np.cumsum(prev)])
+    mean = (csum[1:] - csum[np.maximum(0, np.arange(1, n + 1) - np.maximum(head, 1))]) / np.maximum(head, 1)
+    out = np.where(head > 0, trailing(maximum_filter1d, prev, spell) - mean, 0.0)
+    out[0] = 0.0
+    per_day = int(86400 // step_seconds)
+    slack = int(SEASONAL_SLACK_SECONDS // step_seconds)
+    width = lead_steps + 2 * slack
+    # g[j]: max - mean over x[j - slack : j + lead + slack], windows clipped at the trace start.
+    j = np.arange(n)
+    lo, hi = np.maximum(j - slack, 0), np.minimum(j + lead_steps + slack, n)
+    xsum = np.concatenate([[0.0], np.cumsum(x)])
+    gmax = trailing(maximum_filter1d, x, width)[np.maximum(hi - 1, 0)]
+    g = gmax - (xsum[hi] - xsum[lo]) / np.maximum(hi - lo, 1)
+    for d in range(1, SEASONAL_DAYS + 1):
+        shift = d * per_day
+        if shift >= n + slack:
+            break
+        src = j - shift
+        ok = (src + lead_steps + slack > 0) & (src + lead_steps + slack <= n)
+        vals = np.where(ok, g[np.clip(src, 0, n - 1)], 0.0)
+        # Windows that start before the trace: recompute their clipped spread the slow way.
+        for i in np.flatnonzero(ok & (src - slack < 0)):
+            vals[i] = _spread(x[0:src[i] + lead_steps + slack])
+        out = np.maximum(out, vals)
+    return np.maximum(out, 0.0)
+
+
+def trailing(fn: Callable[..., FloatArray], x: FloatArray, size: int) -> FloatArray:
+    """``fn`` (a scipy 1-d rank filter) over the trailing window ``[i - size + 1, i]``."""
+    if size <= 1:
+        return x
+    # "nearest" pads the start with the first value; scipy's default reflects, which would let
+    # the first steps see values after them.
+    return fn(x, size=size, origin=(size - 1) // 2, mode="nearest")
