@@ -183,8 +183,7 @@ def demo_settings(scenario: Scenario, cold: tuple[float, float], peak: int, hist
         "defaults": {"refreshInterval": "60s", "refitInterval": "6h", "history": history,
                      "step": "1m", "pollingInterval": "30s", "staleAfter": "5m",
                      "slo": {"onTime": SLO, "window": "1h"},
-                     "coldStart": {"initial": lo + 0.9 * (hi - lo), "learn": False},
-                     "scaleDown": {"stabilization": "10m"}},
+                     "coldStart": {"initial": lo + 0.9 * (hi - lo), "learn": False}},
         "models": [{"name": MODEL, "capacityPerReplica": scenario.capacity, "minReplicas": 1,
                     "maxReplicas": 2 * peak, "demand": "arrivals"}],
     }

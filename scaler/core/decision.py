@@ -149,7 +149,7 @@ def decide(
     forecast_replicas, peak, note, forecast_state = _forecast_need(inputs, model, state, now=now)
     base = max(demand, peak) if peak is not None else demand
     if margin is not None:  # the SLO's margin on the expected demand (forecast or not)
-        wanted = margin.apply(base, inputs.excursion)
+        wanted = margin.apply(base if margin.forecast else demand, inputs.excursion)
         forecast_replicas = replicas_for(max(demand, wanted), model.capacityPerReplica)
     active = (
         demand > policy.activationDemand
@@ -168,7 +168,8 @@ def decide(
         model=model.name, at=now, replicas=replicas, reason=reason, valid=True,
         prewarm_replicas=_prewarm_replicas(inputs, model, replicas, now=now),
         slo_target=policy.slo.onTime if policy.slo else None, on_time=inputs.on_time,
-        margin=margin.value(base, inputs.excursion) if margin else None, base=base,
+        margin=margin.value(base if margin.forecast else demand, inputs.excursion) if margin else None,
+        base=base,
         active=active or replicas > 0, need=stabilized, need_reason=need_reason,
         standby=bounds.standby if stabilized > 0 else 0, reactive_replicas=reactive,
         forecast_replicas=forecast_replicas, demand=demand, forecast_peak=peak,
@@ -186,6 +187,8 @@ def _prewarm_replicas(inputs: DecisionInputs, model: ModelSettings, replicas: in
     if peak is None:
         return 0
     if inputs.margin is not None and model.policy.slo is not None:
+        if not inputs.margin.forecast:  # judged on demand alone: nothing to pre-warm ahead
+            return 0
         peak = inputs.margin.apply(peak, inputs.excursion)
     wanted = min(replicas_for(peak, model.capacityPerReplica) + model.standbyReplicas,
                  model.maxReplicas)

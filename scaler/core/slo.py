@@ -94,6 +94,10 @@ class Margin:
     """Multiplier on the recent excursion (:func:`excursion`): a wider margin in a bursty spell."""
     cap: float = math.inf
     """The margin never lifts the need above this (demand units); real demand still does."""
+    forecast: bool = True
+    """Apply the margin to the forecast's peak (True), or to demand now (False: the replayed
+    history had no record of the forecasts, e.g. the first week after ``serve`` starts, so the
+    margin was judged on demand alone and must be applied to it alone)."""
     hold_seconds: float = 0.0
     """Scale-down stabilization the margin was chosen with (at least the lead)."""
     expected: float | None = None
@@ -214,7 +218,9 @@ def tune(
                 lo = mid + 1
         margin, share, cost = found if found is not None else top
         consider(margin, share, cost, found is not None)
-    return best[1] if best is not None else None
+    if best is None:
+        return None
+    return replace(best[1], forecast=past.knows_forecasts)
 
 
 def replay_cost(demand: FloatArray, base: FloatArray, spec: ReplaySpec, margin: Margin, *,
@@ -241,6 +247,8 @@ class _Replay:
     excursion: FloatArray
     """:func:`excursion` as each step's decision saw it (over the steps before it)."""
     step_seconds: float
+    known_base: npt.NDArray[np.bool_]
+    """Steps whose decision base was recorded."""
 
     @classmethod
     def of(cls, demand: FloatArray, base: FloatArray, spec: ReplaySpec, *,
@@ -270,7 +278,13 @@ class _Replay:
         per_day = max(1, int(86400 // step_seconds))
         day = np.arange(len(d) % per_day, len(d), per_day)
         day = np.concatenate([[0], day]) if day.size == 0 or day[0] != 0 else day
-        return cls(d, b, floor, weight, total, spec, day, spells, step_seconds)
+        return cls(d, b, floor, weight, total, spec, day, spells, step_seconds, np.isfinite(base))
+
+    @property
+    def knows_forecasts(self) -> bool:
+        """Most replayed steps recorded the base their decision had (forecast included)."""
+        seen = self.weight > 0
+        return bool(self.known_base[seen].mean() >= 0.5) if seen.any() else False
 
     def caps(self) -> list[float]:
         seen = self.demand[self.weight > 0]

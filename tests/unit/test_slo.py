@@ -179,3 +179,13 @@ def test_excursion_sees_this_time_of_day_on_past_days() -> None:
     evening = excursion(x[: 2 * DAY + 17 * 60 + 50], step_seconds=STEP, lead_steps=31)
     morning = excursion(x[: 2 * DAY + 6 * 60], step_seconds=STEP, lead_steps=31)
     assert evening > 100.0 and morning == pytest.approx(0.0)
+
+
+def test_a_margin_judged_without_recorded_forecasts_applies_to_demand_alone() -> None:
+    """After a restart the replay has no record of past forecasts: the margin it picks was judged
+    on demand, so the decision applies it to demand, not to the (higher) forecast peak."""
+    demand = demand_trace(7, cv=0.25, seed=1)
+    blind = tune(demand, np.full_like(demand, np.nan), SPEC, target=0.99, safety=0.0, step_seconds=STEP)
+    seeing = tune(demand, demand * 1.05, SPEC, target=0.99, safety=0.0, step_seconds=STEP)
+    assert blind is not None and not blind.forecast
+    assert seeing is not None and seeing.forecast
