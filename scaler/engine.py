@@ -30,7 +30,7 @@ from scaler.core.excursion import excursion
 from scaler.core.forecasts import demotion_note, fit_horizon_steps, forecast_steps
 from scaler.core.model import ColdStart, Decision, Observation
 from scaler.core.ports import Actuator, ColdStartProvider, MetricSource
-from scaler.core.slo import ReplaySpec, TunerState, due, retune
+from scaler.core.slo import ReplaySpec, TunerState, due, lead_steps, retune
 from scaler.history import History
 from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder
 
@@ -243,15 +243,16 @@ class Engine:
                 self.stats.fit_errors += 1
                 log.exception("SLO margin tuning for %s failed; keeping the last margin", m.name)
 
-    def _excursion(self, m: ModelSettings, rt: ModelRuntime, now: float) -> float:
-        """How far demand may stray above its level now (``scaler.core.slo.excursion``)."""
+    def _excursion(self, rt: ModelRuntime, now: float, cold: ColdStart) -> float:
+        """How far demand may stray above its level now (``scaler.core.excursion``), over the
+        lead the tuner's replay uses (node wait counted, as in ``_replay_inputs``)."""
         recent = rt.history.completed(now)
         if recent is None:
             return 0.0
-        step = recent.step_seconds
-        lead = lead_seconds(self._cold_start(m, now), pool_has_spare=None,
+        lead = lead_seconds(cold, pool_has_spare=None,
                             decision_delay_seconds=self.settings.defaults.pollingInterval)
-        return excursion(recent.values, step_seconds=step, lead_steps=math.ceil(lead / step - 1e-9))
+        step = recent.step_seconds
+        return excursion(recent.values, step_seconds=step, lead_steps=lead_steps(lead, step))
 
     def _replay_inputs(
         self, m: ModelSettings, rt: ModelRuntime, now: float
@@ -315,7 +316,7 @@ class Engine:
                                 node_lead_seconds=cold.node_provisioning_seconds,
                                 margin=rt.tuner.margin if slo else None,
                                 on_time=rt.on_time if slo else None,
-                                excursion=self._excursion(m, rt, now) if slo else 0.0)
+                                excursion=self._excursion(rt, now, cold) if slo else 0.0)
         decision, rt.state = decide(inputs, m, rt.state, now=now)
         if slo and decision.valid and decision.base is not None:
             if rt.bases is None or rt.bases.step != rt.history.step:

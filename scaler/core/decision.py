@@ -20,7 +20,8 @@ applies) - never zero. A missing forecast holds the last forecast need for as lo
 median and a self-tuned margin (``scaler.core.slo``) goes on top, never below demand now::
 
     base            = max(demand now, forecast p50 peak over [now, now + lead])
-    spell           = max - mean of demand over the last 3 hours (bursts come in spells)
+    spell           = max - mean of demand over the last 3 hours, or around this time of day
+                      on the last 7 days (bursts come in spells and at times of day)
     forecast need   = ceil(max(demand now, min(factor x base + extra + spread x spell, cap)) / capacity)
     stabilized      = max(need over the margin's hold: half a lead or a lead, tuned;
                       at least scaleDown.stabilization when that is set)
@@ -64,7 +65,8 @@ class DecisionInputs:
     on_time: float | None = None
     """Measured on-time share, reported on the decision (the tuner has already used it)."""
     excursion: float = 0.0
-    """Recent excursion of demand (``scaler.core.slo.excursion``), for the margin's spread."""
+    """How far demand may stray above its level now (``scaler.core.excursion``), for the
+    margin's spread."""
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,10 @@ def decide(
     margin = inputs.margin if policy.slo is not None else None
     forecast_replicas, peak, note, forecast_state = _forecast_need(inputs, model, state, now=now)
     base = max(demand, peak) if peak is not None else demand
-    if margin is not None:  # the SLO's margin on the expected demand (forecast or not)
-        wanted = margin.apply(base if margin.forecast else demand, inputs.excursion)
+    # What the SLO's margin goes on: the expected demand, or demand alone (see Margin.forecast).
+    applied = base if margin is None or margin.forecast else demand
+    if margin is not None:
+        wanted = margin.apply(applied, inputs.excursion)
         forecast_replicas = replicas_for(max(demand, wanted), model.capacityPerReplica)
     active = (
         demand > policy.activationDemand
@@ -168,8 +172,7 @@ def decide(
         model=model.name, at=now, replicas=replicas, reason=reason, valid=True,
         prewarm_replicas=_prewarm_replicas(inputs, model, replicas, now=now),
         slo_target=policy.slo.onTime if policy.slo else None, on_time=inputs.on_time,
-        margin=margin.value(base if margin.forecast else demand, inputs.excursion) if margin else None,
-        base=base,
+        margin=margin.value(applied, inputs.excursion) if margin else None, base=base,
         active=active or replicas > 0, need=stabilized, need_reason=need_reason,
         standby=bounds.standby if stabilized > 0 else 0, reactive_replicas=reactive,
         forecast_replicas=forecast_replicas, demand=demand, forecast_peak=peak,

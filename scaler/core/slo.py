@@ -91,7 +91,7 @@ class Margin:
     extra: float = 0.0
     """Additive margin, demand units."""
     spread: float = 0.0
-    """Multiplier on the recent excursion (:func:`excursion`): a wider margin in a bursty spell."""
+    """Multiplier on the excursion (``scaler.core.excursion``): a wider margin in a bursty spell."""
     cap: float = math.inf
     """The margin never lifts the need above this (demand units); real demand still does."""
     forecast: bool = True
@@ -99,11 +99,11 @@ class Margin:
     history had no record of the forecasts, e.g. the first week after ``serve`` starts, so the
     margin was judged on demand alone and must be applied to it alone)."""
     hold_seconds: float = 0.0
-    """Scale-down stabilization the margin was chosen with (at least the lead)."""
+    """Scale-down stabilization the margin was chosen with (half a lead or a lead)."""
     expected: float | None = None
     """On-time share the replay predicts for this margin (None: not tuned yet)."""
     aim: float | None = None
-    """Share the replay had to reach: the target plus the safety at the time of tuning."""
+    """Share the replay had to reach: target + reserve + safety at the time of tuning."""
     cost: float = math.inf
     """Replica-steps the replay charged this margin (what the tuner minimised)."""
 
@@ -128,8 +128,11 @@ class TunerState:
     safety: float = 0.0
     """Extra on-time share the replay must reach on top of the target (feedback-learned)."""
     tuned_at: float = -math.inf
-    on_time: float | None = None
-    """The last measured on-time share fed to :func:`adapt`."""
+
+
+def lead_steps(seconds: float, step_seconds: float) -> int:
+    """Whole steps a duration spans (10.5 minutes at 1-minute steps: 11), float noise tolerated."""
+    return math.ceil(seconds / step_seconds - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -150,14 +153,19 @@ class ReplaySpec:
     def for_lead(cls, lead_seconds: float, *, step_seconds: float, capacity: float,
                  stabilization_seconds: float = 0.0) -> ReplaySpec:
         """A Deployment whose replicas serve one lead after they are asked for."""
-        cold = math.ceil(lead_seconds / step_seconds - 1e-9)
+        cold = lead_steps(lead_seconds, step_seconds)
         return cls(cold_steps=cold, hold_steps=cold + 1, capacity=capacity,
-                   min_hold_steps=math.ceil(stabilization_seconds / step_seconds - 1e-9))
+                   min_hold_steps=lead_steps(stabilization_seconds, step_seconds))
 
     def holds(self) -> list[int]:
         """Stabilizations tried, in steps: half a lead (bursts shorter than that are let go) and
         a whole lead; never below what the config sets."""
         return sorted({max(1, self.min_hold_steps, h) for h in (self.hold_steps // 2, self.hold_steps)})
+
+
+def usable(on_time: float | None) -> bool:
+    """A measured on-time share the tuner may act on (None, NaN and out-of-range are not)."""
+    return on_time is not None and math.isfinite(on_time) and 0.0 <= on_time <= 1.0
 
 
 def due(state: TunerState, now: float) -> bool:
@@ -173,7 +181,8 @@ def tune(
     safety: float,
     step_seconds: float,
 ) -> Margin | None:
-    """The cheapest candidate margin whose replayed on-time share reaches ``target + safety``.
+    """The cheapest candidate margin whose replayed on-time share reaches the target plus
+    :data:`RESERVE` of the error budget plus ``safety``.
 
     ``demand[i]`` is the demand observed in step ``i`` (NaN = missing), ``base[i]`` the base the
     decision had at step ``i`` (NaN where unknown: the previous step's demand is used). The last
@@ -181,8 +190,12 @@ def tune(
     When no candidate reaches the aim, the one with the highest share (cheapest among equals).
     """
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
-    if past is None:
-        return None
+    return None if past is None else _choose(past, target=target, safety=safety)
+
+
+def _choose(past: _Replay, *, target: float, safety: float) -> Margin | None:
+    """:func:`tune` on a prepared replay."""
+    spec, step_seconds = past.spec, past.step_seconds
     aim = min(target + RESERVE * (1.0 - target) + safety, 1.0)
     best: tuple[tuple[float, float], Margin] | None = None
 
@@ -221,13 +234,6 @@ def tune(
     if best is None:
         return None
     return replace(best[1], forecast=past.knows_forecasts)
-
-
-def replay_cost(demand: FloatArray, base: FloatArray, spec: ReplaySpec, margin: Margin, *,
-                step_seconds: float) -> float | None:
-    """Replica-steps ``margin`` would have cost over the replayed history (None: too little)."""
-    past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
-    return None if past is None else past.run(margin)[1]
 
 
 @dataclass(frozen=True)
@@ -373,24 +379,23 @@ def retune(
     """
     if not due(state, now):
         return state
-    measured = on_time is not None and math.isfinite(on_time) and 0.0 <= on_time <= 1.0
     state = adapt(state, on_time, target=target)
-    margin = tune(demand, base, spec, target=target, safety=state.safety, step_seconds=step_seconds)
-    if margin is None:
+    past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
+    margin = _choose(past, target=target, safety=state.safety) if past is not None else None
+    if margin is None or past is None:
         return replace(state, tuned_at=now)
-    if not measured and state.margin.expected is not None:
-        cost = replay_cost(demand, base, spec, state.margin, step_seconds=step_seconds)
-        if cost is not None and margin.cost < cost:  # no measurement: never a cheaper margin
-            return replace(state, tuned_at=now)
+    # No measurement: never a margin cheaper than the one in use (on the same replay).
+    if not usable(on_time) and state.margin.expected is not None and margin.cost < past.run(state.margin)[1]:
+        return replace(state, tuned_at=now)
     return replace(state, margin=margin, tuned_at=now)
 
 
 def adapt(state: TunerState, on_time: float | None, *, target: float) -> TunerState:
     """Integral feedback of a measured on-time share on the safety (None: hold it)."""
-    if on_time is None or not math.isfinite(on_time) or not 0.0 <= on_time <= 1.0:
+    if on_time is None or not usable(on_time):
         return state
     ceiling = 0.9 * (1.0 - target)
     # Symmetric integral action: the safety settles where the measured share averages the
     # target (an asymmetric rule would ratchet up on noise and never come down).
     safety = state.safety + FEEDBACK_GAIN * (target - on_time)
-    return replace(state, safety=min(max(safety, 0.0), ceiling), on_time=on_time)
+    return replace(state, safety=min(max(safety, 0.0), ceiling))
