@@ -28,6 +28,7 @@ from scaler.backtest.sim import (
     Metric,
     RunResult,
     View,
+    on_time_share,
     simulate,
 )
 from scaler.core.config import ModelSettings, parse_settings
@@ -102,7 +103,9 @@ class SelfTuned:
                 self.demand[t - 1] = view.arrivals_prev
         slo = self.model.policy.slo
         assert slo is not None
-        on_time = self._measured(t, window=round(slo.window / MINUTE))
+        # Minutes before t - 1 - delay: the minute just completed and the delay are not seen yet.
+        on_time = on_time_share(self.arrivals, self.late, stop=t - 1 - FEEDBACK_DELAY_MINUTES,
+                                window=round(slo.window / MINUTE))
         self.tuner = retune(self.tuner, now=view.now, demand=self.demand[:t], base=self.base[:t],
                             spec=self.replay, target=slo.onTime, on_time=on_time,
                             step_seconds=MINUTE)
@@ -123,17 +126,6 @@ class SelfTuned:
         self.desired[t] = decision.replicas
         return Metric(float(decision.replicas), 1.0, active=decision.active,
                       prewarm=decision.prewarm_replicas)
-
-    def _measured(self, t: int, *, window: int) -> float | None:
-        """On-time share of the ``window`` minutes that ended FEEDBACK_DELAY_MINUTES ago."""
-        stop = t - 1 - FEEDBACK_DELAY_MINUTES
-        if stop <= 0:
-            return None
-        start = max(0, stop - window)
-        arrived = float(self.arrivals[start:stop].sum())
-        if arrived <= 0:
-            return None
-        return 1.0 - float(self.late[start:stop].sum()) / arrived
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from scaler.backtest.sim import Cluster, Hpa, Metric
+from scaler.backtest.sim import Cluster, Hpa, Metric, on_time_share
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -42,10 +42,7 @@ class Record:
     def on_time(self, *, window: int, delay: int) -> float | None:
         """On-time share of the ``window`` minutes that ended ``delay`` minutes ago (None: no
         request finished there): what vLLM's queue-time histogram would show the scaler."""
-        stop = len(self.arrivals) - delay
-        start = max(0, stop - window)
-        arrived = sum(self.arrivals[start:stop]) if stop > 0 else 0.0
-        return 1.0 - sum(self.late[start:stop]) / arrived if arrived > 0 else None
+        return on_time_share(self.arrivals, self.late, stop=len(self.arrivals) - delay, window=window)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -242,6 +243,17 @@ class Cluster:
             return self._fixed
         lo, hi = self.spec.cold_start_s
         return _minutes(float(self.rng.uniform(lo, hi)))
+
+
+def on_time_share(arrivals: Sequence[float] | FloatArray, late: Sequence[float] | FloatArray, *,
+                  stop: int, window: int) -> float | None:
+    """On-time share of minutes ``[stop - window, stop)``; None when no request arrived there
+    (what vLLM's queue-time histogram would show the scaler over its window)."""
+    if stop <= 0:
+        return None
+    start = max(0, stop - window)
+    arrived = float(np.sum(arrivals[start:stop]))
+    return 1.0 - float(np.sum(late[start:stop])) / arrived if arrived > 0 else None
 
 
 def _minutes(seconds: float) -> int:
