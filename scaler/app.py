@@ -26,9 +26,9 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, start_http_server
 
 from scaler._pb import externalscaler_pb2 as pb
-from scaler.adapters.configfile import ConfigFileWatcher, load_config_file, parse_yaml_text
-from scaler.adapters.keda_grpc import ExternalScalerServicer, GrpcMetrics, add_to_server
-from scaler.adapters.metrics_export import ForecastCollector
+from scaler.edges.configfile import ConfigFileWatcher, load_config_file, parse_yaml_text
+from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics, add_to_server
+from scaler.edges.metrics.collector import ForecastCollector
 from scaler.core.clock import AcceleratedClock, Clock, SystemClock
 from scaler.core.config import ParsedSettings, Settings
 from scaler.core.errors import ConfigError
@@ -37,7 +37,7 @@ from scaler.engine import Engine, initial_snapshot, replace_settings
 from scaler.snapshot import SnapshotHolder
 
 if TYPE_CHECKING:
-    from scaler.adapters.kubernetes import KubernetesParts
+    from scaler.edges.kubernetes.wiring import KubernetesParts
 
 log = logging.getLogger("prewarm")
 
@@ -69,10 +69,10 @@ def load_settings(options: ServeOptions) -> ParsedSettings:
 
 def make_source(settings: Settings, base_dir: Path | None) -> MetricSource:
     if settings.replay is not None:
-        from scaler.adapters.replay import ReplaySource
+        from scaler.edges.replay import ReplaySource
 
         return ReplaySource(settings.replay, base_dir=base_dir)
-    from scaler.adapters.prometheus import PrometheusSource
+    from scaler.edges.prometheus.source import PrometheusSource
 
     assert settings.prometheus is not None  # validated: one of the two is required
     return PrometheusSource(settings.prometheus, settings.defaults,
@@ -171,7 +171,7 @@ class App:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         if self.kube is not None:
-            from scaler.adapters.kubernetes import KubernetesCollector
+            from scaler.edges.kubernetes.wiring import KubernetesCollector
 
             self.registry.register(KubernetesCollector(self.kube))
         self.scheduler = AsyncIOScheduler()
@@ -185,7 +185,7 @@ class App:
         """Cold-start learning, balloons, leader election, ConfigMap watch: with `kubernetes:` only."""
         if self.settings.kubernetes is None:
             return None
-        from scaler.adapters.kubernetes import build_kubernetes
+        from scaler.edges.kubernetes.wiring import build_kubernetes
 
         try:
             return build_kubernetes(self.settings, clock=self.clock, kubeconfig=self.options.kubeconfig,

@@ -138,7 +138,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from scaler.adapters.configfile import load_config_file
+    from scaler.edges.configfile import load_config_file
     from scaler.core.fields import to_plain
 
     parsed = load_config_file(args.file)

@@ -199,7 +199,7 @@ class Demo:
     def __init__(self, p: DemoPlan, args: argparse.Namespace) -> None:
         from prometheus_client import CollectorRegistry
 
-        from scaler.adapters.keda_grpc import ExternalScalerServicer, GrpcMetrics
+        from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics
         from scaler.engine import Engine, initial_snapshot
         from scaler.snapshot import SnapshotHolder
 

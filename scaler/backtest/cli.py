@@ -227,7 +227,7 @@ def prometheus_series(url: str, model_name: str, since_seconds: float) -> tuple[
     Read through the project's own adapter (the ``arrivals`` demand signal, requests per second,
     times 60), so the replay sees what ``serve`` would have seen.
     """
-    from scaler.adapters.prometheus import PrometheusSource
+    from scaler.edges.prometheus.source import PrometheusSource
     from scaler.core.config import parse_settings
 
     _check(since_seconds >= 3600, f"--since {since_seconds:g}s: must be at least 1h")

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from scaler.adapters.kubernetes import KubernetesParts, build_kubernetes
+from scaler.edges.kubernetes.wiring import KubernetesParts, build_kubernetes
 from scaler.core.clock import Clock, SystemClock
 from scaler.core.config import ParsedSettings, Settings, parse_settings
 from scaler.core.model import Decision, Reason

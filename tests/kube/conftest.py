@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from scaler.adapters.k8s_api import Api
+from scaler.edges.kubernetes.api import Api
 from tests.support import kubeenv
 from tests.support.kubeenv import DAEMON_NAMESPACE, KubeEnv, Player
 

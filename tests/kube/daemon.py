@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 
-from scaler.adapters.kubernetes import build_kubernetes
+from scaler.edges.kubernetes.wiring import build_kubernetes
 from scaler.core.clock import SystemClock
 from scaler.core.config import parse_settings
 from scaler.core.model import Decision, Reason

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.adapters.k8s_api import Api, KubeApiError
-from scaler.adapters.k8s_balloon import BALLOON_PRIORITY, PAUSE_IMAGE
+from scaler.edges.kubernetes.api import Api, KubeApiError
+from scaler.edges.kubernetes.balloons import BALLOON_PRIORITY, PAUSE_IMAGE
 from scaler.core.config import Settings
 from scaler.core.model import Decision
 from tests.kube.common import MODEL_NAMESPACE, POOL, POOL_LABELS, build, decision, running, settings

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from scaler.adapters.k8s_api import Api
+from scaler.edges.kubernetes.api import Api
 from scaler.core.clock import FakeClock
 from scaler.core.coldstart import NodeTimeline, PodTimeline, estimate_cold_start, lead_seconds
 from tests.kube.common import MODEL_NAMESPACE, POOL_LABELS, build, running, settings

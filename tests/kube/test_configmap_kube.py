@@ -9,8 +9,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from scaler.adapters.k8s_api import Api
-from scaler.adapters.kubernetes import KubernetesCollector
+from scaler.edges.kubernetes.api import Api
+from scaler.edges.kubernetes.wiring import KubernetesCollector
 from scaler.core.config import ParsedSettings
 from tests.kube.common import build, raw_config, running, settings
 from tests.support.kubeenv import KubeEnv, eventually

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from scaler.adapters.k8s_api import parse_time, quantity_int
-from scaler.adapters.k8s_balloon import balloon_deployment, template_hash
-from scaler.adapters.k8s_cluster import Selector, node_view, pod_view
-from scaler.adapters.k8s_state import decode_state, encode_state
+from scaler.edges.kubernetes.api import parse_time, quantity_int
+from scaler.edges.kubernetes.balloons import balloon_deployment, template_hash
+from scaler.edges.kubernetes.cluster import Selector, node_view, pod_view
+from scaler.edges.kubernetes.state import decode_state, encode_state
 from scaler.core.coldstart import DurationSample, StartupSample
 from tests.kube.common import settings
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from scaler.adapters.k8s_api import Api
-from scaler.adapters.k8s_leader import LeaderElector, LeaseRecord
+from scaler.edges.kubernetes.api import Api
+from scaler.edges.kubernetes.leader import LeaderElector, LeaseRecord
 from scaler.core.clock import FakeClock
 from tests.kube.common import raw_config
 from tests.support.kubeenv import KubeEnv

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from scaler.adapters.k8s_api import Api, KubeApiError
+from scaler.edges.kubernetes.api import Api, KubeApiError
 from tests.kube.common import MODEL_NAMESPACE
 from tests.support.kubeenv import KubeEnv, Player
 

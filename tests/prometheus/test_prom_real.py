@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scaler.adapters import promql
-from scaler.adapters.prometheus import PrometheusSource
+from scaler.edges.prometheus import promql
+from scaler.edges.prometheus.source import PrometheusSource
 from scaler.core.config import ModelSettings, Settings, parse_settings
 from scaler.core.model import Observation
 from tests.prometheus.conftest import MID, SMALL

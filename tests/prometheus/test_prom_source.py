@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from scaler.adapters import promql
-from scaler.adapters.prometheus import (
+from scaler.edges.prometheus import promql
+from scaler.edges.prometheus.source import (
     MAX_POINTS_PER_QUERY,
     PrometheusSource,
     config_problems,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.adapters import promql
+from scaler.edges.prometheus import promql
 from scaler.core.config import ModelSettings, parse_settings
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from scaler.adapters.prometheus import PrometheusSource
+from scaler.edges.prometheus.source import PrometheusSource
 from scaler.core.config import ModelSettings, Settings
 from scaler.core.model import Observation
 from tests.prometheus.conftest import MID, SMALL

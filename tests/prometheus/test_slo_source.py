@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from scaler.adapters import promql
-from scaler.adapters.prometheus import PrometheusSource
+from scaler.edges.prometheus import promql
+from scaler.edges.prometheus.source import PrometheusSource
 from scaler.core.config import Settings, parse_settings
 from tests.prometheus.fakeprom import FakePrometheus, Reply, Request, vector
 

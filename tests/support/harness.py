@@ -12,8 +12,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from forecasting.types import Series
-from scaler.adapters.keda_grpc import ExternalScalerServicer, GrpcMetrics
-from scaler.adapters.metrics_export import ForecastCollector
+from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics
+from scaler.edges.metrics.collector import ForecastCollector
 from scaler.app import create_grpc_server
 from scaler.core.clock import FakeClock
 from scaler.core.config import ModelSettings, Settings, parse_settings

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from scaler.adapters.k8s_api import Api, KubeApiError, Obj, parse_time
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj, parse_time
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_SCRIPT = ROOT / "scripts" / "kube-env.sh"

@@ -202,7 +202,7 @@ def test_shipped_examples_parse_cleanly() -> None:
 
 
 def test_query_overrides_are_validated_on_load(tmp_path) -> None:
-    from scaler.adapters.configfile import load_config_file
+    from scaler.edges.configfile import load_config_file
 
     path = tmp_path / "c.yaml"
     path.write_text("prometheus: {url: 'http://p:9090'}\n"

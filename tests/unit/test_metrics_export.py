@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from forecasting.types import Forecast
-from scaler.adapters.keda_grpc import GrpcMetrics
-from scaler.adapters.metrics_export import ForecastAccuracy, ForecastCollector, PoolStatus
+from scaler.edges.keda.servicer import GrpcMetrics
+from scaler.edges.metrics.collector import ForecastAccuracy, ForecastCollector, PoolStatus
 from scaler.core.clock import FakeClock
 from scaler.core.model import ColdStart, Decision, Observation, Reason
 from scaler.snapshot import FitInfo, Snapshot

@@ -40,7 +40,7 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from forecasting.types import Series
-from scaler.adapters import promql
+from scaler.edges.prometheus import promql
 from scaler.core.config import Defaults, ModelSettings, PrometheusSettings, Settings
 from scaler.core.errors import ConfigError, SourceError
 from scaler.core.model import Observation

@@ -1,6 +1,6 @@
 """Config hot reload through the API: watch one ConfigMap's ``config.yaml``.
 
-Besides the mounted file (:mod:`scaler.adapters.configfile`; a ConfigMap volume lags by up to the
+Besides the mounted file (:mod:`scaler.edges.configfile`; a ConfigMap volume lags by up to the
 kubelet sync period, ~1 min), the daemon watches the ConfigMap itself and applies a change within
 a second. A change is parsed with the same parser; a bad one never replaces the last good config:
 it is logged, counted, and reported as a ``Warning`` Event *on the ConfigMap* (``kubectl describe
@@ -17,8 +17,8 @@ import hashlib
 import logging
 from collections.abc import Callable
 
-from scaler.adapters.configfile import parse_yaml_text
-from scaler.adapters.k8s_api import Api, KubeApiError, ListWatch, Obj, format_time
+from scaler.edges.configfile import parse_yaml_text
+from scaler.edges.kubernetes.api import Api, KubeApiError, ListWatch, Obj, format_time
 from scaler.core.clock import Clock
 from scaler.core.config import ParsedSettings, Settings
 from scaler.core.errors import ConfigError

@@ -20,8 +20,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from scaler.adapters.k8s_api import Api, KubeApiError, Obj
-from scaler.adapters.k8s_cluster import Cluster
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj
+from scaler.edges.kubernetes.cluster import Cluster
 from scaler.core.clock import Clock
 from scaler.core.coldstart import DurationSample, StartupSample
 

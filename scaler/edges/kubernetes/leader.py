@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scaler.adapters.k8s_api import Api, KubeApiError, Obj, format_micro_time
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj, format_micro_time
 from scaler.core.clock import Clock
 
 log = logging.getLogger("prewarm.kubernetes")

@@ -38,7 +38,7 @@ def parse_yaml_text(text: str, *, source: str) -> ParsedSettings:
 
 def adapter_problems(settings: Settings) -> list[str]:
     """Checks only an adapter can make (PromQL overrides and labels, auth combinations)."""
-    from scaler.adapters.prometheus import config_problems
+    from scaler.edges.prometheus.source import config_problems
 
     return config_problems(settings)
 

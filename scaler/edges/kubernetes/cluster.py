@@ -2,7 +2,7 @@
 
 Fed by two list+watches (all pods, all nodes), on the event loop. Every replica keeps its own
 copy; on start it is rebuilt from the existing Pods and Nodes plus the persisted summary
-(:mod:`scaler.adapters.k8s_state`), so a restart forgets nothing that was learned.
+(:mod:`scaler.edges.kubernetes.state`), so a restart forgets nothing that was learned.
 
 Which pods are a model's: those in the target Deployment's namespace matching its selector (read
 from the Deployment). A startup becomes a sample when the pod is Ready; it is kept (frozen) when
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scaler.adapters.k8s_api import Api, KubeApiError, Obj, parse_time, quantity_int
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj, parse_time, quantity_int
 from scaler.core.coldstart import (
     MAX_SAMPLES,
     DurationSample,

@@ -27,13 +27,13 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from scaler.adapters.k8s_api import Api, KubeApiError, ListWatch
-from scaler.adapters.k8s_balloon import BalloonActuator
-from scaler.adapters.k8s_cluster import BALLOON_LABEL, Cluster
-from scaler.adapters.k8s_configmap import ConfigMapWatcher
-from scaler.adapters.k8s_leader import LeaderElector, default_identity
-from scaler.adapters.k8s_state import StateStore
-from scaler.adapters.metrics_export import PoolStatus
+from scaler.edges.kubernetes.api import Api, KubeApiError, ListWatch
+from scaler.edges.kubernetes.balloons import BalloonActuator
+from scaler.edges.kubernetes.cluster import BALLOON_LABEL, Cluster
+from scaler.edges.kubernetes.configmap import ConfigMapWatcher
+from scaler.edges.kubernetes.leader import LeaderElector, default_identity
+from scaler.edges.kubernetes.state import StateStore
+from scaler.edges.metrics.collector import PoolStatus
 from scaler.core.clock import Clock
 from scaler.core.config import KubernetesSettings, ModelSettings, ParsedSettings, Settings
 from scaler.core.ports import Actuator, ColdStartProvider

@@ -21,8 +21,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from scaler.adapters.k8s_api import Api, KubeApiError, Obj
-from scaler.adapters.k8s_cluster import BALLOON_LABEL, Cluster
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj
+from scaler.edges.kubernetes.cluster import BALLOON_LABEL, Cluster
 from scaler.core.clock import Clock
 from scaler.core.config import NodePool, Settings
 from scaler.core.model import Decision
