@@ -138,10 +138,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _check_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from scaler.edges.configfile import load_config_file
+    from scaler.app import load_config
     from scaler.core.fields import to_plain
 
-    parsed = load_config_file(args.file)
+    parsed = load_config(args.file)
     for warning in parsed.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     models = ", ".join(parsed.settings.model_names)

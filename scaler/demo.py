@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from forecasting.durations import accept_negative_durations
 from forecasting.traces import TraceError, read_trace, synthetic_trace
 from forecasting.types import Series
 from scaler.backtest.cli import UsageError, cold_start_range, duration, writable
@@ -125,6 +126,7 @@ class KedaPoller:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``prewarm demo``."""
+    accept_negative_durations(parser)
     parser.add_argument("--trace", default="synthetic",
                         help="`synthetic` (built-in 14-day daily+weekly trace) or a trace CSV")
     parser.add_argument("--history", default="7d", help="history the forecaster starts with (7d)")
@@ -197,8 +199,6 @@ class Demo:
     """The live part: engine + gRPC server + KEDA poller + simulated Deployment, virtual time."""
 
     def __init__(self, p: DemoPlan, args: argparse.Namespace) -> None:
-        from prometheus_client import CollectorRegistry
-
         from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics
         from scaler.engine import Engine, initial_snapshot
         from scaler.snapshot import SnapshotHolder
@@ -211,7 +211,8 @@ class Demo:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         self.engine = Engine(self.clock, p.settings, self.source, self.holder, fit_executor=self.executor)
-        self.servicer = ExternalScalerServicer(self.holder, self.clock, GrpcMetrics(CollectorRegistry()))
+        self.servicer = ExternalScalerServicer(self.holder, self.clock, GrpcMetrics(),
+                                               self.engine.finish)
         control = ControlSpec(max_replicas=p.settings.models[0].maxReplicas)
         start_ready = max(1, math.ceil(float(sc.demand[p.start_minute - 1]) * 1.2))
         self.fluid = Fluid(Hpa(control), Cluster(ClusterSpec(cold_start_s=p.cold_s), ready=start_ready),
@@ -222,7 +223,7 @@ class Demo:
     async def run(self) -> Record:
         import grpc
 
-        from scaler.app import create_grpc_server
+        from scaler.edges.keda.server import create_grpc_server
 
         server, _health, port = await create_grpc_server(self.servicer, self.args.listen, None)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -319,12 +320,10 @@ def compare(p: DemoPlan, rec: Record, args: argparse.Namespace) -> Any:
 
 def plot(p: DemoPlan, rec: Record, result: Any, path: Path) -> None:
     """Live run (demand, forecast, replicas, late) over the backtest's replicas and Pareto."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from forecasting.extras import pyplot
     from scaler.backtest.report import plot_pareto, plot_replicas
+
+    plt = pyplot("demo")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = 3 if result is not None else 1
@@ -352,6 +351,9 @@ def plot(p: DemoPlan, rec: Record, result: Any, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``prewarm demo``: live replay, then the backtest comparison and the PNG. Exit 2 on bad flags."""
+    from forecasting.extras import need_plot
+
+    need_plot("demo", "its picture (--plot, out/demo.png by default)")  # say so before minutes of replay
     try:
         writable(args.plot, "--plot")
         writable(args.json, "--json")

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -22,14 +22,15 @@ import numpy as np
 from forecasting.fitted import FittedForecaster
 from forecasting.types import Forecast, Series
 from scaler.core.clock import Clock
-from scaler.core.coldstart import lead_seconds
-from scaler.core.config import ModelSettings, Settings
-from scaler.core.decision import DecisionInputs, DecisionState, decide
+from scaler.core.coldstart import configured_cold_start, lead_seconds
+from scaler.core.config import ModelSettings, Overrides, Settings
+from scaler.core.decision import DecisionInputs, DecisionState, decide, with_overrides
 from scaler.core.errors import SourceError
 from scaler.core.excursion import excursion
+from scaler.core.fleet import ClusterView, Published
 from scaler.core.forecasts import demotion_note, fit_horizon_steps, forecast_steps
 from scaler.core.model import ColdStart, Decision, Observation
-from scaler.core.ports import Actuator, ColdStartProvider, MetricSource
+from scaler.core.ports import MetricSource
 from scaler.core.slo import ReplaySpec, TunerState, due, lead_steps, retune
 from scaler.history import History
 from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder
@@ -37,6 +38,8 @@ from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder
 log = logging.getLogger("prewarm.engine")
 
 QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
+MAX_TRIGGERS_PER_MODEL = 16
+"""Distinct trigger-metadata overrides finished per model (ScaledObjects per model, in practice 1)."""
 
 
 def fit_job(series: Series, horizon_steps: int, seasons: tuple[int, ...]) -> FittedForecaster:
@@ -86,18 +89,19 @@ class Engine:
         holder: SnapshotHolder,
         *,
         fit_executor: Executor | None,
-        cold_starts: ColdStartProvider | None = None,
-        actuators: Sequence[Actuator] = (),
-        pool_has_spare: Callable[[ModelSettings], bool | None] | None = None,
+        cluster: Published[ClusterView] | None = None,
     ) -> None:
+        """``cluster``: the view the Kubernetes edge publishes (None: no Kubernetes, so the
+        configured cold starts and no pool knowledge)."""
         self.clock = clock
         self.settings = settings
         self.source = source
         self.holder = holder
         self.fit_executor = fit_executor
-        self.cold_starts = cold_starts
-        self.actuators = list(actuators)
-        self.pool_has_spare = pool_has_spare
+        self.cluster = cluster
+        self.triggers: dict[str, set[Overrides]] = {}
+        """Per model, the trigger-metadata overrides ScaledObjects asked with (finished at every
+        refresh, so GetMetrics only looks the answer up)."""
         self.stats = EngineStats()
         self.models: dict[str, ModelRuntime] = {}
         self._refresh_lock = asyncio.Lock()
@@ -165,12 +169,43 @@ class Engine:
                 cold_starts=colds,
                 forecast_for_now={k: rt.forecast_for_now for k, rt in self.models.items()
                                   if rt.forecast_for_now is not None},
+                answers=self._answers(settings, decisions),
             )
             await self.holder.publish(snapshot)
             self.stats.refreshes += 1
             self.stats.last_refresh_seconds = time.perf_counter() - started
-        await self._actuate(settings, decisions, now)
         return snapshot
+
+    def finish(self, model: str, overrides: Overrides) -> Snapshot:
+        """Register a ScaledObject's overrides and publish its finished answer now.
+
+        Called by the KEDA edge the first time it meets these overrides; from then on every
+        refresh finishes them with the rest, before publishing.
+        """
+        asked = self.triggers.setdefault(model, set())
+        if len(asked) >= MAX_TRIGGERS_PER_MODEL and overrides not in asked:
+            asked.pop()  # bounded: a client cycling through values cannot grow this forever
+        asked.add(overrides)
+        snap = self.holder.current
+        m = snap.settings.model(model)
+        decision = snap.decisions.get(model)
+        if m is None or decision is None:
+            return snap
+        answers = {**snap.answers, (model, overrides): with_overrides(decision, m, overrides)}
+        snap = replace(snap, answers=answers, generation=snap.generation + 1)
+        self.holder.replace_nowait(snap)
+        return snap
+
+    def _answers(self, settings: Settings, decisions: Mapping[str, Decision]
+                 ) -> dict[tuple[str, Overrides], Decision]:
+        out: dict[tuple[str, Overrides], Decision] = {}
+        for name, asked in self.triggers.items():
+            m, decision = settings.model(name), decisions.get(name)
+            if m is None or decision is None:
+                continue
+            for overrides in asked:
+                out[(name, overrides)] = with_overrides(decision, m, overrides)
+        return out
 
     async def refit(self) -> None:
         """Refit every model's forecaster on its completed history, in the process pool."""
@@ -302,7 +337,7 @@ class Engine:
             rt.history.add(now, demand)
         cold = self._cold_start(m, now)
         # Node provisioning counts only when no GPU is free for a new replica (None: unknown).
-        spare = self.pool_has_spare(m) if self.pool_has_spare is not None else None
+        spare = self.cluster.current.spare.get(m.name) if self.cluster is not None else None
         lead = lead_seconds(cold, pool_has_spare=spare,
                             decision_delay_seconds=self.settings.defaults.pollingInterval)
         forecast, note = self._forecast(m, rt, now, lead + cold.node_provisioning_seconds)
@@ -325,19 +360,10 @@ class Engine:
         return decision, forecast, cold
 
     def _cold_start(self, m: ModelSettings, now: float) -> ColdStart:
-        initial = m.policy.coldStart
-        learned = None
-        if self.cold_starts is not None and initial.learn:
-            try:
-                learned = self.cold_starts.cold_start(m, now=now)
-            except Exception:
-                log.exception("cold-start provider failed for %s; using the initial value", m.name)
-        if learned is not None and learned.learned:
-            return learned
-        return ColdStart(pod_startup_seconds=initial.initial,
-                         node_provisioning_seconds=(learned.node_provisioning_seconds
-                                                    if learned else initial.nodeProvisioning),
-                         samples=learned.samples if learned else 0, learned=False)
+        """The learned cold start the Kubernetes edge published, else the configured one."""
+        learned = (self.cluster.current.cold_starts.get(m.name)
+                   if self.cluster is not None and m.policy.coldStart.learn else None)
+        return learned if learned is not None else configured_cold_start(m.policy.coldStart)
 
     def _forecast(
         self, m: ModelSettings, rt: ModelRuntime, now: float, horizon_seconds: float
@@ -396,13 +422,6 @@ class Engine:
         lead = lead_seconds(self._cold_start(m, now), pool_has_spare=None,
                             decision_delay_seconds=self.settings.defaults.pollingInterval)
         return fit_horizon_steps(lead, self.settings.defaults.step)
-
-    async def _actuate(self, settings: Settings, decisions: Mapping[str, Decision], now: float) -> None:
-        for actuator in self.actuators:
-            try:
-                await actuator.actuate(settings, decisions, now=now)
-            except Exception:
-                log.exception("actuator %s failed", type(actuator).__name__)
 
 
 def initial_snapshot(settings: Settings, now: float) -> Snapshot:

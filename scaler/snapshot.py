@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from forecasting.types import Forecast
-from scaler.core.config import Settings
+from scaler.core.config import Overrides, Settings
 from scaler.core.model import ColdStart, Decision, Observation
 
 
@@ -41,6 +41,27 @@ class Snapshot:
     cold_starts: Mapping[str, ColdStart] = field(default_factory=dict)
     forecast_for_now: Mapping[str, float] = field(default_factory=dict)
     """Per model: the upper-quantile forecast made one lead time ago for now (lines up with actual)."""
+    answers: Mapping[tuple[str, Overrides], Decision] = field(default_factory=dict)
+    """Finished decisions for the trigger-metadata overrides ScaledObjects asked with; a model
+    asked without overrides is answered from ``decisions``."""
+
+    def answer(self, model: str, overrides: Overrides) -> Decision | None:
+        """The finished decision for one ScaledObject (None: not finished for these overrides)."""
+        if overrides == NO_OVERRIDES:
+            return self.decisions.get(model)
+        return self.answers.get((model, overrides))
+
+    def final_decisions(self) -> dict[str, Decision]:
+        """Per model, the answer KEDA gets: with several ScaledObjects, the largest (balloons
+        pre-warm for the most any of them asks)."""
+        out = dict(self.decisions)
+        for (model, _), decision in self.answers.items():
+            if model in out and decision.replicas > out[model].replicas:
+                out[model] = decision
+        return out
+
+
+NO_OVERRIDES = Overrides()
 
 
 class SnapshotHolder:

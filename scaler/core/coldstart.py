@@ -218,6 +218,12 @@ def recent_durations(samples: Iterable[DurationSample], limit: int = MAX_SAMPLES
     return sorted(by_key.values(), key=lambda s: s.at)[-limit:]
 
 
+def configured_cold_start(settings: ColdStartSettings) -> ColdStart:
+    """The config's values, before (or without) anything learned."""
+    return ColdStart(pod_startup_seconds=settings.initial,
+                     node_provisioning_seconds=settings.nodeProvisioning, samples=0, learned=False)
+
+
 def estimate_cold_start(
     pods: Iterable[PodTimeline | StartupSample],
     settings: ColdStartSettings,

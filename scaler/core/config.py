@@ -9,9 +9,12 @@ path (``models[2].maxReplicas: must be >= minReplicas (3)``); unknown keys are w
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from scaler.core.errors import ConfigError, MetadataError
 from scaler.core.fields import (
@@ -197,7 +200,12 @@ class Settings:
     kubernetes: KubernetesSettings | None = field("kubernetes", Section(KubernetesSettings), "Kubernetes integration: cold-start learning, balloons, leader election (off when absent).", default=None)
 
     def model(self, name: str) -> ModelSettings | None:
-        return next((m for m in self.models if m.name == name), None)
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, ModelSettings]:
+        # A dict once per Settings: GetMetrics looks a model up on every poll.
+        return {m.name: m for m in self.models}
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -208,6 +216,21 @@ class Settings:
 class ParsedSettings:
     settings: Settings
     warnings: tuple[str, ...]
+
+
+def settings_from_yaml(text: str, *, source: str) -> ParsedSettings:
+    """YAML text into settings; every problem (YAML syntax included) as one ConfigError.
+
+    The core's checks only: the daemon adds each edge's own (``scaler.settings_source``).
+    """
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}invalid YAML: {problem}"], source=source) from None
+    return parse_settings(raw, source=source)
 
 
 def parse_settings(raw: object, *, source: str = "config") -> ParsedSettings:

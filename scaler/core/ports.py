@@ -1,4 +1,4 @@
-"""The small interfaces the engine talks through; adapters implement them, tests fake them.
+"""The small interface the engine reads demand through; edges implement it, tests fake it.
 
 Each is the minimal surface the engine needs, so a fake for a test is a few lines.
 """
@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from forecasting.types import Series
-from scaler.core.config import ModelSettings, Settings
-from scaler.core.model import ColdStart, Decision, Observation
+from scaler.core.config import ModelSettings
+from scaler.core.model import Observation
 
 
 class MetricSource(Protocol):
@@ -28,19 +28,4 @@ class MetricSource(Protocol):
         self, model: ModelSettings, *, start: float, end: float, step_seconds: int
     ) -> Series:
         """Demand over [start, end) at ``step_seconds``; NaN where unknown."""
-        ...
-
-
-class ColdStartProvider(Protocol):
-    """Latest cold-start estimate per model (cheap: served from a watcher's cache)."""
-
-    def cold_start(self, model: ModelSettings, *, now: float) -> ColdStart | None:
-        """None: nothing learned (the config's initial value applies)."""
-        ...
-
-
-class Actuator(Protocol):
-    """Acts on each new set of decisions (e.g. sizes balloon Deployments). Leader-gated inside."""
-
-    async def actuate(self, settings: Settings, decisions: Mapping[str, Decision], *, now: float) -> None:
         ...

@@ -87,6 +87,18 @@ def has_spare(capacity: PoolCapacity | None, gpus_per_replica: int) -> bool | No
 
 
 @dataclass(frozen=True)
+class PoolStatus:
+    """What the Kubernetes side knows of one pool's balloons (counts; ages in seconds)."""
+
+    balloon_pods: int = 0
+    """Pods set on the pool's balloon Deployment."""
+    pending_pods: int = 0
+    """Balloon pods not bound to a node yet (waiting for the autoscaler to add one)."""
+    oldest_pending_seconds: float = 0.0
+    """Age of the oldest pending balloon pod (0 when none is pending)."""
+
+
+@dataclass(frozen=True)
 class BalloonPlan:
     """What one pool's balloon Deployment should hold (GPU counts)."""
 

@@ -1,67 +1,52 @@
-"""Config from a YAML file (a mounted ConfigMap key), with hot reload that keeps the last good config.
+"""The config file edge: polls a YAML file (a mounted ConfigMap key) while it is the live source.
 
 A ConfigMap volume updates by swapping a symlink, so the watcher compares file *content*, not
 inotify events or mtimes alone. A bad new file is logged and counted; the daemon keeps running on
-the last good settings.
+the last good settings. Parsing and validation are not done here: the app hands in ``parse``
+(the core's checks plus every edge's), so this edge needs no other edge.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from scaler.core.config import ParsedSettings, Settings, parse_settings
+from scaler.core.config import ParsedSettings
 from scaler.core.errors import ConfigError
+from scaler.edges import Edge, ReloadStats, Task, named
 
 log = logging.getLogger("prewarm.config")
 
-
-def parse_yaml_text(text: str, *, source: str) -> ParsedSettings:
-    """Parse YAML text into settings; every problem (YAML syntax included) as one ConfigError."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}invalid YAML: {problem}"], source=source) from None
-    parsed = parse_settings(raw, source=source)
-    problems = adapter_problems(parsed.settings)
-    if problems:
-        raise ConfigError(problems, source=source)
-    return parsed
+Parse = Callable[[str, str], ParsedSettings]
+"""(YAML text, source name) -> settings, or ConfigError naming every problem."""
 
 
-def adapter_problems(settings: Settings) -> list[str]:
-    """Checks only an adapter can make (PromQL overrides and labels, auth combinations)."""
-    from scaler.edges.prometheus.source import config_problems
-
-    return config_problems(settings)
-
-
-def load_config_file(path: Path) -> ParsedSettings:
+def load_config_file(path: Path, parse: Parse) -> ParsedSettings:
+    """Read ``path`` and parse it; unreadable and non-UTF-8 files are ConfigErrors too."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"cannot read: {exc.strerror or exc}"], source=str(path)) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"not UTF-8 text: {exc}"], source=str(path)) from None
-    return parse_yaml_text(text, source=str(path))
+    return parse(text, str(path))
 
 
-class ConfigFileWatcher:
-    """Polls a config file; calls ``on_change`` with new valid settings, counts bad ones."""
+class ConfigFileEdge(Edge):
+    """Polls ``path`` every ``poll_seconds``; hands new valid settings to ``on_settings``."""
 
-    def __init__(self, path: Path, on_change: Callable[[ParsedSettings], None]) -> None:
+    name = "configfile"
+
+    def __init__(self, path: Path, parse: Parse, on_settings: Callable[[ParsedSettings], None],
+                 *, poll_seconds: float = 2.0) -> None:
         self.path = path
-        self.on_change = on_change
-        self.reloads_total = 0
-        self.errors_total = 0
-        self.last_error: str | None = None
+        self.parse = parse
+        self.on_settings = on_settings
+        self.poll_seconds = poll_seconds
+        self.stats = ReloadStats()
         self._digest = self._read_digest()
 
     def _read_digest(self) -> str | None:
@@ -77,16 +62,22 @@ class ConfigFileWatcher:
             return False
         self._digest = digest
         try:
-            parsed = load_config_file(self.path)
+            parsed = load_config_file(self.path, self.parse)
         except ConfigError as exc:
-            self.errors_total += 1
-            self.last_error = str(exc)
+            self.stats.rejected(exc)
             log.error("config reload rejected, keeping the last good config: %s", exc)
             return False
         for warning in parsed.warnings:
             log.warning("config %s: %s", self.path, warning)
-        self.reloads_total += 1
-        self.last_error = None
-        self.on_change(parsed)
+        self.stats.applied()
+        self.on_settings(parsed)
         log.info("config reloaded from %s (%d models)", self.path, len(parsed.settings.models))
         return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            self.poll()
+
+    def tasks(self) -> list[Task]:
+        return [named("config-watch", self._watch)]

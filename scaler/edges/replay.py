@@ -7,15 +7,19 @@ Demand is arrivals per minute x ``scale`` (the demo's capacityPerReplica is in t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from forecasting.types import Series
-from scaler.core.config import ModelSettings, ReplaySettings
+from scaler.core.config import ModelSettings, ReplaySettings, Settings
 from scaler.core.errors import ConfigError
 from scaler.core.model import Observation
+from scaler.edges import Edge
+
+log = logging.getLogger("prewarm.replay")
 
 
 def load_trace_series(trace: str, *, base_dir: Path | None = None) -> Series:
@@ -64,3 +68,26 @@ class ReplaySource:
         offsets = (np.arange(sub) + 0.5) * (step_seconds / sub)
         values = self.demand_at(times[:, None] + offsets[None, :]).mean(axis=1)
         return Series(start=float(first), step_seconds=step_seconds, values=values)
+
+
+class ReplayEdge(Edge):
+    """The replay source as an edge: the trace is read once; a changed ``replay:`` waits for a
+    restart (replay runs demos and CI, where a restart is cheap and a half-swapped clock is not)."""
+
+    name = "replay"
+
+    def __init__(self, settings: Settings, *, base_dir: Path | None = None) -> None:
+        assert settings.replay is not None
+        self._settings = settings.replay
+        self.source = ReplaySource(settings.replay, base_dir=base_dir)
+        self.errors_total: Mapping[str, int] = {}
+
+    def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
+        return self.source.observe(models, now=now)
+
+    def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
+        return self.source.history(model, start=start, end=end, step_seconds=step_seconds)
+
+    def apply(self, settings: Settings) -> None:
+        if settings.replay != self._settings:
+            log.warning("config: changes to the `replay:` section apply after a restart")

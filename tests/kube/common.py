@@ -7,10 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from scaler.edges.kubernetes.wiring import KubernetesParts, build_kubernetes
 from scaler.core.clock import Clock, SystemClock
 from scaler.core.config import ParsedSettings, Settings, parse_settings
 from scaler.core.model import Decision, Reason
+from scaler.edges.kubernetes.edge import KubernetesEdge, build_kubernetes
 from tests.support.kubeenv import KubeEnv
 
 POOL = "gpu-h100"
@@ -42,16 +42,16 @@ def settings(**kubernetes: Any) -> Settings:
 
 
 def build(kube: KubeEnv, config: Settings, *, clock: Clock | None = None, identity: str | None = None,
-          on_settings: Callable[[ParsedSettings], None] | None = None) -> KubernetesParts:
+          on_settings: Callable[[ParsedSettings], None] | None = None) -> KubernetesEdge:
     """The daemon's parts, talking with the ServiceAccount token (never the admin)."""
     return build_kubernetes(config, clock=clock or SystemClock(), kubeconfig=str(kube.daemon_kubeconfig),
                             on_settings=on_settings or (lambda parsed: None), identity=identity)
 
 
 @contextlib.asynccontextmanager
-async def running(parts: KubernetesParts, *, skip: tuple[str, ...] = ()) -> AsyncIterator[KubernetesParts]:
+async def running(parts: KubernetesEdge, *, skip: tuple[str, ...] = ()) -> AsyncIterator[KubernetesEdge]:
     """Run the parts' tasks (except ``skip``), wait for the watches' first lists; stop and close."""
-    tasks = [asyncio.create_task(t(), name=t.__name__) for t in parts.tasks if t.__name__ not in skip]
+    tasks = [asyncio.create_task(t(), name=t.__name__) for t in parts.tasks() if t.__name__ not in skip]
     try:
         await asyncio.wait_for(parts.wait_synced(), 20)
         yield parts

@@ -18,10 +18,10 @@ import signal
 import sys
 import time
 
-from scaler.edges.kubernetes.wiring import build_kubernetes
 from scaler.core.clock import SystemClock
 from scaler.core.config import parse_settings
 from scaler.core.model import Decision, Reason
+from scaler.edges.kubernetes.edge import build_kubernetes
 
 TICK_SECONDS = 0.1
 
@@ -34,7 +34,7 @@ async def main(config_json: str, kubeconfig: str, identity: str) -> None:
     settings = parse_settings(json.loads(config_json)).settings
     parts = build_kubernetes(settings, clock=SystemClock(), kubeconfig=kubeconfig,
                              on_settings=lambda parsed: None, identity=identity)
-    tasks = [asyncio.create_task(t(), name=t.__name__) for t in parts.tasks]
+    tasks = [asyncio.create_task(t(), name=t.__name__) for t in parts.tasks()]
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     decisions = {"llama": Decision(model="llama", at=0.0, replicas=1, reason=Reason.FORECAST, valid=True,

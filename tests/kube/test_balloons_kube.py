@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.edges.kubernetes.api import Api, KubeApiError
-from scaler.edges.kubernetes.balloons import BALLOON_PRIORITY, PAUSE_IMAGE
 from scaler.core.config import Settings
 from scaler.core.model import Decision
+from scaler.edges.kubernetes.api import Api, KubeApiError
+from scaler.edges.kubernetes.balloons import BALLOON_PRIORITY, PAUSE_IMAGE
 from tests.kube.common import MODEL_NAMESPACE, POOL, POOL_LABELS, build, decision, running, settings
 from tests.support.kubeenv import GPU, KubeEnv, Player, eventually, unique
 

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from scaler.edges.kubernetes.api import Api
 from scaler.core.clock import FakeClock
 from scaler.core.coldstart import NodeTimeline, PodTimeline, estimate_cold_start, lead_seconds
+from scaler.edges.kubernetes.api import Api
 from tests.kube.common import MODEL_NAMESPACE, POOL_LABELS, build, running, settings
 from tests.support.kubeenv import KubeEnv, Player, eventually, unique
 

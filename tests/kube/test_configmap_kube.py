@@ -9,9 +9,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from scaler.edges.kubernetes.api import Api
-from scaler.edges.kubernetes.wiring import KubernetesCollector
 from scaler.core.config import ParsedSettings
+from scaler.edges.kubernetes.api import Api
+from scaler.edges.kubernetes.edge import KubernetesCollector
 from tests.kube.common import build, raw_config, running, settings
 from tests.support.kubeenv import KubeEnv, eventually
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from scaler.core.coldstart import DurationSample, StartupSample
 from scaler.edges.kubernetes.api import parse_time, quantity_int
 from scaler.edges.kubernetes.balloons import balloon_deployment, template_hash
 from scaler.edges.kubernetes.cluster import Selector, node_view, pod_view
 from scaler.edges.kubernetes.state import decode_state, encode_state
-from scaler.core.coldstart import DurationSample, StartupSample
 from tests.kube.common import settings
 
 

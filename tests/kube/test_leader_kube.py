@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from scaler.core.clock import FakeClock
 from scaler.edges.kubernetes.api import Api
 from scaler.edges.kubernetes.leader import LeaderElector, LeaseRecord
-from scaler.core.clock import FakeClock
 from tests.kube.common import raw_config
 from tests.support.kubeenv import KubeEnv
 

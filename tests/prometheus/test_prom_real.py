@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scaler.edges.prometheus import promql
-from scaler.edges.prometheus.source import PrometheusSource
 from scaler.core.config import ModelSettings, Settings, parse_settings
 from scaler.core.model import Observation
+from scaler.edges.prometheus import promql
+from scaler.edges.prometheus.source import PrometheusSource
 from tests.prometheus.conftest import MID, SMALL
 from tests.prometheus.fakeprom import FakePrometheus
 from tests.support import promenv

@@ -20,15 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from scaler.edges.prometheus import promql
-from scaler.edges.prometheus.source import (
-    MAX_POINTS_PER_QUERY,
-    PrometheusSource,
-    config_problems,
-    validate_settings,
-)
 from scaler.core.config import Settings, parse_settings
 from scaler.core.errors import ConfigError, SourceError
+from scaler.edges.prometheus import promql
+from scaler.edges.prometheus.checks import config_problems, validate_settings
+from scaler.edges.prometheus.source import MAX_POINTS_PER_QUERY, PrometheusSource
 from tests.prometheus.fakeprom import FakePrometheus, Reply, Request, matrix, vector
 
 NOW = 1_767_225_600.0

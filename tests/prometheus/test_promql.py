@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.edges.prometheus import promql
 from scaler.core.config import ModelSettings, parse_settings
+from scaler.edges.prometheus import checks, promql
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
 
@@ -80,11 +80,11 @@ def test_matchers(served: list[str], labels: dict[str, str], expected: str) -> N
     pytest.param({"waiting": 'x{a=")\\"("}'}, False, [], id="brackets-in-strings-ignored"),
 ])
 def test_validate_queries(queries: dict[str, str], batched: bool, problems: list[str]) -> None:
-    assert promql.validate_queries(queries, batched=batched) == problems
+    assert checks.validate_queries(queries, batched=batched) == problems
 
 
 def test_every_default_query_is_valid() -> None:
-    assert promql.validate_queries(promql.SIGNALS, batched=True) == []
+    assert checks.validate_queries(promql.SIGNALS, batched=True) == []
 
 
 @pytest.mark.parametrize(("labels", "problems"), [
@@ -99,7 +99,7 @@ def test_every_default_query_is_valid() -> None:
                                        "model_name)"], id="model-name"),
 ])
 def test_validate_labels(labels: dict[str, str], problems: list[str]) -> None:
-    assert promql.validate_labels(labels) == problems
+    assert checks.validate_labels(labels) == problems
 
 
 def test_grouping() -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from scaler.edges.prometheus.source import PrometheusSource
 from scaler.core.config import ModelSettings, Settings
 from scaler.core.model import Observation
+from scaler.edges.prometheus.source import PrometheusSource
 from tests.prometheus.conftest import MID, SMALL
 from tests.prometheus.fakeprom import FakePrometheus
 from tests.prometheus.test_prom_real import make_settings

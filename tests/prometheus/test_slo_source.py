@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from scaler.core.config import Settings, parse_settings
 from scaler.edges.prometheus import promql
 from scaler.edges.prometheus.source import PrometheusSource
-from scaler.core.config import Settings, parse_settings
 from tests.prometheus.fakeprom import FakePrometheus, Reply, Request, vector
 
 NOW = 1_767_225_600.0

@@ -12,13 +12,13 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from forecasting.types import Series
-from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics
-from scaler.edges.metrics.collector import ForecastCollector
-from scaler.app import create_grpc_server
 from scaler.core.clock import FakeClock
 from scaler.core.config import ModelSettings, Settings, parse_settings
 from scaler.core.errors import SourceError
 from scaler.core.model import Observation
+from scaler.edges.keda.server import create_grpc_server
+from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics
+from scaler.edges.metrics.collector import Counters, ForecastCollector
 from scaler.engine import Engine, initial_snapshot
 from scaler.snapshot import SnapshotHolder
 
@@ -83,9 +83,11 @@ async def start_harness(settings: Settings, source: FakeSource, *, start: float 
     holder = SnapshotHolder(initial_snapshot(settings, clock.now()))
     engine = Engine(clock, settings, source, holder, fit_executor=fit_executor)
     registry = CollectorRegistry()
-    servicer = ExternalScalerServicer(holder, clock, GrpcMetrics(registry))
+    metrics = GrpcMetrics()
+    registry.register(metrics)
+    servicer = ExternalScalerServicer(holder, clock, metrics, engine.finish)
     registry.register(ForecastCollector(lambda: holder.current, clock,
-                                        counters=lambda: {"source_errors": engine.stats.source_errors}))
+                                        counters=lambda: Counters(source_errors=engine.stats.source_errors)))
     server, health, port = await create_grpc_server(servicer, "127.0.0.1:0", None)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     return Harness(clock, source, engine, holder, server, health, port, channel, registry)

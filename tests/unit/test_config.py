@@ -202,13 +202,13 @@ def test_shipped_examples_parse_cleanly() -> None:
 
 
 def test_query_overrides_are_validated_on_load(tmp_path) -> None:
-    from scaler.edges.configfile import load_config_file
+    from scaler.app import load_config
 
     path = tmp_path / "c.yaml"
     path.write_text("prometheus: {url: 'http://p:9090'}\n"
                     "models: [{name: a, capacityPerReplica: 4, queries: {waitng: 'sum(x)'}}]\n")
     with pytest.raises(ConfigError) as err:
-        load_config_file(path)
+        load_config(path)
     assert any(p.startswith("models[0].queries.waitng") for p in err.value.problems), err.value.problems
 
 

@@ -11,10 +11,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from forecasting.types import Forecast
-from scaler.edges.keda.servicer import GrpcMetrics
-from scaler.edges.metrics.collector import ForecastAccuracy, ForecastCollector, PoolStatus
 from scaler.core.clock import FakeClock
 from scaler.core.model import ColdStart, Decision, Observation, Reason
+from scaler.core.standby import PoolStatus
+from scaler.edges import ReloadStats
+from scaler.edges.keda.servicer import GrpcMetrics
+from scaler.edges.metrics.collector import Counters, ForecastAccuracy, ForecastCollector
+from scaler.edges.prometheus.collector import SourceCollector
 from scaler.snapshot import FitInfo, Snapshot
 from tests.support.harness import settings_from_yaml
 
@@ -153,8 +156,8 @@ def test_pools_from_kubernetes_status() -> None:
 
 
 def test_counters_and_known_source_errors_start_at_zero() -> None:
-    counters = {"source_errors": {"timeout": 3}, "refreshes": 7, "config_reload_errors": 1,
-                "config_last_reload_successful": False, "last_source_success": T0}
+    counters = Counters(source_errors={"timeout": 3}, refreshes=7, last_source_success=T0,
+                        config=ReloadStats(errors_total=1, last_error="bad"))
     registry, _ = registry_for(Holder(snapshot()), FakeClock(T0), counters=lambda: counters)
     v = registry.get_sample_value
     assert v("prewarm_source_errors_total", {"reason": "timeout"}) == 3
@@ -218,28 +221,35 @@ def test_removed_model_disappears() -> None:
     assert registry.get_sample_value("prewarm_forecast_coverage_ratio", {"model": "code"}) is None
 
 
-SOURCE_IO = {"requests": {"instant": 12, "range": 4}, "seconds": {"instant": 0.5, "range": 0.2},
-             "rejected": {"nan": 2, "stale": 0}, "retries": 3}
+class IoSource:
+    """The counters a PrometheusSource keeps, without a Prometheus."""
+
+    requests_total = {"instant": 12, "range": 4}  # noqa: RUF012
+    request_seconds_total = {"instant": 0.5, "range": 0.2}  # noqa: RUF012
+    rejected_samples_total = {"nan": 2, "stale": 0}  # noqa: RUF012
+    retries_total = 3
 
 
 def test_source_io_counters() -> None:
-    registry, _ = registry_for(Holder(snapshot()), FakeClock(T0), counters=lambda: {"source_io": SOURCE_IO})
+    registry = CollectorRegistry()
+    registry.register(SourceCollector(lambda: IoSource()))  # type: ignore[arg-type, return-value]
     v = registry.get_sample_value
     assert v("prewarm_source_requests_total", {"kind": "instant"}) == 12
     assert v("prewarm_source_request_duration_seconds_total", {"kind": "range"}) == 0.2
     assert v("prewarm_source_rejected_samples_total", {"reason": "nan"}) == 2
     assert v("prewarm_source_retries_total") == 3
-    bare, _ = registry_for(Holder(snapshot()), FakeClock(T0), counters=dict)
+    bare, _ = registry_for(Holder(snapshot()), FakeClock(T0))
     assert bare.get_sample_value("prewarm_source_retries_total") is None  # replay source: no I/O
 
 
 def exposition() -> bytes:
     registry = CollectorRegistry()
-    metrics = GrpcMetrics(registry)
+    metrics = GrpcMetrics()
+    registry.register(metrics)
+    registry.register(SourceCollector(lambda: IoSource()))  # type: ignore[arg-type, return-value]
     metrics.requests.labels("GetMetrics", "OK").inc()
     metrics.seconds.labels("GetMetrics").observe(0.002)
-    counters = {"source_errors": {"timeout": 1}, "config_last_reload_successful": True, "last_source_success": T0,
-                "source_io": SOURCE_IO}
+    counters = Counters(source_errors={"timeout": 1}, last_source_success=T0, config=ReloadStats())
     status = {"gpu-a": PoolStatus(balloon_pods=2)}
     collector = ForecastCollector(lambda: snapshot(), FakeClock(T0), counters=lambda: counters, pools=lambda: status)
     registry.register(collector)

@@ -13,26 +13,28 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from scaler._pb import externalscaler_pb2 as pb
 from scaler._pb import externalscaler_pb2_grpc as pb_grpc
 from scaler.core.clock import Clock
-from scaler.core.config import MODEL_NAME, ModelSettings, parse_overrides
-from scaler.core.decision import with_overrides
+from scaler.core.config import MODEL_NAME, ModelSettings, Overrides, Settings, parse_overrides
 from scaler.core.errors import MetadataError
 from scaler.core.model import Decision
-from scaler.snapshot import SnapshotHolder
+from scaler.snapshot import Snapshot, SnapshotHolder
 
 log = logging.getLogger("prewarm.grpc")
 
 METRIC_PREFIX = "prewarm-"
 MODEL_KEY = "model"
 _SHOWN_NAME_CHARS = 64
+_SHOWN_MODELS = 10
 
 T = TypeVar("T")
 
@@ -42,22 +44,37 @@ def metric_name(model: str) -> str:
     return f"{METRIC_PREFIX}{model}"
 
 
+def known(settings: Settings) -> str:
+    """The configured models for an error message: at most ``_SHOWN_MODELS`` names."""
+    names = settings.model_names
+    if not names:
+        return "(none)"
+    more = len(names) - _SHOWN_MODELS
+    return ", ".join(names[:_SHOWN_MODELS]) + (f" and {more} more" if more > 0 else "")
+
+
 def shown(value: str) -> str:
     """A client-supplied string made safe to echo in an error message."""
     text = value if len(value) <= _SHOWN_NAME_CHARS else value[:_SHOWN_NAME_CHARS] + "..."
     return repr(text)
 
 
-class GrpcMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+class GrpcMetrics(Collector):
+    """The KEDA edge's own /metrics: RPCs by method and code, and how long they took."""
+
+    def __init__(self) -> None:
         self.requests = Counter(
             "prewarm_grpc_requests", "ExternalScaler RPCs handled, by method and status code.",
-            ["method", "code"], registry=registry)
+            ["method", "code"], registry=None)
         self.seconds = Histogram(
             "prewarm_grpc_request_duration_seconds",
             "Time to answer an ExternalScaler RPC (streams: time to the first message).",
-            ["method"], registry=registry,
+            ["method"], registry=None,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.requests.collect()
+        yield from self.seconds.collect()
 
 
 class _Abort(Exception):
@@ -68,37 +85,44 @@ class _Abort(Exception):
 
 
 class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
-    def __init__(self, holder: SnapshotHolder, clock: Clock, metrics: GrpcMetrics) -> None:
+    def __init__(self, holder: SnapshotHolder, clock: Clock, metrics: GrpcMetrics,
+                 finish: Callable[[str, Overrides], Snapshot]) -> None:
+        """``finish``: the engine registers a ScaledObject's overrides and publishes their
+        finished answer (first poll with them only; then every refresh finishes them)."""
         self.holder = holder
         self.clock = clock
         self.metrics = metrics
+        self.finish = finish
 
     # --- resolution (pure reads of the snapshot) -----------------------------------------------
 
     def _model(self, ref: pb.ScaledObjectRef) -> ModelSettings:
         name = ref.scalerMetadata.get(MODEL_KEY, "")
         settings = self.holder.current.settings
-        known = ", ".join(settings.model_names) or "(none)"
         if not name:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
-                         f"trigger metadata '{MODEL_KEY}' is required (known models: {known})")
+                         f"trigger metadata '{MODEL_KEY}' is required (known models: {known(settings)})")
+        model = settings.model(name)
+        if model is not None:
+            return model
         if not re.fullmatch(MODEL_NAME, name):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
                          f"trigger metadata '{MODEL_KEY}' = {shown(name)} is not a valid model name "
-                         f"(lowercase letters, digits, '-'); known models: {known}")
-        model = settings.model(name)
-        if model is None:
-            raise _Abort(grpc.StatusCode.NOT_FOUND,
-                         f"model {shown(name)} is not in the config; known models: {known}")
-        return model
+                         f"(lowercase letters, digits, '-'); known models: {known(settings)}")
+        raise _Abort(grpc.StatusCode.NOT_FOUND,
+                     f"model {shown(name)} is not in the config; known models: {known(settings)}")
 
     def _decision(self, ref: pb.ScaledObjectRef) -> tuple[ModelSettings, Decision]:
+        """The finished decision for this ScaledObject: a lookup; only the clock is checked here."""
         model = self._model(ref)
         try:
             overrides = parse_overrides(ref.scalerMetadata, model)
         except MetadataError as exc:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"model {model.name!r}: {exc}") from None
-        decision = self.holder.current.decisions.get(model.name)
+        snap = self.holder.current
+        decision = snap.answer(model.name, overrides)
+        if decision is None and snap.decisions.get(model.name) is not None:
+            decision = self.finish(model.name, overrides).answer(model.name, overrides)
         if decision is None or not decision.valid:
             why = decision.message if decision is not None else "no decision yet"
             raise _Abort(grpc.StatusCode.UNAVAILABLE, f"model {model.name!r}: {why}")
@@ -106,7 +130,7 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
             raise _Abort(grpc.StatusCode.UNAVAILABLE,
                          f"model {model.name!r}: decision is stale (made at {decision.at:.0f}, "
                          f"expired at {decision.expires_at:.0f}); the refresh loop is not keeping up")
-        return model, with_overrides(decision, model, overrides)
+        return model, decision
 
     def _spec(self, ref: pb.ScaledObjectRef) -> pb.GetMetricSpecResponse:
         model = self._model(ref)

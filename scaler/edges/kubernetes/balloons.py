@@ -21,12 +21,13 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from scaler.edges.kubernetes.api import Api, KubeApiError, Obj
-from scaler.edges.kubernetes.cluster import BALLOON_LABEL, Cluster
 from scaler.core.clock import Clock
 from scaler.core.config import NodePool, Settings
 from scaler.core.model import Decision
 from scaler.core.standby import BalloonPlan, balloon_gpus
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj
+from scaler.edges.kubernetes.cluster import BALLOON_LABEL, Cluster
+from scaler.snapshot import SnapshotHolder
 
 log = logging.getLogger("prewarm.kubernetes")
 
@@ -116,8 +117,6 @@ class BalloonActuator:
         """Pools seen in earlier settings: a pool removed from the config is scaled to zero."""
 
     async def actuate(self, settings: Settings, decisions: Mapping[str, Decision], *, now: float) -> None:
-        if settings is not self.cluster.settings:
-            self.cluster.set_settings(settings)  # the engine's settings are the current ones
         if not self.is_leader():
             return
         for pool in settings.nodePools:
@@ -129,6 +128,20 @@ class BalloonActuator:
         current = {p.name for p in settings.nodePools}
         for name in [n for n in self._known_pools if n not in current]:
             await self._apply(self._known_pools.pop(name), None)
+
+    async def follow(self, snapshots: SnapshotHolder) -> None:
+        """Actuate on every published snapshot: its finished decisions, the numbers KEDA gets."""
+        generation = snapshots.current.generation
+        while not snapshots.closed:
+            snap = await snapshots.wait_newer(generation, timeout=60.0)
+            if snap.generation == generation:
+                continue
+            generation = snap.generation
+            try:
+                await self.actuate(snap.settings, snap.final_decisions(), now=snap.at)
+            except Exception:  # a bug in planning must not stop the following ones
+                self.status.errors_total += 1
+                log.exception("balloon actuation failed")
 
     async def _apply(self, pool: NodePool, plan: BalloonPlan | None) -> None:
         try:

@@ -1,10 +1,10 @@
 """Config hot reload through the API: watch one ConfigMap's ``config.yaml``.
 
-Besides the mounted file (:mod:`scaler.edges.configfile`; a ConfigMap volume lags by up to the
-kubelet sync period, ~1 min), the daemon watches the ConfigMap itself and applies a change within
-a second. A change is parsed with the same parser; a bad one never replaces the last good config:
-it is logged, counted, and reported as a ``Warning`` Event *on the ConfigMap* (``kubectl describe
-configmap`` shows it next to the edit that caused it).
+When ``kubernetes.configMap`` is set, this watch is the daemon's one live config source (the
+mounted file is read once at start; a ConfigMap volume lags by up to the kubelet sync period,
+~1 min): a change applies within a second. A change is parsed with the app's parser; a bad one
+never replaces the last good config: it is logged, counted, and reported as a ``Warning`` Event
+*on the ConfigMap* (``kubectl describe configmap`` shows it next to the edit that caused it).
 
 Every replica watches and applies; the Event's name is derived from the ConfigMap's
 resourceVersion, so of N replicas one creates it and the others get 409 (one Event per bad edit).
@@ -17,11 +17,11 @@ import hashlib
 import logging
 from collections.abc import Callable
 
-from scaler.edges.configfile import parse_yaml_text
-from scaler.edges.kubernetes.api import Api, KubeApiError, ListWatch, Obj, format_time
 from scaler.core.clock import Clock
 from scaler.core.config import ParsedSettings, Settings
 from scaler.core.errors import ConfigError
+from scaler.edges import ReloadStats
+from scaler.edges.kubernetes.api import Api, KubeApiError, ListWatch, Obj, format_time
 
 log = logging.getLogger("prewarm.config")
 
@@ -42,6 +42,7 @@ class ConfigMapWatcher:
         namespace: str,
         name: str,
         on_settings: Callable[[ParsedSettings], None],
+        parse: Callable[[str, str], ParsedSettings],
         current: Settings | None = None,
         component: str = "prewarm",
         instance: str = "",
@@ -52,6 +53,8 @@ class ConfigMapWatcher:
         self.namespace = namespace
         self.name = name
         self.on_settings = on_settings
+        self.parse = parse
+        """(text, source) -> settings or ConfigError: the app's validation, every edge's checks in."""
         self.component = component
         self.instance = instance
         self.key = key
@@ -68,6 +71,10 @@ class ConfigMapWatcher:
             api, f"/api/v1/namespaces/{namespace}/configmaps", self,
             query={"fieldSelector": f"metadata.name={name}"}, name=f"configmap {namespace}/{name}",
         )
+
+    @property
+    def stats(self) -> ReloadStats:
+        return ReloadStats(self.reloads_total, self.errors_total, self.last_error)
 
     @property
     def source(self) -> str:
@@ -95,7 +102,7 @@ class ConfigMapWatcher:
             self._reject(obj, ConfigError([f"key {self.key!r} is missing"], source=self.source))
             return
         try:
-            parsed = parse_yaml_text(text, source=self.source)
+            parsed = self.parse(text, self.source)
         except ConfigError as exc:
             self._reject(obj, exc)
             return

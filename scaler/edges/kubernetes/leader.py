@@ -26,8 +26,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scaler.edges.kubernetes.api import Api, KubeApiError, Obj, format_micro_time
 from scaler.core.clock import Clock
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj, format_micro_time
 
 log = logging.getLogger("prewarm.kubernetes")
 

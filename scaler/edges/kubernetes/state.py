@@ -20,10 +20,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from scaler.edges.kubernetes.api import Api, KubeApiError, Obj
-from scaler.edges.kubernetes.cluster import Cluster
 from scaler.core.clock import Clock
 from scaler.core.coldstart import DurationSample, StartupSample
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj
+from scaler.edges.kubernetes.cluster import Cluster
 
 log = logging.getLogger("prewarm.kubernetes")
 

@@ -26,16 +26,29 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from scaler.core.clock import Clock
 from scaler.core.model import Reason
-from scaler.core.standby import pool_prewarm_replicas
+from scaler.core.standby import PoolStatus, pool_prewarm_replicas
+from scaler.edges import ReloadStats
 from scaler.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The daemon's own counters, as the app reads them at scrape time."""
+
+    source_errors: Mapping[str, int] = field(default_factory=dict)
+    refreshes: int = 0
+    refits: int = 0
+    fit_errors: int = 0
+    last_source_success: float | None = None
+    config: ReloadStats | None = None
+    """The live config source's reloads (None: no live source, e.g. the embedded demo)."""
+
 
 KNOWN_SOURCE_ERRORS = ("unreachable", "timeout", "bad_response", "internal")
 """Always exported (0 until seen), so ``rate()`` over them is 0 rather than empty."""
@@ -43,18 +56,6 @@ ACCURACY_WINDOW_SECONDS = 86400.0
 """Rolling window of the coverage (clock seconds): one daily cycle."""
 ACCURACY_BUCKET_SECONDS = 300.0
 """Coverage is kept in 5-minute buckets: 288 per model per day, whatever the refresh rate."""
-
-
-@dataclass(frozen=True)
-class PoolStatus:
-    """What the Kubernetes side knows of one pool's balloons (counts; ages in seconds)."""
-
-    balloon_pods: int = 0
-    """Pods set on the pool's balloon Deployment."""
-    pending_pods: int = 0
-    """Balloon pods not bound to a node yet (waiting for the autoscaler to add one)."""
-    oldest_pending_seconds: float = 0.0
-    """Age of the oldest pending balloon pod (0 when none is pending)."""
 
 
 @dataclass
@@ -142,15 +143,15 @@ class ForecastCollector(Collector):
         snapshot: Callable[[], Snapshot],
         clock: Clock,
         *,
-        counters: Callable[[], dict[str, Any]] | None = None,
+        counters: Callable[[], Counters] | None = None,
         pools: Callable[[], Mapping[str, PoolStatus]] | None = None,
         accuracy: ForecastAccuracy | None = None,
     ) -> None:
-        """``counters``: the app's counters by name (see ``_health``); ``pools``: balloon state
-        from the Kubernetes side (None: no Kubernetes integration, so no balloons)."""
+        """``counters``: the daemon's counters; ``pools``: balloon state from the Kubernetes
+        edge (None: no Kubernetes integration, so no balloons)."""
         self._snapshot = snapshot
         self._clock = clock
-        self._counters = counters or (dict)
+        self._counters = counters or Counters
         self._pools = pools
         self.accuracy = accuracy or ForecastAccuracy()
 
@@ -326,49 +327,29 @@ class ForecastCollector(Collector):
             if settings is not None:
                 stale_after.add_metric([model], settings.policy.staleAfter)
         yield from (age, stale_after)
-        counters = self._counters()
+        c = self._counters()
         errors = CounterMetricFamily("prewarm_source_errors", "Metrics source failures by reason.", labels=["reason"])
-        seen_errors = {reason: 0 for reason in KNOWN_SOURCE_ERRORS} | dict(counters.get("source_errors", {}))
-        for reason, n in sorted(seen_errors.items()):
+        for reason, n in sorted(({reason: 0 for reason in KNOWN_SOURCE_ERRORS} | dict(c.source_errors)).items()):
             errors.add_metric([reason], n)
         yield errors
-        for name, doc in (
-            ("config_reloads", "Config reloads applied."),
-            ("config_reload_errors", "Config reloads rejected (the last good config was kept)."),
-            ("refreshes", "Refresh cycles completed."),
-            ("refits", "Refit cycles completed."),
-            ("fit_errors", "Forecaster fits that failed (the previous forecaster was kept)."),
+        config = c.config or ReloadStats()
+        for name, doc, value in (
+            ("config_reloads", "Config reloads applied.", config.reloads_total),
+            ("config_reload_errors", "Config reloads rejected (the last good config was kept).", config.errors_total),
+            ("refreshes", "Refresh cycles completed.", c.refreshes),
+            ("refits", "Refit cycles completed.", c.refits),
+            ("fit_errors", "Forecaster fits that failed (the previous forecaster was kept).", c.fit_errors),
         ):
-            yield CounterMetricFamily(f"prewarm_{name}", doc, value=float(counters.get(name, 0)))
-        yield from _source_io(counters)
-        ok = counters.get("config_last_reload_successful")
-        if ok is not None:
-            yield GaugeMetricFamily("prewarm_config_last_reload_successful", "1 when the newest config seen was applied, 0 when it was rejected.", value=1.0 if ok else 0.0)
-        last = counters.get("last_source_success")
-        if last is not None:
-            yield GaugeMetricFamily("prewarm_source_last_success_timestamp_seconds", "Last successful read of the metrics source (Unix seconds).", value=float(last))
+            yield CounterMetricFamily(f"prewarm_{name}", doc, value=float(value))
+        if c.config is not None:
+            yield GaugeMetricFamily("prewarm_config_last_reload_successful", "1 when the newest config seen was applied, 0 when it was rejected.", value=0.0 if c.config.last_error else 1.0)
+        if c.last_source_success is not None:
+            yield GaugeMetricFamily("prewarm_source_last_success_timestamp_seconds", "Last successful read of the metrics source (Unix seconds).", value=float(c.last_source_success))
         yield GaugeMetricFamily("prewarm_snapshot_timestamp_seconds", "When the served snapshot was built (Unix seconds).", value=snap.at)
         yield GaugeMetricFamily("prewarm_snapshot_age_seconds", "Seconds since the served snapshot was built (the refresh loop keeps it under refreshInterval).", value=max(0.0, now - snap.at))
         info = GaugeMetricFamily("prewarm_build_info", "prewarm version (always 1).", labels=["version"])
         info.add_metric([_version()], 1.0)
         yield info
-
-
-def _source_io(counters: Mapping[str, Any]) -> Iterator[Metric]:
-    """The metrics source's own I/O (Prometheus: requests, time, retries, rejected samples)."""
-    io = counters.get("source_io")
-    if not io:
-        return
-    requests = CounterMetricFamily("prewarm_source_requests", "Requests to the metrics source by kind (instant, range).", labels=["kind"])
-    seconds = CounterMetricFamily("prewarm_source_request_duration_seconds", "Time spent in metrics source requests by kind.", labels=["kind"])
-    for kind, n in sorted(io.get("requests", {}).items()):
-        requests.add_metric([kind], n)
-        seconds.add_metric([kind], io.get("seconds", {}).get(kind, 0.0))
-    rejected = CounterMetricFamily("prewarm_source_rejected_samples", "Samples dropped as unusable (NaN, Inf, stale, ambiguous ...), by reason.", labels=["reason"])
-    for reason, n in sorted(io.get("rejected", {}).items()):
-        rejected.add_metric([reason], n)
-    yield from (requests, seconds, rejected)
-    yield CounterMetricFamily("prewarm_source_retries", "Metrics source requests retried after a failure.", value=float(io.get("retries", 0)))
 
 
 def _ready_replicas(obs: object) -> float | None:
@@ -383,7 +364,3 @@ def _version() -> str:
         return metadata.version("prewarm")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def new_registry() -> CollectorRegistry:
-    return CollectorRegistry(auto_describe=True)

@@ -106,9 +106,8 @@ SIGNALS: Mapping[str, str] = {
 AUX_SIGNALS = tuple(s for s in SIGNALS if s not in (*DEMAND_SIGNALS, SLO_SIGNAL))
 """Signals read every refresh for every model besides the demand: ``replicas`` and the extras."""
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_CLOSERS = {")": "(", "]": "[", "}": "{"}
+PLACEHOLDER_PATTERN = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 # --- escaping ------------------------------------------------------------------------------------
@@ -154,88 +153,13 @@ def render(template: str, *, matchers: str, window: str) -> str:
             raise ValueError(f"unknown placeholder {{{{{name}}}}}")
         return values[name]
 
-    return _PLACEHOLDER.sub(fill, template)
+    return PLACEHOLDER_PATTERN.sub(fill, template)
 
 
 def duration(seconds: float) -> str:
     """A PromQL duration literal: 60 -> ``60s``, 0.5 -> ``500ms``."""
     millis = round(seconds * 1000)
     return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
-
-
-# --- validation (called from config validation; messages start with the key) --------------------
-
-
-def validate_queries(queries: Mapping[str, str], *, batched: bool = False) -> list[str]:
-    """Problems in query overrides, each ``"<signal>: <problem>"``; empty when all are fine.
-
-    ``batched``: the overrides are ``defaults.queries``, shared by all models and sent as one
-    query for all of them, so each must use ``{{matchers}}`` (per-model overrides need not:
-    ``sum(rate(gateway_requests_total{route="/llama"}[{{window}}]))`` is a fine override).
-    """
-    problems: list[str] = []
-    known = ", ".join(SIGNALS)
-    for name, template in queries.items():
-        if name not in SIGNALS:
-            problems.append(f"{name}: unknown signal {name!r} (known: {known})")
-            continue
-        problems += [f"{name}: {p}" for p in _template_problems(template, batched=batched)]
-    return problems
-
-
-def validate_labels(labels: Mapping[str, str]) -> list[str]:
-    """Problems in a model's extra label matchers, each ``"<label>: <problem>"``."""
-    problems: list[str] = []
-    for key in labels:
-        if not _LABEL_NAME.fullmatch(key):
-            problems.append(f"{key}: not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
-        elif key.startswith("__"):
-            problems.append(f"{key}: labels starting with '__' are reserved")
-        elif key in (MODEL_LABEL, GROUP_LABEL):
-            problems.append(f"{key}: set by prewarm (use servedModelName for {MODEL_LABEL})")
-    return problems
-
-
-def _template_problems(template: str, *, batched: bool) -> list[str]:
-    if not template.strip():
-        return ["empty query"]
-    problems: list[str] = []
-    used = {m.group(1) for m in _PLACEHOLDER.finditer(template)}
-    allowed = ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS)
-    problems += [
-        f"unknown placeholder {{{{{p}}}}} (known: {allowed})"
-        for p in sorted(used - set(PLACEHOLDERS))
-    ]
-    if batched and "matchers" not in used:
-        problems.append("must use {{matchers}} (a defaults query is sent for all models at once)")
-    if not problems:
-        sample = render(template, matchers='model_name="m"', window="1m")
-        problems += _bracket_problems(sample)
-    return problems
-
-
-def _bracket_problems(query: str) -> list[str]:
-    """Unbalanced brackets or an open string: the mistakes a config edit typically makes."""
-    stack: list[str] = []
-    quote_char: str | None = None
-    escaped = False
-    for ch in query:
-        if quote_char is not None:
-            if escaped:
-                escaped = False
-            elif ch == "\\" and quote_char != "`":
-                escaped = True
-            elif ch == quote_char:
-                quote_char = None
-        elif ch in "\"'`":
-            quote_char = ch
-        elif ch in "([{":
-            stack.append(ch)
-        elif ch in _CLOSERS and (not stack or stack.pop() != _CLOSERS[ch]):
-            return [f"unbalanced {ch!r}"]
-    if quote_char is not None:
-        return [f"unterminated string ({quote_char})"]
-    return [f"unclosed {stack[-1]!r}"] if stack else []
 
 
 # --- batched plans ---------------------------------------------------------------------------------

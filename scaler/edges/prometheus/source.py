@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,15 +34,17 @@ from typing import Any
 import numpy as np
 import requests
 import urllib3
-from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from forecasting.types import Series
-from scaler.edges.prometheus import promql
-from scaler.core.config import Defaults, ModelSettings, PrometheusSettings, Settings
+from scaler.core.config import Defaults, ModelSettings, PrometheusSettings
 from scaler.core.errors import ConfigError, SourceError
 from scaler.core.model import Observation
+from scaler.edges.prometheus import promql
+from scaler.edges.prometheus.checks import validate_queries, validate_settings
+from scaler.edges.prometheus.http import RETRIED, FileAuth, classify
+from scaler.edges.prometheus.readings import bad_override, observation, slo_reading
 
 log = logging.getLogger(__name__)
 
@@ -55,67 +56,6 @@ ERROR_REASONS = ("unreachable", "timeout", "tls", "throttled", "http_4xx", "http
                  "bad_response", "credentials")
 REJECT_REASONS = ("nan", "inf", "negative", "stale", "ambiguous", "unexpected_series",
                   "out_of_range")
-_RETRIED = frozenset({"unreachable", "timeout", "throttled", "http_5xx", "bad_response"})
-_STATUS = re.compile(r"HTTP Status Code (\d{3})")
-
-
-class _FileAuth(requests.auth.AuthBase):
-    """Bearer token or basic auth read from files on every request (rotated secrets just work)."""
-
-    def __init__(self, settings: PrometheusSettings) -> None:
-        self._token_file = settings.bearerTokenFile
-        self._basic = settings.basicAuth
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self._token_file:
-            token = _read_secret(self._token_file)
-            request.headers["Authorization"] = f"Bearer {token}"
-        elif self._basic is not None:
-            password = _read_secret(self._basic.passwordFile)
-            basic = requests.auth.HTTPBasicAuth(self._basic.username, password)
-            return basic(request)
-        return request
-
-
-class _CredentialsError(Exception):
-    pass
-
-
-def _read_secret(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError as exc:
-        raise _CredentialsError(f"cannot read {path}: {exc.strerror or exc}") from exc
-
-
-def validate_settings(settings: PrometheusSettings) -> list[str]:
-    """Problems in the ``prometheus`` section that its field types cannot catch."""
-    problems: list[str] = []
-    if settings.bearerTokenFile and settings.basicAuth is not None:
-        problems.append("bearerTokenFile: set either bearerTokenFile or basicAuth, not both")
-    if settings.insecureSkipVerify and settings.caFile:
-        problems.append("insecureSkipVerify: set either caFile or insecureSkipVerify, not both")
-    lowered = {k.lower() for k in settings.headers}
-    if "authorization" in lowered and (settings.bearerTokenFile or settings.basicAuth):
-        problems.append("headers: Authorization is set by bearerTokenFile/basicAuth")
-    return problems
-
-
-def config_problems(settings: Settings) -> list[str]:
-    """Every Prometheus-related problem in a parsed config, each as ``key.path: problem``.
-
-    For config validation (``check-config``, load and reload): unknown signal names, bad query
-    templates, bad extra labels, conflicting auth settings.
-    """
-    problems = [f"defaults.queries.{p}"
-                for p in promql.validate_queries(settings.defaults.queries, batched=True)]
-    for i, m in enumerate(settings.models):
-        problems += [f"models[{i}].queries.{p}" for p in promql.validate_queries(m.queries)]
-        problems += [f"models[{i}].labels.{p}" for p in promql.validate_labels(m.labels)]
-    if settings.prometheus is not None:
-        problems += [f"prometheus.{p}" for p in validate_settings(settings.prometheus)]
-    return problems
 
 
 class PrometheusSource:
@@ -140,7 +80,7 @@ class PrometheusSource:
         backoff_max_seconds: float = 5.0,
     ) -> None:
         problems = validate_settings(settings) + [
-            f"defaults.queries.{p}" for p in promql.validate_queries(defaults.queries, batched=True)
+            f"defaults.queries.{p}" for p in validate_queries(defaults.queries, batched=True)
         ]
         if problems:
             raise ConfigError([f"prometheus.{p}" if not p.startswith("defaults.") else p
@@ -182,7 +122,7 @@ class PrometheusSource:
             # No urllib3 retries (ours have jitter and are counted); read=False keeps a read
             # timeout a timeout instead of a "max retries" connection error.
             "retry": Retry(total=0, read=False),
-            "auth": _FileAuth(settings) if settings.bearerTokenFile or settings.basicAuth else None,
+            "auth": FileAuth(settings) if settings.bearerTokenFile or settings.basicAuth else None,
             "session": session,
             "timeout": settings.timeout,
         }
@@ -226,7 +166,7 @@ class PrometheusSource:
                 log.warning("prometheus: signal %s skipped this refresh: %s", signal, exc)
                 if exc.reason != "http_4xx":
                     break
-        return {m.name: _observation(m, values[m.name], now) for m in models}
+        return {m.name: observation(m, values[m.name], now) for m in models}
 
     def history(
         self, model: ModelSettings, *, start: float, end: float, step_seconds: int
@@ -250,7 +190,7 @@ class PrometheusSource:
         self, signal: str, models: Sequence[ModelSettings], now: float,
         values: dict[str, dict[str, float]],
     ) -> None:
-        usable = [m for m in models if not _bad_override(signal, m)]
+        usable = [m for m in models if not bad_override(signal, m)]
         window = promql.duration(self._rate_window)
         for plan in promql.plans(signal, usable, self._defaults.queries, window=window,
                                  max_query_chars=MAX_QUERY_CHARS):
@@ -334,7 +274,7 @@ class PrometheusSource:
             slo = slos.get(name)
             if slo is None:
                 continue
-            reading, reason = _slo_reading(list(histograms.values()), slo.maxQueueTime)
+            reading, reason = slo_reading(list(histograms.values()), slo.maxQueueTime)
             if reason:
                 self._reject(reason)
             elif reading:
@@ -384,10 +324,10 @@ class PrometheusSource:
             try:
                 return call()
             except Exception as exc:  # classified; anything unexpected propagates unchanged
-                error = _classify(exc)
+                error = classify(exc)
                 if error is None:
                     raise
-                if error.reason not in _RETRIED or attempt == retries:
+                if error.reason not in RETRIED or attempt == retries:
                     self._count_error(error.reason)
                     raise error from (None if error is exc else exc)
             finally:
@@ -421,70 +361,3 @@ class PrometheusSource:
         with self._lock:
             self.last_success = now if self.last_success is None else max(self.last_success, now)
 
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def _observation(model: ModelSettings, values: dict[str, float], now: float) -> Observation:
-    demand = values.pop(model.policy.demand, None)
-    replicas = values.pop("replicas", None)
-    return Observation(
-        model=model.name, at=now, demand=demand,
-        replicas=None if replicas is None else round(replicas), signals=values,
-    )
-
-
-def _slo_reading(
-    histograms: Sequence[Mapping[float, float]], max_queue_time: float
-) -> tuple[dict[str, float], str | None]:
-    """The SLO signals from a model's histograms (one expected), or why they are refused.
-
-    Empty without a reason when the data is just missing (no ``+Inf``, or no bucket as low as
-    ``maxQueueTime``); ``slo_requests`` alone when nothing finished in the window (no share, and
-    certainly not a share of 0).
-    """
-    if len(histograms) > 1:
-        return {}, "ambiguous"
-    picked = promql.on_time(histograms[0], max_queue_time)
-    if picked is None:
-        return {}, None
-    within, total = picked
-    reason = promql.hygiene(within) or promql.hygiene(total)
-    if reason:
-        return {}, reason
-    if total == 0:
-        return {"slo_requests": 0.0}, None
-    if within > total * (1 + promql.BOUND_TOLERANCE):
-        return {}, "out_of_range"
-    return {"slo_on_time_ratio": min(1.0, within / total), "slo_requests": total}, None
-
-
-def _bad_override(signal: str, model: ModelSettings) -> bool:
-    template = model.queries.get(signal)
-    if template is None or not promql.validate_queries({signal: template}):
-        return False
-    log.warning("prometheus: invalid %s query for model %s ignored", signal, model.name)
-    return True
-
-
-def _classify(exc: BaseException) -> SourceError | None:
-    """A SourceError with a stable ``reason`` for a failed request; None: not ours to handle."""
-    if isinstance(exc, SourceError):
-        return exc
-    if isinstance(exc, _CredentialsError):
-        return SourceError(f"prometheus credentials: {exc}", reason="credentials")
-    if isinstance(exc, requests.exceptions.SSLError):
-        return SourceError(f"prometheus TLS error: {exc}", reason="tls")
-    if isinstance(exc, requests.Timeout):
-        return SourceError(f"prometheus timed out: {exc}", reason="timeout")
-    if isinstance(exc, requests.ConnectionError | urllib3.exceptions.HTTPError):
-        return SourceError(f"prometheus unreachable: {exc}", reason="unreachable")
-    if isinstance(exc, PrometheusApiClientException):
-        match = _STATUS.search(str(exc))
-        status = int(match.group(1)) if match else 0
-        reason = {408: "timeout", 429: "throttled"}.get(status) or (
-            "http_5xx" if status >= 500 else "http_4xx" if status >= 400 else "bad_response")
-        return SourceError(f"prometheus answered {str(exc)[:300]}", reason=reason)
-    if isinstance(exc, ValueError | KeyError | TypeError | requests.RequestException):
-        return SourceError(f"prometheus answer unreadable: {exc!r}"[:300], reason="bad_response")
-    return None

@@ -1,0 +1,120 @@
+"""The KEDA edge's server: ExternalScaler + gRPC health + reflection on one port, TLS optional.
+
+Health follows the daemon: SERVING once the server is up, NOT_SERVING from the moment shutdown
+begins, so KEDA and the kubelet stop sending work before in-flight calls are drained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client.registry import Collector
+
+from scaler._pb import externalscaler_pb2 as pb
+from scaler.core.clock import Clock
+from scaler.core.config import Overrides
+from scaler.core.errors import ConfigError
+from scaler.edges import Edge
+from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics, add_to_server
+from scaler.snapshot import Snapshot, SnapshotHolder
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path | None = None
+    key: Path | None = None
+    client_ca: Path | None = None
+
+
+def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials | None:
+    """Server credentials from PEM files (None: plaintext); a bad combination is a flag error."""
+    if tls.cert is None and tls.key is None:
+        if tls.client_ca is not None:
+            raise ConfigError(["--tls-client-ca needs --tls-cert and --tls-key"], source="flags")
+        return None
+    if tls.cert is None or tls.key is None:
+        raise ConfigError(["--tls-cert and --tls-key go together"], source="flags")
+    pem = {}
+    for flag, path in (("--tls-cert", tls.cert), ("--tls-key", tls.key), ("--tls-client-ca", tls.client_ca)):
+        if path is not None:
+            try:
+                pem[flag] = path.read_bytes()
+            except OSError as exc:
+                raise ConfigError([f"{flag} {path}: {exc.strerror or exc}"], source="flags") from None
+    ca = pem.get("--tls-client-ca")
+    return grpc.ssl_server_credentials(
+        [(pem["--tls-key"], pem["--tls-cert"])], root_certificates=ca,
+        require_client_auth=ca is not None)
+
+
+def split_host_port(value: str, flag: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError([f"{flag} {value!r}: expected HOST:PORT, e.g. 0.0.0.0:8080"], source="flags")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def create_grpc_server(
+    servicer: ExternalScalerServicer, listen: str, credentials: grpc.ServerCredentials | None
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
+    """gRPC server with ExternalScaler, health and reflection; returns the bound port."""
+    server = grpc.aio.server()
+    add_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    split_host_port(listen, "--listen")
+    try:
+        port = (server.add_secure_port(listen, credentials) if credentials is not None
+                else server.add_insecure_port(listen))
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ConfigError([f"--listen {listen}: cannot bind (in use, or not a local address)"], source="flags")
+    await server.start()
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer, port
+
+
+class KedaEdge(Edge):
+    """KEDA's side of the daemon: answers from the published snapshot, never waits on I/O."""
+
+    name = "keda"
+
+    def __init__(self, holder: SnapshotHolder, clock: Clock, *, listen: str, tls: TlsFiles,
+                 finish: Callable[[str, Overrides], Snapshot], grace_seconds: float) -> None:
+        self.metrics = GrpcMetrics()
+        self.servicer = ExternalScalerServicer(holder, clock, self.metrics, finish)
+        self.listen = listen
+        self.credentials = server_credentials(tls)  # flag errors before anything binds
+        split_host_port(listen, "--listen")
+        self.grace_seconds = grace_seconds
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+
+    async def start(self) -> None:
+        self._server, self._health, self.port = await create_grpc_server(
+            self.servicer, self.listen, self.credentials)
+
+    async def begin_shutdown(self) -> None:
+        """Health NOT_SERVING for every service: callers move away before the drain."""
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+
+    def collector(self) -> Collector:
+        return self.metrics
+
+    async def aclose(self) -> None:
+        """Refuse new calls; in-flight ones get ``grace_seconds`` to finish."""
+        if self._server is not None:
+            await self._server.stop(self.grace_seconds)
