@@ -1,10 +1,18 @@
-"""Request traces: the CSV format of ``docs/EVALUATION.md``, and a synthetic generator.
+"""Request traces: the CSV format of the shared docs' EVALUATION.md, and a synthetic generator.
 
 Format: ``timestamp_utc,requests[,prompt_tokens,output_tokens]``, one row per bucket, ISO-8601
-UTC timestamps, a regular step, ``requests`` = arrivals in the bucket; gzip if the name ends in
-``.gz``. Extra numeric columns (ServeGen's per-client files: ``client_0, client_1, ...``) are
-read too. The step is the smallest gap between rows; a row whose gap is a whole number of steps
-leaves missing buckets (NaN); any other gap is an error naming the row.
+UTC timestamps, a regular step, ``requests`` = arrivals in the bucket; gzip if the file starts
+with gzip's magic bytes. Extra numeric columns (ServeGen's per-client files: ``client_0,
+client_1, ...``) are read too. The step is the smallest gap between rows; a row whose gap is a
+whole number of steps leaves missing buckets (NaN), as does an empty cell; any other gap is an
+error naming the row.
+
+:func:`read_trace` is the one reader of trace files (``backtest``, ``demo``, ``forecast-eval``
+and the replay source of ``serve``'s ``replay.trace``). Files come from users, so it
+streams them line by line under explicit limits and stops at the first bad row: a hostile file
+(one giant line, megabytes of garbage, non-UTF-8 bytes, a gzip bomb, a gap of decades) is
+refused at its first bad line, with memory bounded by
+:data:`MAX_LINE_BYTES` and :data:`MAX_VALUES`. Counts must be finite and >= 0.
 """
 
 from __future__ import annotations
@@ -13,7 +21,10 @@ import csv
 import gzip
 import io
 import math
-from collections.abc import Mapping
+import zlib
+from array import array
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +32,20 @@ from pathlib import Path
 import numpy as np
 
 from forecasting.types import FloatArray, Series
+
+MAX_LINE_BYTES = 64 * 1024
+"""Longest line, newline included. 64 KiB holds thousands of columns (ServeGen's widest header,
+162 clients, is 1.9 KiB). It is also below the field limit of the csv module (128 KiB), which
+splits lines that carry quotes, so a giant line is refused here, by row, not by csv."""
+
+MAX_CELL_CHARS = 128
+"""Longest cell or column name: an ISO timestamp with nanoseconds and an offset is 35."""
+
+MAX_VALUES = 5_000_000
+"""Most values held: buckets (missing ones included) x value columns, 40 MB of float64 per copy.
+A year of one-minute buckets is 525,600 per column; ServeGen's widest file has 326,592."""
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class TraceError(ValueError):
@@ -49,51 +74,164 @@ class Trace:
 
 
 def read_trace(path: str | Path) -> Trace:
-    """Read a trace CSV (gzip ok). Raises :class:`TraceError` naming the problem and row."""
+    """Read a trace CSV (gzip ok). Raises :class:`TraceError` naming the file, row and problem."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    rows = list(csv.reader(io.StringIO(raw.decode("utf-8"))))
-    if len(rows) < 2:
+        with _open(path) as fh:
+            return _read(path, fh)
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a corrupt / truncated gzip
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise TraceError(f"{path}: cannot read: {reason}") from exc
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[io.BufferedIOBase]:
+    with path.open("rb") as raw:
+        if raw.peek(2)[:2] == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw) as unzipped:
+                yield unzipped
+        else:
+            yield raw
+
+
+class _Lines:
+    """The file's rows, one line each, decoded and split one at a time under
+    :data:`MAX_LINE_BYTES`; counts them so every error can name its row (row 1 is the header)."""
+
+    def __init__(self, path: Path, fh: io.BufferedIOBase) -> None:
+        self.path, self.fh, self.number = path, fh, 0
+
+    def __iter__(self) -> Iterator[list[str]]:
+        while line := self.fh.readline(MAX_LINE_BYTES + 1):
+            self.number += 1
+            if len(line) > MAX_LINE_BYTES:
+                raise self.error(f"line longer than {MAX_LINE_BYTES // 1024} KiB; not a trace CSV")
+            try:  # a BOM is what spreadsheet programs put before "timestamp_utc"
+                text = line.decode("utf-8-sig" if self.number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise self.error(f"not UTF-8 text (byte {line[exc.start]:#04x} at byte "
+                                 f"{exc.start + 1} of the line); save the file as UTF-8") from None
+            yield self._split(text) if '"' in text else text.split(",")
+
+    def _split(self, text: str) -> list[str]:
+        """A line with quotes, by the csv rules; a quote left open is an error, as a quoted
+        cell may not span lines (no trace cell needs a newline)."""
+        try:
+            return next(csv.reader([text], strict=True))
+        except csv.Error as exc:
+            raise self.error(f"bad quoting: {exc}") from None
+
+    def error(self, message: str, column: str = "") -> TraceError:
+        where = f"row {self.number}, {column}" if column else f"row {self.number}"
+        return TraceError(f"{self.path}: {where}: {message}")
+
+
+def _read(path: Path, fh: io.BufferedIOBase) -> Trace:
+    lines = _Lines(path, fh)
+    rows = iter(lines)
+    names = _header(path, next(rows, None))
+    times, cells = _rows(lines, rows, names)
+    if not times:
         raise TraceError(f"{path}: no data rows (need a header and at least one row)")
-    header = [h.strip() for h in rows[0]]
-    if not header or header[0] != "timestamp_utc":
-        raise TraceError(f"{path}: first column must be 'timestamp_utc', got {header[:1]}")
-    times = _parse_times(path, rows[1:])
-    start, step, index = _regular_grid(path, times)
+    start, step, index = _regular_grid(path, np.frombuffer(times))
     n = int(index[-1]) + 1
-    columns = {name: Series(start, step, _column(path, rows[1:], j, index, n))
-               for j, name in enumerate(header[1:], start=1)}
-    if not columns:
-        raise TraceError(f"{path}: no value column (expected 'requests')")
+    if n * len(names) > MAX_VALUES:  # a far-off timestamp would need a grid of missing buckets
+        i = int(np.argmax(index >= MAX_VALUES // len(names)))
+        raise TraceError(f"{path}: row {i + 2}: {index[i]:,.0f} steps of {step} s after the first "
+                         f"row; with {len(names)} columns the trace would hold more than "
+                         f"{MAX_VALUES:,} values; check the timestamp or resample to a coarser step")
+    columns = {name: Series(start, step, _on_grid(col, index, n))
+               for name, col in zip(names, cells, strict=True)}
     return Trace(path.name, columns, missing_rows=n - len(times))
 
 
-def _parse_times(path: Path, rows: list[list[str]]) -> FloatArray:
-    times = np.empty(len(rows))
-    for i, row in enumerate(rows):
-        try:
-            stamp = datetime.fromisoformat(row[0].strip())
-            if stamp.tzinfo is None:  # the column is UTC by contract, not local time
-                stamp = stamp.replace(tzinfo=UTC)
-            times[i] = stamp.timestamp()
-        except (ValueError, IndexError) as exc:
-            raise TraceError(f"{path}: row {i + 2}: bad timestamp {row[:1]}: {exc}") from exc
-    return times
+def _header(path: Path, row: list[str] | None) -> list[str]:
+    """The value columns' names, from the header row."""
+    if row is None:
+        raise TraceError(f"{path}: no data rows (need a header and at least one row)")
+    header = [h.strip() for h in row]
+    if not header or header[0] != "timestamp_utc":
+        first = repr(header[0][:40]) if header else "nothing"
+        raise TraceError(f"{path}: first column must be 'timestamp_utc', got {first}")
+    names = header[1:]
+    if not names:
+        raise TraceError(f"{path}: no value column (expected 'requests')")
+    long = [h for h in names if len(h) > MAX_CELL_CHARS]
+    if long:
+        raise TraceError(f"{path}: row 1: column name longer than {MAX_CELL_CHARS} characters: "
+                         f"{long[0][:40]!r}...")
+    twice = [h for i, h in enumerate(names) if h and h in names[:i]]
+    if twice:
+        raise TraceError(f"{path}: row 1: column {twice[0]!r} appears twice")
+    return names
+
+
+def _rows(lines: _Lines, rows: Iterator[list[str]],
+          names: list[str]) -> tuple[array[float], list[array[float]]]:
+    """Timestamps and value columns, row by row; stops at the first bad row."""
+    times: array[float] = array("d")
+    cells = [array("d") for _ in names]
+    where = [f"column {j + 2} ({name})" for j, name in enumerate(names)]
+    rows_allowed = MAX_VALUES // len(names)
+    for row in rows:
+        if row == [""]:
+            raise lines.error("empty line")
+        if len(times) >= rows_allowed:
+            raise lines.error(f"more than {MAX_VALUES:,} values ({len(names)} columns); split "
+                              f"the trace or resample it to a coarser step")
+        t = _timestamp(lines, row[0])
+        if times and t <= times[-1]:
+            raise lines.error(f"timestamp does not increase ({times[-1]:.0f} -> {t:.0f} unix s)")
+        times.append(t)
+        row.extend([""] * (len(cells) + 1 - len(row)))  # short rows: missing cells are empty
+        for j, column in enumerate(cells):
+            cell = row[j + 1]
+            try:  # the common case first and tight: this loop is most of the reading time
+                value = float(cell)
+            except ValueError:
+                value = _empty_cell(lines, where[j], cell)
+            else:
+                if not 0.0 <= value < math.inf or len(cell) > MAX_CELL_CHARS:
+                    _refuse_value(lines, where[j], cell)
+            column.append(value)
+    return times, cells
+
+
+def _timestamp(lines: _Lines, cell: str) -> float:
+    if len(cell) > MAX_CELL_CHARS:
+        raise lines.error(f"bad timestamp: longer than {MAX_CELL_CHARS} characters")
+    try:
+        stamp = datetime.fromisoformat(cell.strip())
+    except ValueError as exc:
+        raise lines.error(f"bad timestamp {[cell]}: {exc}") from None
+    if stamp.tzinfo is None:  # the column is UTC by contract, not local time
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def _empty_cell(lines: _Lines, where: str, cell: str) -> float:
+    """A cell ``float`` refused: empty is a missing bucket (NaN), anything else an error."""
+    if not cell.strip():
+        return math.nan
+    if len(cell) > MAX_CELL_CHARS:
+        raise lines.error(f"cell longer than {MAX_CELL_CHARS} characters", where)
+    raise lines.error(f"not a number: {cell.strip()!r}", where)
+
+
+def _refuse_value(lines: _Lines, where: str, cell: str) -> None:
+    """A number that is not a count: too long, negative, infinite or NaN."""
+    if len(cell) > MAX_CELL_CHARS:
+        raise lines.error(f"cell longer than {MAX_CELL_CHARS} characters", where)
+    if math.isfinite(float(cell)):
+        raise lines.error(f"negative count {cell.strip()}; counts must be >= 0", where)
+    raise lines.error(f"{cell.strip()!r} is not a finite count; leave the cell empty for a "
+                      f"missing bucket", where)
 
 
 def _regular_grid(path: Path, times: FloatArray) -> tuple[float, int, FloatArray]:
-    """Start, step (seconds) and the grid index of every row; rejects irregular rows."""
+    """Start, step (seconds) and the grid index of every row (increasing, checked while
+    reading); rejects irregular rows."""
     diffs = np.diff(times)
-    bad = np.flatnonzero(diffs <= 0)
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise TraceError(f"{path}: row {i + 2}: timestamp does not increase "
-                         f"({times[i - 1]:.0f} -> {times[i]:.0f} unix s)")
     step = round(float(diffs.min())) if diffs.size else 60
     if step <= 0:
         raise TraceError(f"{path}: step rounds to {step} s; timestamps must be >= 1 s apart")
@@ -108,17 +246,9 @@ def _regular_grid(path: Path, times: FloatArray) -> tuple[float, int, FloatArray
     return float(times[0]), step, np.round(index)
 
 
-def _column(path: Path, rows: list[list[str]], j: int, index: FloatArray, n: int) -> FloatArray:
+def _on_grid(values: array[float], index: FloatArray, n: int) -> FloatArray:
     out = np.full(n, np.nan)
-    for i, row in enumerate(rows):
-        cell = row[j].strip() if j < len(row) else ""
-        if not cell:
-            continue
-        try:
-            out[int(index[i])] = float(cell)
-        except ValueError as exc:
-            msg = f"{path}: row {i + 2}, column {j + 1}: not a number: {cell!r}"
-            raise TraceError(msg) from exc
+    out[index.astype(np.int64)] = np.frombuffer(values)
     return out
 
 

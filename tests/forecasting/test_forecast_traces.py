@@ -44,7 +44,7 @@ def test_missing_buckets_become_nan(tmp_path: Path) -> None:
         pytest.param("1970-01-01T00:10:00Z,1,,\n1970-01-01T00:00:00Z,1,,\n",
                      "row 3: timestamp does not increase", id="backwards"),
         pytest.param("yesterday,1,,\n", "row 2: bad timestamp", id="bad-timestamp"),
-        pytest.param("1970-01-01T00:00:00Z,many,,\n", "row 2, column 2: not a number",
+        pytest.param("1970-01-01T00:00:00Z,many,,\n", "row 2, column 2 \\(requests\\): not a number",
                      id="bad-number"),
         pytest.param("", "no data rows", id="empty"),
     ],
