@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from forecasting import durations
 from forecasting.evaluate import AUTO, EvalSpec, ModelRun, actuals, evaluate, origins
 from forecasting.traces import TraceError, read_trace
-
-# The grammar of the scaler's config durations (scaler.core.fields.parse_duration, which
-# forecasting may not import): a plain number of seconds, or parts like 1h30m, 7d, 500ms.
-_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$|^\d+(?:\.\d+)?$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
 
 
 class UsageError(ValueError):
@@ -30,15 +24,16 @@ class UsageError(ValueError):
 
 
 def parse_duration(text: str, *, flag: str) -> int:
-    """``"30m" -> 1800``, ``"1h30m" -> 5400`` seconds; a bare number is seconds."""
-    text = text.strip()
-    if not _DURATION.match(text):
-        raise UsageError(f"{flag} {text!r}: expected a duration like 30m, 1h30m, 1d")
-    return round(sum(float(n) * _UNITS[unit or None] for n, unit in _DURATION_PART.findall(text)))
+    """Whole seconds: ``"30m"`` -> 1800, ``"1h30m"`` -> 5400 (:mod:`forecasting.durations`)."""
+    try:
+        return round(durations.parse_duration(text))
+    except durations.DurationError as exc:
+        raise UsageError(f"{flag} {exc}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``forecast-eval`` (docs/EVALUATION.md)."""
+    durations.accept_negative_durations(parser)
     parser.add_argument("--trace", required=True, help="trace CSV (gzip ok)")
     parser.add_argument("--horizon", default="30m", help="lead time scored (default 30m)")
     parser.add_argument("--season", default="1d", help="seasonal-naive season for MASE (1d)")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from forecasting.durations import DurationError, accept_negative_durations, parse_duration
 from forecasting.traces import TraceError, read_trace
 from forecasting.types import Series
 from scaler.backtest.auto import write_timeline
@@ -39,7 +40,6 @@ from scaler.backtest.sweep import (
     sweep_points,
 )
 from scaler.core.errors import ConfigError, SourceError
-from scaler.core.fields import parse_duration
 
 
 class UsageError(ValueError):
@@ -48,6 +48,7 @@ class UsageError(ValueError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``prewarm backtest`` (docs/EVALUATION.md in the shared docs)."""
+    accept_negative_durations(parser)
     src = parser.add_argument_group("traffic (one of)")
     src.add_argument("--trace", metavar="CSV", help="trace CSV: timestamp_utc,requests[,...] (gzip ok)")
     src.add_argument("--prometheus", metavar="URL", help="replay a model's history from Prometheus")
@@ -100,14 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def duration(text: str, flag: str) -> float:
-    """Seconds from ``10m`` / ``1h30m`` / ``90`` (UsageError naming ``flag``)."""
+    """Seconds from ``90s`` / ``10m`` / ``1h30m`` (the config's grammar; UsageError naming ``flag``)."""
     try:
-        seconds = parse_duration(text)
-    except Exception:
-        raise UsageError(f"{flag} {text!r}: expected a duration like 30s, 10m, 1h30m, 7d") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise UsageError(f"{flag} {text!r}: must be a duration >= 0")
-    return seconds
+        return parse_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"{flag} {exc}") from None
 
 
 def cold_start_range(text: str) -> tuple[float, float]:
@@ -227,8 +225,8 @@ def prometheus_series(url: str, model_name: str, since_seconds: float) -> tuple[
     Read through the project's own adapter (the ``arrivals`` demand signal, requests per second,
     times 60), so the replay sees what ``serve`` would have seen.
     """
-    from scaler.edges.prometheus.source import PrometheusSource
     from scaler.core.config import parse_settings
+    from scaler.edges.prometheus.source import PrometheusSource
 
     _check(since_seconds >= 3600, f"--since {since_seconds:g}s: must be at least 1h")
     raw = {"prometheus": {"url": url},

@@ -1,252 +1,44 @@
 """Declarative config fields: one description drives parsing, validation and the JSON Schema.
 
 Each settings dataclass field carries ``metadata={"spec": Kind, "key": "camelKey", "doc": ...}``.
-:func:`parse_section` walks the fields of a dataclass, converts each value from YAML (or from a
-KEDA trigger's string metadata), and collects every problem as ``path: message`` instead of
-stopping at the first, so one run of ``prewarm check-config`` shows them all.
+:func:`parse_section` walks the fields of a dataclass, converts each value with its
+:class:`~scaler.core.kinds.Kind` (YAML, or a KEDA trigger's string metadata), and collects every
+problem as ``path: message`` instead of stopping at the first, so one run of
+``prewarm check-config`` shows them all. Durations follow :mod:`forecasting.durations`, the
+grammar the command-line flags use too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from forecasting.durations import format_duration, parse_duration
+from scaler.core.kinds import (
+    Bool,
+    Duration,
+    DurationList,
+    Flatten,
+    Float,
+    Int,
+    Invalid,
+    Kind,
+    Raw,
+    Section,
+    SectionList,
+    Str,
+    StrMap,
+)
+
+__all__ = [
+    "Bool", "Duration", "DurationList", "Flatten", "Float", "Int", "Invalid", "Kind", "Problems",
+    "Raw", "Section", "SectionList", "Str", "StrMap", "check_all", "field", "format_duration",
+    "json_schema", "known_keys", "markdown_reference", "parse_duration", "parse_section",
+    "to_plain",
+]
+
 T = TypeVar("T")
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-class Invalid(ValueError):
-    """A value is wrong; the message says why, without the path (the caller adds it)."""
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``"90s"``, ``"1h30m"``, ``"2d"``, ``"500ms"`` or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise Invalid(f"{value!r} is not a duration (use e.g. 30s, 10m, 1h30m, 7d)")
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise Invalid(f"{text!r} is not a duration (use e.g. 30s, 10m, 1h30m, 7d)")
-    return total
-
-
-def format_duration(seconds: float) -> str:
-    """Shortest exact form: 600 -> '10m', 90 -> '90s', 86400 -> '1d'."""
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _UNIT_SECONDS[unit]
-        if seconds >= size and float(seconds / size).is_integer():
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How one value is converted and what JSON Schema describes it."""
-
-    def convert(self, value: object) -> Any:
-        raise NotImplementedError
-
-    def schema(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-def _check_range(x: float, lo: float | None, hi: float | None, show: Callable[[float], str]) -> None:
-    if (lo is not None and x < lo) or (hi is not None and x > hi):
-        low = show(lo) if lo is not None else "-inf"
-        high = show(hi) if hi is not None else "inf"
-        raise Invalid(f"{show(x)}, must be in [{low}; {high}] range")
-
-
-@dataclass(frozen=True)
-class Duration(Kind):
-    min: float | None = None
-    max: float | None = None
-
-    def convert(self, value: object) -> float:
-        seconds = parse_duration(value)
-        _check_range(seconds, self.min, self.max, format_duration)
-        return seconds
-
-    def schema(self) -> dict[str, Any]:
-        return {
-            "oneOf": [
-                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"},
-                {"type": "number", "minimum": self.min or 0},
-            ],
-            "description": "duration, e.g. 30s, 10m, 1h30m, 7d (a plain number is seconds)",
-        }
-
-
-@dataclass(frozen=True)
-class Int(Kind):
-    min: int | None = None
-    max: int | None = None
-
-    def convert(self, value: object) -> int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise Invalid(f"{value!r} is not a whole number")
-        try:
-            number = int(str(value).strip()) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
-        except (TypeError, ValueError):
-            raise Invalid(f"{value!r} is not a whole number") from None
-        _check_range(number, self.min, self.max, lambda x: str(int(x)))
-        return number
-
-    def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "integer"}
-        if self.min is not None:
-            out["minimum"] = self.min
-        if self.max is not None:
-            out["maximum"] = self.max
-        return out
-
-
-@dataclass(frozen=True)
-class Float(Kind):
-    min: float | None = None
-    max: float | None = None
-    exclusive_min: bool = False
-
-    def convert(self, value: object) -> float:
-        if isinstance(value, bool):
-            raise Invalid(f"{value!r} is not a number")
-        try:
-            number = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise Invalid(f"{value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise Invalid(f"{value!r} is not a finite number")
-        if self.exclusive_min and self.min is not None and number <= self.min:
-            raise Invalid(f"{number:g}, must be > {self.min:g}")
-        _check_range(number, self.min, self.max, lambda x: f"{x:g}")
-        return number
-
-    def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "number"}
-        if self.min is not None:
-            out["exclusiveMinimum" if self.exclusive_min else "minimum"] = self.min
-        if self.max is not None:
-            out["maximum"] = self.max
-        return out
-
-
-@dataclass(frozen=True)
-class Bool(Kind):
-    def convert(self, value: object) -> bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "1", "yes"):
-            return True
-        if text in ("false", "0", "no"):
-            return False
-        raise Invalid(f"{value!r} is not a boolean (true or false)")
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "boolean"}
-
-
-@dataclass(frozen=True)
-class Str(Kind):
-    pattern: str | None = None
-    hint: str = ""
-    max_length: int = 253
-    choices: tuple[str, ...] = ()
-
-    def convert(self, value: object) -> str:
-        if not isinstance(value, str):
-            raise Invalid(f"{value!r} is not a string")
-        if len(value) > self.max_length:
-            raise Invalid(f"{value[:40]!r}... is longer than {self.max_length} characters")
-        if self.choices and value not in self.choices:
-            raise Invalid(f"{value!r} is not one of {', '.join(self.choices)}")
-        if self.pattern and not re.fullmatch(self.pattern, value):
-            raise Invalid(f"{value!r} is not valid: {self.hint or 'must match ' + self.pattern}")
-        return value
-
-    def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "string", "maxLength": self.max_length}
-        if self.pattern:
-            out["pattern"] = f"^(?:{self.pattern})$"
-        if self.choices:
-            out["enum"] = list(self.choices)
-        return out
-
-
-@dataclass(frozen=True)
-class StrMap(Kind):
-    def convert(self, value: object) -> dict[str, str]:
-        if not isinstance(value, Mapping):
-            raise Invalid("must be a mapping of strings to strings")
-        bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, str)]
-        if bad:
-            raise Invalid(f"key {bad[0]!r}: keys and values must be strings (quote numbers)")
-        return dict(value)
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "object", "additionalProperties": {"type": "string"}}
-
-
-@dataclass(frozen=True)
-class Raw(Kind):
-    """A list of mappings passed through verbatim (e.g. Kubernetes tolerations)."""
-
-    def convert(self, value: object) -> tuple[dict[str, Any], ...]:
-        if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
-            raise Invalid("must be a list of mappings")
-        return tuple(dict(v) for v in value)
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "array", "items": {"type": "object"}}
-
-
-@dataclass(frozen=True)
-class DurationList(Kind):
-    item: Duration = Duration(min=60)
-
-    def convert(self, value: object) -> tuple[float, ...]:
-        if not isinstance(value, list):
-            raise Invalid("must be a list of durations, e.g. [1d, 7d]")
-        return tuple(self.item.convert(v) for v in value)
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "array", "items": self.item.schema()}
-
-
-@dataclass(frozen=True)
-class Section(Kind):
-    """A nested mapping parsed into dataclass ``cls``."""
-
-    cls: type
-
-
-@dataclass(frozen=True)
-class SectionList(Kind):
-    cls: type
-
-
-@dataclass(frozen=True)
-class Flatten(Kind):
-    """Fields of ``cls`` read from the same mapping as the parent (shared per-model policy keys)."""
-
-    cls: type
 
 
 def field(

@@ -33,14 +33,15 @@ def test_origins_cover_the_last_quarter() -> None:
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("1h", 3600), ("1d", 86400),
-                                               ("90", 90), ("1.5h", 5400), ("1w", 604800)])
+                                               ("90s", 90), ("1.5h", 5400), ("1w", 604800)])
 def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text, flag="--horizon") == seconds
 
 
-def test_parse_duration_names_the_flag() -> None:
-    with pytest.raises(UsageError, match="--season 'weekly'"):
-        parse_duration("weekly", flag="--season")
+@pytest.mark.parametrize("text", ["weekly", "90", "-1d"])
+def test_parse_duration_names_the_flag(text: str) -> None:
+    with pytest.raises(UsageError, match=f"--season '{text}' is not a duration"):
+        parse_duration(text, flag="--season")
 
 
 @pytest.mark.parametrize("kwargs", [{"horizon_steps": 0}, {"horizon_steps": 1, "quantiles": ()},
