@@ -92,7 +92,7 @@ def fit_one(task: tuple[str, int, int, int]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from tqdm import tqdm
+    from forecasting.extras import progress as tqdm  # no bar without the plot extra
 
     need_clients = args.workload == "servegen" or args.minute_source == "servegen"
     workload = args.workload if args.workload == "servegen" else (

@@ -72,6 +72,10 @@ def build_spec(args: argparse.Namespace, step_seconds: int) -> EvalSpec:
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation: table on stdout, progress on stderr, optional JSON and plot."""
+    if args.plot:
+        from forecasting.extras import need_plot
+
+        need_plot("forecast-eval")
     try:
         trace = read_trace(args.trace)
         spec = build_spec(args, trace.step_seconds)
@@ -97,9 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, series: Any, spec: EvalSpec) -> tuple[
         dict[str, Any], dict[str, ModelRun]]:
-    from tqdm import tqdm
-
     from forecasting.evaluate import model_specs
+    from forecasting.extras import progress as tqdm  # no bar without the plot extra
 
     total = (len(model_specs(series, spec)) + 1) * len(origins(len(series), spec))
     with tqdm(total=total, desc="forecast-eval", unit="origin", file=sys.stderr,
@@ -136,11 +139,11 @@ def _fmt(value: float | None, width: int, digits: int) -> str:
 def plot(series: Any, spec: EvalSpec, runs: dict[str, ModelRun], report: dict[str, Any],
          path: Path) -> None:
     """Actual vs the auto forecast at the horizon, with the outermost quantile band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from forecasting.extras import pyplot
+
+    plt = pyplot("forecast-eval")
 
     span = np.array(origins(len(series), spec)) + spec.horizon_steps - 1
     hours = (span * series.step_seconds) / 3600.0

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from forecasting.durations import DurationError, accept_negative_durations, parse_duration
+from forecasting.extras import need_plot
 from forecasting.traces import TraceError, read_trace
 from forecasting.types import Series
 from scaler.backtest.auto import write_timeline
@@ -260,7 +261,7 @@ def load_scenario(args: argparse.Namespace, spec: BacktestSpec) -> Scenario:
 
 def execute(scenario: Scenario, spec: BacktestSpec, *, progress: bool) -> Backtest:
     """Run with a progress bar on stderr (fits + simulated sweep points)."""
-    from tqdm import tqdm
+    from forecasting.extras import progress as tqdm  # no bar without the plot extra
 
     fits = "predictive" in spec.policies or spec.slo is not None
     total = (fit_count(scenario, spec) if fits else 0) + sweep_points(spec)
@@ -271,6 +272,8 @@ def execute(scenario: Scenario, spec: BacktestSpec, *, progress: bool) -> Backte
 
 def run(args: argparse.Namespace) -> int:
     """``prewarm backtest``: table on stdout, progress on stderr, optional JSON and plot."""
+    if args.plot:
+        need_plot("backtest")
     try:
         spec = build_spec(args)
         json_out, plot_out = writable(args.json, "--json"), writable(args.plot, "--plot")

@@ -217,10 +217,9 @@ def forecast_for_now(bt: Backtest, quantile: float) -> tuple[np.ndarray, np.ndar
 
 def plot(bt: Backtest, path: Path) -> None:
     """Forecast vs actual, replicas over time per policy, and the Pareto curves."""
-    import matplotlib
+    from forecasting.extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("backtest")
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(3, 1, figsize=(13, 11))

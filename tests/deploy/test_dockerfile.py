@@ -76,19 +76,72 @@ def test_multi_stage_non_root_pinned() -> None:
     assert copies == ["--from=build /opt/prewarm /opt/prewarm"]  # no sources, no tests, no build tools
 
 
-def test_requirements_pin_every_dependency() -> None:
-    pins = {}
-    for line in REQUIREMENTS.read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, sep, version = line.partition("==")
-            assert sep and re.fullmatch(r"[\w.]+", version), line
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked(path: Path) -> dict[str, list[tuple[str, str, list[str]]]]:
+    """A hashed lock file (scripts/lock.sh): name -> [(version, marker, sha256 hashes)]."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    pins: dict[str, list[tuple[str, str, list[str]]]] = {}
+    for line in text.splitlines():
+        line = line.split(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][\w.\-]*)==([\w.+!]+)\s*(?:;\s*([^-]*?))?\s*((?:--hash=sha256:[0-9a-f]{64}\s*)*)", line)
+        assert match, f"{path.name}: not a hashed pin: {line[:120]}"
+        name, version, marker, hashes = match.groups()
+        pins.setdefault(canonical(name), []).append((version, marker or "", re.findall(r"[0-9a-f]{64}", hashes)))
+    return pins
+
+
+def project_names(deps: list[str]) -> set[str]:
+    return {canonical(re.split(r"[<>=!~\[ ;]", dep)[0]) for dep in deps}
+
+
+def test_requirements_pin_and_hash_every_dependency() -> None:
     import tomllib
 
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    for dep in deps:
-        name = re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ;]", dep)[0]).lower()
-        assert name in pins, f"{name} (pyproject.toml) is not pinned in {REQUIREMENTS.name}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    image, dev = locked(REQUIREMENTS), locked(ROOT / "requirements-dev.lock")
+    for name, entries in image.items():
+        for version, marker, hashes in entries:
+            assert hashes, f"{name}=={version}: no --hash in {REQUIREMENTS.name} (pip --require-hashes needs one)"
+            # the image's lock is the runtime part of the dev lock: same releases, same files
+            assert (version, marker) in [(v, m) for v, m, _ in dev.get(name, [])], f"{name}=={version} ({marker})"
+    for name in project_names(project["dependencies"]):
+        assert name in image, f"{name} (pyproject.toml) is not pinned in {REQUIREMENTS.name}"
+    for name in project_names(project["dependencies"] + [d for deps in project["optional-dependencies"].values() for d in deps]):
+        assert name in dev, f"{name} (pyproject.toml) is not pinned in requirements-dev.lock"
+    # the daemon image never plots: the plot extra stays out of it
+    assert not project_names(project["optional-dependencies"]["plot"]) & set(image)
+
+
+def test_oci_labels() -> None:
+    import tomllib
+
+    text = DOCKERFILE.read_text()
+    runtime = stages(text)["runtime"]
+    global_args = dict(re.findall(r"^ARG (\w+)=(\S+)", text.split("\nFROM ")[0], re.M))
+    args = {}
+    for word, rest in runtime:
+        if word == "ARG":  # a stage's ARG without a default takes the global one
+            name, eq, default = rest.partition("=")
+            args[name] = default if eq else global_args.get(name, "")
+    labels = {}
+    for word, rest in runtime:
+        if word == "LABEL":
+            for item in shlex.split(rest):
+                key, _, value = item.partition("=")
+                labels[key] = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), value)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    oci = "org.opencontainers.image."
+    for key in ("title", "description", "version", "revision", "created", "licenses", "source", "base.name"):
+        assert oci + key in labels, f"LABEL {oci}{key} missing"
+    assert labels[oci + "title"] == project["name"]
+    assert labels[oci + "version"] == project["version"]
+    assert labels[oci + "licenses"] == project["license"]["text"]
+    assert labels[oci + "base.name"] == global_args["PYTHON_IMAGE"]  # the image actually built from
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
@@ -108,10 +161,11 @@ def test_build_stage_installs_and_serves(tmp_path: Path) -> None:
     context, venv = tmp_path / "src", tmp_path / "venv"
     context.mkdir()
     began = time.monotonic()
-    download = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", str(WHEELS),
-         "-r", str(REQUIREMENTS), "setuptools>=68", "wheel"], capture_output=True, text=True, check=False, timeout=900)
-    assert download.returncode == 0, download.stderr[-3000:]
+    for what in (["--require-hashes", "-r", str(REQUIREMENTS)], ["setuptools>=68", "wheel"]):  # the build backend: unhashed
+        download = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", str(WHEELS),
+             *what], capture_output=True, text=True, check=False, timeout=900)
+        assert download.returncode == 0, download.stderr[-3000:]
     print(f"\nwheels (download or up to date): {time.monotonic() - began:.0f}s")
     # The RUN steps as written; pip reads the downloaded wheels instead of the index (same files).
     env = {**os.environ, **env_of(build), "VENV": str(venv), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(WHEELS)}
@@ -155,3 +209,22 @@ def test_build_stage_installs_and_serves(tmp_path: Path) -> None:
         code = served.terminate()
     assert code == 0, served.output()[-3000:]
     assert sys.version_info[:2] == (3, 11)  # the image's Python
+
+    # No plot extra in the image (as after `pip install prewarm`): the CLI still works, and a plot
+    # names the extra that brings matplotlib, up front, with no traceback.
+    def prewarm(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(venv / "bin" / "prewarm"), *argv], cwd=tmp_path, env=run_env,
+                              capture_output=True, text=True, check=False, timeout=120)
+
+    for module in ("matplotlib", "tqdm"):
+        absent = subprocess.run([str(venv / "bin" / "python"), "-c", f"import {module}"], cwd=tmp_path, env=run_env,
+                                capture_output=True, text=True, check=False)
+        assert absent.returncode != 0 and "ModuleNotFoundError" in absent.stderr, module
+    helped = prewarm("--help")
+    assert helped.returncode == 0 and "serve" in helped.stdout, helped.stderr
+    for argv in (["backtest", "--trace", "synthetic", "--plot", "out.png"], ["demo"],
+                 ["forecast-eval", "--trace", "t.csv", "--plot", "out.png"]):
+        refused = prewarm(*argv)
+        assert refused.returncode == 2, (argv, refused.stderr[-2000:])
+        assert "pip install 'prewarm[plot]'" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+        assert not (tmp_path / "out.png").exists()
