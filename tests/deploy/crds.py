@@ -38,7 +38,8 @@ _RULE = _obj(["expr"], alert={"type": "string"}, record={"type": "string"},
              expr={"type": "string", "minLength": 1}, labels={"type": "object", "additionalProperties": {"type": "string"}},
              annotations={"type": "object", "additionalProperties": {"type": "string"}},
              **{"for": {"type": "string", "pattern": r"^(0|(([0-9]+)(ms|s|m|h|d|w|y))+)$"}})
-_TRIGGER = _obj(["type", "metadata"], type={"type": "string"}, metricType={"type": "string", "enum": ["AverageValue", "Value", "Utilization"]},
+_TRIGGER = _obj(["type", "metadata"], type={"type": "string", "minLength": 1}, name={"type": "string"},
+                metricType={"type": "string", "enum": ["AverageValue", "Value", "Utilization"]},
                 metadata={"type": "object", "additionalProperties": {"type": "string"}},
                 authenticationRef=_obj(["name"], name={"type": "string"}))
 
@@ -55,8 +56,15 @@ CRDS = [
          _obj(["scaleTargetRef", "triggers"], scaleTargetRef=_obj(["name"], name={"type": "string"}),
               minReplicaCount={"type": "integer", "minimum": 0}, maxReplicaCount={"type": "integer", "minimum": 1},
               pollingInterval={"type": "integer"}, cooldownPeriod={"type": "integer"},
-              fallback=_obj(["failureThreshold", "replicas"], failureThreshold={"type": "integer"},
-                            replicas={"type": "integer"}),
+              fallback=_obj(["failureThreshold", "replicas"], failureThreshold={"type": "integer", "minimum": 0},
+                            replicas={"type": "integer", "minimum": 0},
+                            # KEDA 2.17 added behavior; 2.20 added scalingModifiers
+                            behavior={"type": "string", "enum": ["static", "currentReplicas", "currentReplicasIfHigher",
+                                                                 "currentReplicasIfLower", "scalingModifiers"]}),
+              advanced=_obj([], horizontalPodAutoscalerConfig=OPEN,
+                            scalingModifiers=_obj([], formula={"type": "string"}, target={"type": "string"},
+                                                  activationTarget={"type": "string"},
+                                                  metricType={"type": "string", "enum": ["AverageValue", "Value"]})),
               triggers={"type": "array", "minItems": 1, "items": _TRIGGER})),
     _crd("keda.sh", "v1alpha1", "TriggerAuthentication", "triggerauthentications",
          _obj([], secretTargetRef={"type": "array", "items": _obj(["parameter", "name", "key"],

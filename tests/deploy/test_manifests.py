@@ -32,14 +32,16 @@ CORE_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 Obj = dict[str, Any]
 
 
-def helm_render(sdk: Path, values: Obj | None = None, *, name: str = "prewarm", namespace: str = "prewarm") -> list[Obj]:
+def helm_render(sdk: Path, values: Obj | None = None, *, name: str = "prewarm", namespace: str = "prewarm",
+                hooks: bool = False) -> list[Obj]:
+    """The objects `helm install` creates; with ``hooks``, its hooks instead (e.g. the `helm test` Pod)."""
     answer = tools.helm(sdk, {"action": "render", "chart": str(CHART), "values": values or {}, "name": name,
                               "namespace": namespace})
     docs: list[Obj] = []
     for path, text in sorted(answer["manifests"].items()):
         if path.endswith(".yaml"):
             docs += [d for d in yaml.safe_load_all(text) if d]
-    return docs
+    return [d for d in docs if ("helm.sh/hook" in d["metadata"].get("annotations", {})) == hooks]
 
 
 def kustomize(kubectl: str, directory: Path) -> list[Obj]:
