@@ -1,11 +1,12 @@
 """The one duration grammar of prewarm: config files, trigger metadata and command-line flags.
 
 A duration is one or more ``<number><unit>`` parts, units ``ms s m h d w``: ``90s``, ``5m``,
-``1h30m``, ``1.5h``, ``500ms``, ``2w1d``. The unit is required: a bare ``5`` is refused
-rather than guessed (``--cold-start 5`` used to mean five seconds when five minutes was meant).
-The one exception is ``0``, the same in every unit (as in Go's ``time.ParseDuration``, which
-KEDA and Kubernetes users know). Negative durations are refused: nothing in prewarm waits
-backwards.
+``1h30m``, ``1.5h``, ``500ms``, ``2w1d``. In text (flags, trigger metadata, quoted YAML) the
+unit is required: a bare ``5`` is refused rather than guessed (``--cold-start 5`` used to mean
+five seconds when five minutes was meant). The one exception is ``0``, the same in every unit
+(as in Go's ``time.ParseDuration``, which KEDA and Kubernetes users know). A YAML or Python
+*number* is still seconds: existing configs and the settings the backtest and demo build in
+code rely on it. Negative durations are refused: nothing in prewarm waits backwards.
 
 It lives in ``forecasting`` so that both packages share it: ``forecasting`` never imports
 ``scaler``, and ``scaler`` imports this module.
@@ -40,11 +41,13 @@ def parse_duration(value: object) -> float:
     """Seconds from a duration: ``"90s"`` -> 90.0, ``"1h30m"`` -> 5400.0, ``"500ms"`` -> 0.5.
 
     ``value`` may come from YAML (a number), trigger metadata or a flag (a string). Raises
-    :class:`DurationError` for a bare number other than 0, a negative value, an unknown unit,
-    spaces inside or an empty string.
+    :class:`DurationError` for text that is a bare number other than 0, a negative value, an
+    unknown unit, spaces inside or an empty string.
     """
     if isinstance(value, bool):
         raise DurationError(f"{value!r} is not a duration: {EXPECTED}")
+    if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+        return float(value)  # a number, not text: settings built in code, or a YAML number
     text = str(value).strip()
     if _DURATION.fullmatch(text):
         seconds = sum(float(n) * UNIT_SECONDS[unit] for n, unit in _PART.findall(text))

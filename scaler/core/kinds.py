@@ -53,8 +53,10 @@ class Duration(Kind):
 
     def schema(self) -> dict[str, Any]:
         return {
-            "oneOf": [{"type": "string", "pattern": SCHEMA_PATTERN}, {"const": 0}],
-            "description": "duration, e.g. 90s, 5m, 1h30m, 7d (a unit is required; 0 alone is 0)",
+            "oneOf": [{"type": "string", "pattern": SCHEMA_PATTERN},
+                      {"type": "number", "minimum": self.min or 0}],
+            "description": "duration, e.g. 90s, 5m, 1h30m, 7d (text needs a unit; a number is "
+                           "seconds)",
         }
 
 

@@ -33,6 +33,8 @@ EXPECTED = "expected a duration like 90s, 5m or 1h30m"
         pytest.param(" 10m ", 600, id="spaces-around"),
         pytest.param("0", 0, id="zero-is-zero-in-every-unit"),
         pytest.param(0, 0, id="yaml-zero"),
+        pytest.param(90, 90, id="yaml-number-is-seconds"),
+        pytest.param(2.5, 2.5, id="float-from-code-is-seconds"),
         pytest.param("0s", 0, id="zero-seconds"),
     ],
 )
@@ -44,7 +46,6 @@ def test_durations(text: object, seconds: float) -> None:
     ("value", "reason"),
     [
         pytest.param("5", "a bare number has no unit", id="bare-number"),
-        pytest.param(90, "a bare number has no unit", id="yaml-number"),
         pytest.param("2.5", "a bare number has no unit", id="bare-fraction"),
         pytest.param("-3m", "it is negative", id="negative"),
         pytest.param("-5", "it is negative", id="negative-number"),
