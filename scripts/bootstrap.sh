@@ -36,6 +36,12 @@ else
     [ -n "$want" ] || need "found neither python3.11 nor python3.12 (on PATH or in pyenv)"
 fi
 
+# One bootstrap at a time per checkout: another run must not see the stamp missing mid-install
+# and delete the .venv being filled.
+if command -v flock > /dev/null; then
+    exec 9> "${TMPDIR:-/tmp}/prewarm-bootstrap-$(pwd | sha256sum | cut -c1-16).lock"
+    flock 9
+fi
 stamp=.venv/.prewarm-installed
 if [ -e .venv ]; then
     have=$(version_of .venv/bin/python)
