@@ -17,12 +17,11 @@ import numpy as np
 from forecasting.base import DEFAULT_QUANTILES, Forecaster
 from forecasting.cleaning import GapPolicy
 from forecasting.fitted import FittedModel
-from forecasting.naive import SeasonalNaive
+from forecasting.naive import SeasonalNaive, baseline_spec
 from forecasting.selection import (
     Backtest,
     _diagnostics,
     backtest,
-    baseline_spec,
     error_floor,
     finish,
     holdout_steps,

@@ -8,15 +8,11 @@ shared machinery (cleaning, backtest, conformal calibration, skill) lives in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from forecasting.smoothing import SmoothingState
-from forecasting.types import FloatArray, Forecast, Series
-
-if TYPE_CHECKING:
-    from forecasting.fitted import FittedModel
+from forecasting.types import FloatArray
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95)
 
@@ -44,28 +40,6 @@ class Forecaster(Protocol):
     def fit_state(self, values: FloatArray, *, step_seconds: int) -> StateFit:
         """Fit on cleaned values (NaN = missing); the state sits just after the last value."""
         ...
-
-
-class ForecasterMixin:
-    """``fit`` / ``forecast`` for a :class:`Forecaster`: the calibration path of ``fit_auto``.
-    """
-
-    def fit(
-        self,
-        series: Series,
-        *,
-        horizon_steps: int,
-        quantiles: Sequence[float] = DEFAULT_QUANTILES,
-    ) -> FittedModel:
-        from forecasting.selection import fit_model
-
-        return fit_model(self, series, horizon_steps=horizon_steps, quantiles=quantiles)  # type: ignore[arg-type]
-
-    def forecast(
-        self, series: Series, *, h: int, quantiles: Sequence[float] = DEFAULT_QUANTILES
-    ) -> Forecast:
-        """One-shot ``fit(series, horizon_steps=h).forecast(h)``."""
-        return self.fit(series, horizon_steps=h, quantiles=quantiles).forecast(h)
 
 
 def period_steps(season_seconds: int, step_seconds: int) -> int:

@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from forecasting.base import Forecaster, ForecasterMixin, StateFit, period_steps, season_label
+from forecasting.base import Forecaster, StateFit, period_steps, season_label
 from forecasting.cleaning import aggregate, fill_missing
 from forecasting.naive import SeasonalNaive
 from forecasting.resolution import MAX_POINTS_PER_DAY, fit_factor, refine
 from forecasting.smoothing import SmoothingState, run
+from forecasting.spec import ForecasterMixin
 from forecasting.types import FloatArray
 
 DAY, WEEK = 86400, 604800
@@ -191,7 +192,7 @@ class MSTLETS(ForecasterMixin):
 
     def _decompose(self, y: FloatArray, periods: Sequence[int]) -> FloatArray:
         """MSTL (Bandara et al.): STL per period in turn, twice; (len(periods), n) seasonals."""
-        from statsmodels.tsa.stl._stl import STL
+        from statsmodels.tsa.seasonal import STL
 
         seasonal = np.zeros((len(periods), y.shape[0]))
         deseason = y.copy()

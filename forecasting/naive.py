@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from forecasting.base import ForecasterMixin, StateFit, period_steps, season_label
+from forecasting.base import StateFit, period_steps, season_label
 from forecasting.smoothing import SmoothingState
+from forecasting.spec import ForecasterMixin
 from forecasting.types import FloatArray
 
 
@@ -57,3 +59,9 @@ def last_season(values: FloatArray, period: int) -> FloatArray:
         profile[ok] = values[idx[ok]]
     fallback = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
     return np.where(np.isnan(profile), fallback, profile)
+
+
+def baseline_spec(seasons_seconds: Sequence[int], step_seconds: int) -> SeasonalNaive:
+    """Seasonal naive at the shortest season longer than one step (plain naive if none)."""
+    longer = [s for s in seasons_seconds if period_steps(s, step_seconds) > 1]
+    return SeasonalNaive(season_seconds=min(longer) if longer else step_seconds)

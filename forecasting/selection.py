@@ -23,11 +23,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from forecasting.base import DEFAULT_QUANTILES, Forecaster, StateFit, period_steps
-from forecasting.calibration import Calibration, calibrate, pinball
+from forecasting.base import DEFAULT_QUANTILES, Forecaster, StateFit
+from forecasting.calibration import calibrate, pinball
 from forecasting.cleaning import GapMask, GapPolicy, mask_collection_gaps
 from forecasting.fitted import FittedModel
-from forecasting.naive import SeasonalNaive
 from forecasting.smoothing import SmoothingState, rolling_forecasts
 from forecasting.types import FitDiagnostics, FloatArray, Series
 
@@ -281,13 +280,3 @@ def _diagnostics(
         candidates=candidates,
         coverage=coverage,
     )
-
-
-def baseline_spec(seasons_seconds: Sequence[int], step_seconds: int) -> SeasonalNaive:
-    """Seasonal naive at the shortest season longer than one step (plain naive if none)."""
-    longer = [s for s in seasons_seconds if period_steps(s, step_seconds) > 1]
-    return SeasonalNaive(season_seconds=min(longer) if longer else step_seconds)
-
-
-def uncalibrated(levels: Sequence[float]) -> Calibration:
-    return Calibration(tuple(levels), np.zeros((len(levels), 0)))

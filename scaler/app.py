@@ -35,9 +35,9 @@ from scaler.edges.metrics import MetricsEdge
 from scaler.edges.metrics.collector import Counters, ForecastCollector
 from scaler.edges.prometheus import PrometheusEdge
 from scaler.edges.replay import ReplayEdge
-from scaler.engine import Engine, initial_snapshot, replace_settings
+from scaler.engine import Engine
 from scaler.runner import TaskRunner
-from scaler.snapshot import SnapshotHolder
+from scaler.snapshot import SnapshotHolder, initial_snapshot, replace_settings
 
 if TYPE_CHECKING:
     from scaler.edges.kubernetes.edge import KubernetesEdge
@@ -182,7 +182,8 @@ class App:
             live = self.config_file.stats
         return Counters(source_errors=errors, refreshes=stats.refreshes, refits=stats.refits,
                         fit_errors=stats.fit_errors, last_source_success=stats.last_source_success,
-                        config=live)
+                        last_refresh_seconds=stats.last_refresh_seconds,
+                        last_refit_seconds=stats.last_refit_seconds, config=live)
 
     def _on_settings(self, parsed: ParsedSettings) -> None:
         """A new valid config from the live source: the engine and every edge take it."""

@@ -200,8 +200,8 @@ class Demo:
 
     def __init__(self, p: DemoPlan, args: argparse.Namespace) -> None:
         from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics
-        from scaler.engine import Engine, initial_snapshot
-        from scaler.snapshot import SnapshotHolder
+        from scaler.engine import Engine
+        from scaler.snapshot import SnapshotHolder, initial_snapshot
 
         self.plan, self.args = p, args
         sc = p.scenario

@@ -20,15 +20,15 @@ from functools import partial
 import numpy as np
 
 from forecasting.fitted import FittedForecaster
-from forecasting.types import Forecast, Series
+from forecasting.types import Forecast
 from scaler.core.clock import Clock
 from scaler.core.coldstart import configured_cold_start, lead_seconds
 from scaler.core.config import ModelSettings, Overrides, Settings
-from scaler.core.decision import DecisionInputs, DecisionState, decide, with_overrides
+from scaler.core.decision import DecisionInputs, DecisionState, decide, finish_all, with_overrides
 from scaler.core.errors import SourceError
 from scaler.core.excursion import excursion
 from scaler.core.fleet import ClusterView, Published
-from scaler.core.forecasts import demotion_note, fit_horizon_steps, forecast_steps
+from scaler.core.forecasts import catch_up, demotion_note, fit_horizon_steps, fit_job, forecast_steps
 from scaler.core.model import ColdStart, Decision, Observation
 from scaler.core.ports import MetricSource
 from scaler.core.slo import ReplaySpec, TunerState, due, lead_steps, retune
@@ -37,17 +37,8 @@ from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder
 
 log = logging.getLogger("prewarm.engine")
 
-QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
 MAX_TRIGGERS_PER_MODEL = 16
 """Distinct trigger-metadata overrides finished per model (ScaledObjects per model, in practice 1)."""
-
-
-def fit_job(series: Series, horizon_steps: int, seasons: tuple[int, ...]) -> FittedForecaster:
-    """Runs in a worker process: fit and select a forecaster for one model's history."""
-    from forecasting import fit_auto
-
-    return fit_auto(series, horizon_steps=horizon_steps, quantiles=QUANTILES,
-                    seasons_seconds=seasons)
 
 
 @dataclass
@@ -169,7 +160,8 @@ class Engine:
                 cold_starts=colds,
                 forecast_for_now={k: rt.forecast_for_now for k, rt in self.models.items()
                                   if rt.forecast_for_now is not None},
-                answers=self._answers(settings, decisions),
+                answers=finish_all(settings, decisions, self.triggers),
+                ready_replicas=self.cluster.current.ready if self.cluster is not None else {},
             )
             await self.holder.publish(snapshot)
             self.stats.refreshes += 1
@@ -195,17 +187,6 @@ class Engine:
         snap = replace(snap, answers=answers, generation=snap.generation + 1)
         self.holder.replace_nowait(snap)
         return snap
-
-    def _answers(self, settings: Settings, decisions: Mapping[str, Decision]
-                 ) -> dict[tuple[str, Overrides], Decision]:
-        out: dict[tuple[str, Overrides], Decision] = {}
-        for name, asked in self.triggers.items():
-            m, decision = settings.model(name), decisions.get(name)
-            if m is None or decision is None:
-                continue
-            for overrides in asked:
-                out[(name, overrides)] = with_overrides(decision, m, overrides)
-        return out
 
     async def refit(self) -> None:
         """Refit every model's forecaster on its completed history, in the process pool."""
@@ -378,7 +359,7 @@ class Engine:
         fitted = rt.fitted
         completed = rt.history.completed(now)
         if completed is not None and completed.end > fitted.end:
-            fitted = self._update(fitted, completed, fitted.end)
+            fitted = catch_up(fitted, completed)
             rt.fitted = fitted
         h = forecast_steps(origin=fitted.end, now=now, horizon_seconds=horizon_seconds,
                            step_seconds=fitted.step_seconds)
@@ -387,20 +368,6 @@ class Engine:
         except Exception:
             log.exception("forecast for %s failed", m.name)
             return None, "forecast failed"
-
-    @staticmethod
-    def _update(fitted: FittedForecaster, completed: Series, end: float) -> FittedForecaster:
-        """Feed the forecaster the buckets completed since it last saw data (online level update)."""
-        first = max(0, round((end - completed.start) / completed.step_seconds))
-        new = Series(start=completed.start + first * completed.step_seconds,
-                     step_seconds=completed.step_seconds, values=completed.values[first:])
-        if len(new) == 0:
-            return fitted
-        try:
-            return fitted.update(new)
-        except Exception:
-            log.exception("forecaster update failed; forecasting from the last fit")
-            return fitted
 
     def _track_forecast_for_now(
         self, m: ModelSettings, rt: ModelRuntime, forecast: Forecast | None, now: float,
@@ -422,23 +389,3 @@ class Engine:
         lead = lead_seconds(self._cold_start(m, now), pool_has_spare=None,
                             decision_delay_seconds=self.settings.defaults.pollingInterval)
         return fit_horizon_steps(lead, self.settings.defaults.step)
-
-
-def initial_snapshot(settings: Settings, now: float) -> Snapshot:
-    """Before the first refresh: every model invalid (GetMetrics answers UNAVAILABLE, not 0)."""
-    from scaler.core.model import Reason
-
-    decisions = {
-        m.name: Decision(model=m.name, at=now, replicas=0, reason=Reason.NO_DATA, valid=False,
-                         active=False, expires_at=now, message="no data yet: starting up")
-        for m in settings.models
-    }
-    return Snapshot(at=now, generation=0, settings=settings, decisions=decisions)
-
-
-def replace_settings(snapshot: Snapshot, settings: Settings) -> Snapshot:
-    """Same decisions under new settings (new models start invalid until the next refresh)."""
-    fresh = initial_snapshot(settings, snapshot.at).decisions
-    decisions = {name: snapshot.decisions.get(name, fresh[name]) for name in fresh}
-    return replace(snapshot, settings=settings, decisions=decisions,
-                   generation=snapshot.generation + 1)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from forecasting.types import Forecast
 from scaler.core.config import Overrides, Settings
-from scaler.core.model import ColdStart, Decision, Observation
+from scaler.core.model import ColdStart, Decision, Observation, Reason
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Snapshot:
     cold_starts: Mapping[str, ColdStart] = field(default_factory=dict)
     forecast_for_now: Mapping[str, float] = field(default_factory=dict)
     """Per model: the upper-quantile forecast made one lead time ago for now (lines up with actual)."""
+    ready_replicas: Mapping[str, int] = field(default_factory=dict)
+    """Per model: Ready pods of its target Deployment (Kubernetes integration only)."""
     answers: Mapping[tuple[str, Overrides], Decision] = field(default_factory=dict)
     """Finished decisions for the trigger-metadata overrides ScaledObjects asked with; a model
     asked without overrides is answered from ``decisions``."""
@@ -101,3 +103,21 @@ class SnapshotHolder:
         async with self._changed:
             self.closed = True
             self._changed.notify_all()
+
+
+def initial_snapshot(settings: Settings, now: float) -> Snapshot:
+    """Before the first refresh: every model invalid (GetMetrics answers UNAVAILABLE, not 0)."""
+    decisions = {
+        m.name: Decision(model=m.name, at=now, replicas=0, reason=Reason.NO_DATA, valid=False,
+                         active=False, expires_at=now, message="no data yet: starting up")
+        for m in settings.models
+    }
+    return Snapshot(at=now, generation=0, settings=settings, decisions=decisions)
+
+
+def replace_settings(snapshot: Snapshot, settings: Settings) -> Snapshot:
+    """Same decisions under new settings (new models start invalid until the next refresh)."""
+    fresh = initial_snapshot(settings, snapshot.at).decisions
+    decisions = {name: snapshot.decisions.get(name, fresh[name]) for name in fresh}
+    return replace(snapshot, settings=settings, decisions=decisions,
+                   generation=snapshot.generation + 1)

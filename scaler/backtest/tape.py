@@ -25,10 +25,7 @@ from forecasting.fitted import FittedForecaster
 from forecasting.types import Forecast, Series
 from scaler.backtest.scenario import MINUTE, Scenario
 from scaler.core.config import Defaults
-from scaler.core.forecasts import demotion_note, forecast_steps
-
-QUANTILES = (0.5, 0.8, 0.9, 0.95, 0.99)
-"""The levels the engine fits (``scaler.engine.QUANTILES``); the sweep picks among them."""
+from scaler.core.forecasts import QUANTILES, demotion_note, fit_job, forecast_steps
 
 HISTORY = round(Defaults().history / MINUTE)
 """Minutes a fit sees by default: serve's ``defaults.history`` (21 days)."""
@@ -64,14 +61,6 @@ class TapeSpec:
     def fit_history(self, scenario: Scenario, t: int) -> Series:
         """What the fit at minute ``t`` sees: the last ``history`` minutes before ``t``."""
         return scenario.history(t, start=t - max(1, self.history))
-
-
-def fit_one(history: Series, horizon_steps: int, seasons: tuple[int, ...]) -> FittedForecaster:
-    """One engine fit (``scaler.engine.fit_job``): runs in a worker process."""
-    from forecasting import fit_auto
-
-    return fit_auto(history, horizon_steps=horizon_steps, quantiles=QUANTILES,
-                    seasons_seconds=seasons)
 
 
 class ForecastTape:
@@ -143,7 +132,7 @@ def _run_fits(scenario: Scenario, spec: TapeSpec, minutes: list[int],
               jobs: int) -> Iterator[tuple[int, FittedForecaster]]:
     if jobs <= 1 or len(minutes) <= 1:
         for t in minutes:
-            yield t, fit_one(spec.fit_history(scenario, t), spec.fit_horizon_steps, spec.seasons)
+            yield t, fit_job(spec.fit_history(scenario, t), spec.fit_horizon_steps, spec.seasons)
         return
     workers = min(jobs, len(minutes))
     with _pool(workers) as pool:
@@ -151,7 +140,7 @@ def _run_fits(scenario: Scenario, spec: TapeSpec, minutes: list[int],
         # so queueing a long trace's hundreds of fits at once would hold them all in memory.
         pending: deque[tuple[int, Future[FittedForecaster]]] = deque()
         for t in minutes:
-            pending.append((t, pool.submit(fit_one, spec.fit_history(scenario, t),
+            pending.append((t, pool.submit(fit_job, spec.fit_history(scenario, t),
                                            spec.fit_horizon_steps, spec.seasons)))
             if len(pending) > 2 * workers:
                 done, future = pending.popleft()

@@ -35,12 +35,13 @@ the median; ``standbyReplicas`` still adds on top.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from forecasting.types import Forecast
-from scaler.core.config import ModelSettings, Overrides
+from scaler.core.config import ModelSettings, Overrides, Settings
 from scaler.core.model import Decision, Reason
 from scaler.core.slo import Margin
 
@@ -253,3 +254,17 @@ def with_overrides(decision: Decision, model: ModelSettings, overrides: Override
                    standby=bounds.standby if decision.need > 0 else 0,
                    active=decision.active or replicas > 0)
 
+
+def finish_all(
+    settings: Settings, decisions: Mapping[str, Decision], triggers: Mapping[str, Iterable[Overrides]]
+) -> dict[tuple[str, Overrides], Decision]:
+    """Every (model, overrides) a ScaledObject asked with, finished: published with the snapshot,
+    so the gRPC handler only looks an answer up and balloons see the numbers KEDA gets."""
+    out: dict[tuple[str, Overrides], Decision] = {}
+    for name, asked in triggers.items():
+        m, decision = settings.model(name), decisions.get(name)
+        if m is None or decision is None:
+            continue
+        for overrides in asked:
+            out[(name, overrides)] = with_overrides(decision, m, overrides)
+    return out

@@ -3,7 +3,6 @@
     PrewarmError
     ├── ConfigError            a config file, ConfigMap or CLI value is invalid (permanent: fix the input)
     ├── MetadataError          a ScaledObject trigger's metadata is invalid (-> INVALID_ARGUMENT)
-    ├── UnknownModelError      trigger names a model the config does not have (-> NOT_FOUND)
     └── SourceError            a metrics source failed; ``reason`` is a short label for metrics
                                (temporary: retried next refresh, decisions hold meanwhile)
 """
@@ -29,14 +28,6 @@ class ConfigError(PrewarmError):
 
 class MetadataError(PrewarmError):
     pass
-
-
-class UnknownModelError(PrewarmError):
-    def __init__(self, model: str, known: Sequence[str]) -> None:
-        self.model = model
-        self.known = tuple(known)
-        shown = ", ".join(self.known) if self.known else "(none configured)"
-        super().__init__(f"model {model!r} is not in the config; known models: {shown}")
 
 
 class SourceError(PrewarmError):

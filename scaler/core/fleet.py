@@ -52,6 +52,8 @@ class ClusterView:
     cold_starts: Mapping[str, ColdStart] = field(default_factory=dict)
     spare: Mapping[str, bool] = field(default_factory=dict)
     capacity: Mapping[str, PoolCapacity] = field(default_factory=dict)
+    ready: Mapping[str, int] = field(default_factory=dict)
+    """Per model with a target Deployment: its Ready pods."""
 
 
 class Published(Generic[T]):
@@ -352,7 +354,10 @@ class Fleet:
         capacity = {p.name: self.pool_capacity(p) for p in self.settings.nodePools}
         colds: dict[str, ColdStart] = {}
         spare: dict[str, bool] = {}
+        ready: dict[str, int] = {}
         for m in self.settings.models:
+            if self._selector(m) is not None:
+                ready[m.name] = sum(1 for p in self.model_pods(m) if p.ready is not None and not p.terminal)
             cold = self.cold_start(m, now=now)
             if cold is not None:
                 colds[m.name] = cold
@@ -360,7 +365,7 @@ class Fleet:
             room = has_spare(capacity.get(pool.name), pool.gpusPerReplica) if pool else None
             if room is not None:
                 spare[m.name] = room
-        return ClusterView(at=now, cold_starts=colds, spare=spare, capacity=capacity)
+        return ClusterView(at=now, cold_starts=colds, spare=spare, capacity=capacity, ready=ready)
 
     # --- persisted summary ------------------------------------------------------------------
 
@@ -384,6 +389,3 @@ class Fleet:
             nodes = self._frozen_nodes.setdefault(name, {})
             for d in durations:
                 nodes.setdefault(d.key, d)
-
-    def summary(self) -> dict[str, Any]:
-        return {"pods": len(self.pods), "nodes": len(self.nodes), "targets": len(self.selectors)}

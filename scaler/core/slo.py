@@ -25,16 +25,15 @@ asked for over ``[t - cold start, t]``. Each candidate gets an on-time share (re
 units served in the step they arrive, recent days weighted more) and a cost (replica-steps); the
 cheapest candidate whose share reaches the target plus a reserve of half the error budget
 (:data:`RESERVE`: the coming week may be burstier than the replayed one) plus the learned
-``safety`` wins. The candidates
-span "follow the forecast closely" to "hold a static count", so on traffic where nothing is
-forecastable the tuner lands on the static count that would have met the SLO, by itself.
+``safety`` wins. The candidates span "follow the forecast closely" to "hold a static count", so
+where nothing is forecastable the tuner lands on the static count that meets the SLO, by itself.
 
 **How it adapts** (:func:`adapt`). The replay is an estimate (it ignores the backlog and the
 spread of cold starts), and the next days may be burstier than the last ones. The measured on-time
 share (serve: vLLM's ``request_queue_time_seconds`` histogram; backtest: the simulated late share,
 as late as serve would see it) feeds an integral controller on ``safety``: every shortfall against
-the target raises it, every surplus lowers it, within ``[0, (1 - target) x 0.9]``. A
-missing measurement leaves it where it is, and so does the margin: no data never lowers either.
+the target raises it, every surplus lowers it, within ``[0, (1 - target) x 0.9]``. A missing
+measurement leaves it, and the margin, where they are: no data never lowers either.
 
 E.g. target 0.99, capacity 10, demand 40 rising to 80 within a 30-minute lead at 13:00 on most
 days: the replay finds that factor 1.35 with cap 95 meets 0.993 on the last week at the least

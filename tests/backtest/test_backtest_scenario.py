@@ -84,13 +84,13 @@ def test_history_window_has_the_right_start() -> None:
 def test_fits_see_at_most_the_history_window(monkeypatch: pytest.MonkeyPatch) -> None:
     sc = synthetic(days=2, warmup_days=1.0)
     seen: list[tuple[float, int]] = []
-    real = tape.fit_one
+    real = tape.fit_job
 
     def recording(history: Series, horizon_steps: int, seasons: tuple[int, ...]) -> FittedForecaster:
         seen.append((history.start, len(history)))
         return real(history, horizon_steps, seasons)
 
-    monkeypatch.setattr(tape, "fit_one", recording)
+    monkeypatch.setattr(tape, "fit_job", recording)
     tape.clear_cache()
     spec = TapeSpec(horizon_seconds=600, fit_horizon_steps=10, refit_every=360, first_fit=720,
                     history=1000)

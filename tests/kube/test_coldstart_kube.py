@@ -50,7 +50,7 @@ async def test_cold_start_is_learned_from_realistic_timelines(kube: KubeEnv, pla
     clock = FakeClock(time.time())
     async with running(build(kube, config, clock=clock)) as parts:
         await eventually(lambda: bool(parts.cluster.selectors), timeout=10, what="selectors")
-        before = parts.cold_starts.cold_start(llama, now=clock.now())
+        before = parts.cluster.cold_start(llama, now=clock.now())
         assert before is not None
         assert (before.learned, before.pod_startup_seconds, before.samples) == (False, 300.0, 0)
         assert before.node_provisioning_seconds == 240.0  # the config's nodeProvisioning: no nodes yet
@@ -83,11 +83,11 @@ async def test_cold_start_is_learned_from_realistic_timelines(kube: KubeEnv, pla
         player.pod(MODEL_NAMESPACE, unique("vllm"), LLAMA)
 
         def learned_all() -> bool:
-            cold = parts.cold_starts.cold_start(llama, now=clock.now())
+            cold = parts.cluster.cold_start(llama, now=clock.now())
             return cold is not None and cold.samples == 5
         await eventually(learned_all, timeout=10, what="five startups learned")
 
-        cold = parts.cold_starts.cold_start(llama, now=clock.now())
+        cold = parts.cluster.cold_start(llama, now=clock.now())
         assert cold is not None and cold.learned
         expected = estimate_cold_start(timelines, llama.policy.coldStart, now=clock.now(), nodes=nodes)
         assert cold == expected
@@ -115,19 +115,19 @@ async def test_learned_cold_start_survives_a_restart(kube: KubeEnv, player: Play
         pods = [started_pod(player, node, scheduled_after=1, ready_after=r)[0] for r in (240.0, 260.0, 480.0)]
         await eventually(lambda: len(parts.cluster.startup_samples(llama)) == 3, timeout=10,
                          what="three startups")
-        learned = parts.cold_starts.cold_start(llama, now=time.time())
+        learned = parts.cluster.cold_start(llama, now=time.time())
         # Scale-down: the pods go; what they taught stays (frozen on delete, saved on close).
         for pod in pods:
             admin.request("DELETE", f"/api/v1/namespaces/{MODEL_NAMESPACE}/pods/{pod}",
                           query={"gracePeriodSeconds": "0"})
         await eventually(lambda: not parts.cluster.model_pods(llama), timeout=10, what="pods gone")
-        assert parts.cold_starts.cold_start(llama, now=time.time()) == learned
+        assert parts.cluster.cold_start(llama, now=time.time()) == learned
     state = admin.get("/api/v1/namespaces/prewarm/configmaps/prewarm-state")
     assert "llama" in state["data"]["state.json"]
 
     async with running(build(kube, config, identity="second")) as restarted:
         await eventually(lambda: restarted.state.loaded, timeout=10, what="state loaded")
-        again = restarted.cold_starts.cold_start(llama, now=time.time())
+        again = restarted.cluster.cold_start(llama, now=time.time())
         assert again is not None and learned is not None
         assert again.learned and again.samples == 3
         assert again.pod_startup_seconds == pytest.approx(learned.pod_startup_seconds, abs=0.01)

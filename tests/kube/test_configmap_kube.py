@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from scaler.core.config import ParsedSettings
 from scaler.edges.kubernetes.api import Api
-from scaler.edges.kubernetes.edge import KubernetesCollector
+from scaler.edges.kubernetes.collector import KubernetesCollector
+from scaler.edges.kubernetes.edge import KubernetesEdge
 from tests.kube.common import build, raw_config, running, settings
 from tests.support.kubeenv import KubeEnv, eventually
 
@@ -46,8 +47,15 @@ async def test_invalid_configmap_is_kept_out_with_an_event_and_a_metric(kube: Ku
     applied: list[ParsedSettings] = []
     applied_b: list[ParsedSettings] = []
     config = settings(configMap="prewarm-config")
-    async with running(build(kube, config, identity="a", on_settings=applied.append)) as a, \
+    edges: dict[str, KubernetesEdge] = {}
+
+    def apply_a(parsed: ParsedSettings) -> None:  # what the app does: every edge takes the config
+        applied.append(parsed)
+        edges["a"].apply(parsed.settings)
+
+    async with running(build(kube, config, identity="a", on_settings=apply_a)) as a, \
             running(build(kube, config, identity="b", on_settings=applied_b.append)) as b:
+        edges["a"] = a
         assert a.config_watcher is not None and b.config_watcher is not None
         assert applied == [], "the unchanged config is not re-applied on start"
 
@@ -56,7 +64,7 @@ async def test_invalid_configmap_is_kept_out_with_an_event_and_a_metric(kube: Ku
         put_config(admin, edited)
         await eventually(lambda: len(applied) == 1 and len(applied_b) == 1, timeout=10, what="valid edit")
         assert applied[0].settings.models[0].maxReplicas == 12
-        assert a.cluster.settings.models[0].maxReplicas == 12  # the parts follow the new config
+        assert a.cluster.settings.models[0].maxReplicas == 12  # the edge follows the applied config
 
         broken = copy.deepcopy(edited)
         broken["models"][0]["maxReplicas"] = 0
@@ -77,7 +85,7 @@ async def test_invalid_configmap_is_kept_out_with_an_event_and_a_metric(kube: Ku
         registry = CollectorRegistry()
         registry.register(KubernetesCollector(a))
         assert registry.get_sample_value("prewarm_configmap_reload_errors_total") == 1.0
-        assert a.counters()["config_reload_errors"] == 1
+        assert a.config_watcher.stats.errors_total == 1  # what the app exports as prewarm_config_reload_errors_total
 
         put_config(admin, "models: [unterminated")  # not even YAML
         await eventually(lambda: a.config_watcher is not None and a.config_watcher.errors_total == 2,

@@ -19,8 +19,8 @@ from scaler.core.model import Observation
 from scaler.edges.keda.server import create_grpc_server
 from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics
 from scaler.edges.metrics.collector import Counters, ForecastCollector
-from scaler.engine import Engine, initial_snapshot
-from scaler.snapshot import SnapshotHolder
+from scaler.engine import Engine
+from scaler.snapshot import SnapshotHolder, initial_snapshot
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a Thursday midnight
 

@@ -22,7 +22,7 @@ def parse(raw):
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("15s", 15), ("10m", 600), ("1h30m", 5400), ("7d", 604800), ("1w", 604800), ("500ms", 0.5), (90, 90), ("2.5", 2.5)],
+    [("15s", 15), ("10m", 600), ("1h30m", 5400), ("7d", 604800), ("1w", 604800), ("500ms", 0.5), (90, 90), ("2.5s", 2.5)],
 )
 def test_durations(text, seconds) -> None:
     assert parse_duration(text) == seconds

@@ -53,6 +53,8 @@ class KubernetesCollector(Collector):
         yield from (pods, wanted, capped, spare)
         yield CounterMetricFamily("prewarm_balloon_errors", "Failed balloon actuations.",
                                   value=status.errors_total)
+        yield CounterMetricFamily("prewarm_balloon_scales", "Balloon Deployments scaled (replicas changed).",
+                                  value=status.scales_total)
 
     def _api(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("prewarm_kubernetes_requests", "Kubernetes API requests by verb.",

@@ -21,7 +21,8 @@ from scaler.core.clock import Clock
 from scaler.core.config import ParsedSettings, Settings
 from scaler.core.errors import ConfigError
 from scaler.edges import ReloadStats
-from scaler.edges.kubernetes.api import Api, KubeApiError, ListWatch, Obj, format_time
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj, format_time
+from scaler.edges.kubernetes.watch import ListWatch
 
 log = logging.getLogger("prewarm.config")
 

@@ -26,12 +26,13 @@ from scaler.core.config import ModelSettings, ParsedSettings, Settings, settings
 from scaler.core.fleet import BALLOON_LABEL, ClusterView, Published
 from scaler.core.standby import PoolStatus
 from scaler.edges import Edge, Task, named
-from scaler.edges.kubernetes.api import Api, ListWatch
+from scaler.edges.kubernetes.api import Api
 from scaler.edges.kubernetes.balloons import BalloonActuator
 from scaler.edges.kubernetes.cluster import Cluster
 from scaler.edges.kubernetes.configmap import ConfigMapWatcher
 from scaler.edges.kubernetes.leader import LeaderElector, default_identity
 from scaler.edges.kubernetes.state import StateStore
+from scaler.edges.kubernetes.watch import ListWatch
 from scaler.snapshot import SnapshotHolder
 
 log = logging.getLogger("prewarm.kubernetes")

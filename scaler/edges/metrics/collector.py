@@ -46,6 +46,8 @@ class Counters:
     refits: int = 0
     fit_errors: int = 0
     last_source_success: float | None = None
+    last_refresh_seconds: float = 0.0
+    last_refit_seconds: float = 0.0
     config: ReloadStats | None = None
     """The live config source's reloads (None: no live source, e.g. the embedded demo)."""
 
@@ -195,7 +197,7 @@ class ForecastCollector(Collector):
                 "decision_valid": 1.0 if d.valid else 0.0, "active": 1.0 if d.active else 0.0,
                 "lead_time_seconds": d.lead_seconds, "decision_timestamp_seconds": d.at,
                 "current_replicas": getattr(obs, "replicas", None),
-                "ready_replicas": _ready_replicas(obs),
+                "ready_replicas": snap.ready_replicas.get(model),
                 "min_replicas": settings.minReplicas if settings else None,
                 "max_replicas": settings.maxReplicas if settings else None,
             }
@@ -285,9 +287,6 @@ class ForecastCollector(Collector):
         for model, c in sorted(snap.cold_starts.items()):
             for stage in ("pod_startup", "node_provisioning"):
                 g.add_metric([model, stage, "p90"], getattr(c, f"{stage}_seconds"))
-                p50 = getattr(c, f"{stage}_p50_seconds", None)
-                if p50 is not None:
-                    g.add_metric([model, stage, "p50"], float(p50))
             learned.add_metric([model], 1.0 if c.learned else 0.0)
             samples.add_metric([model], c.samples)
         yield from (g, learned, samples)
@@ -341,6 +340,8 @@ class ForecastCollector(Collector):
             ("fit_errors", "Forecaster fits that failed (the previous forecaster was kept).", c.fit_errors),
         ):
             yield CounterMetricFamily(f"prewarm_{name}", doc, value=float(value))
+        yield GaugeMetricFamily("prewarm_last_refresh_duration_seconds", "Wall time of the last refresh (queries, decisions, publish).", value=c.last_refresh_seconds)
+        yield GaugeMetricFamily("prewarm_last_refit_duration_seconds", "Wall time of the last refit cycle (all models' fits).", value=c.last_refit_seconds)
         if c.config is not None:
             yield GaugeMetricFamily("prewarm_config_last_reload_successful", "1 when the newest config seen was applied, 0 when it was rejected.", value=0.0 if c.config.last_error else 1.0)
         if c.last_source_success is not None:
@@ -350,13 +351,6 @@ class ForecastCollector(Collector):
         info = GaugeMetricFamily("prewarm_build_info", "prewarm version (always 1).", labels=["version"])
         info.add_metric([_version()], 1.0)
         yield info
-
-
-def _ready_replicas(obs: object) -> float | None:
-    ready = getattr(obs, "ready_replicas", None)
-    if ready is None:
-        ready = getattr(obs, "signals", {}).get("ready_replicas")
-    return None if ready is None else float(ready)
 
 
 def _version() -> str:
