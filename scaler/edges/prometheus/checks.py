@@ -2,11 +2,18 @@
 
 Part of config validation everywhere a config is read (``check-config``, load, file and
 ConfigMap reload), through :meth:`scaler.edges.prometheus.PrometheusEdge.problems`.
+
+Query templates are parsed by a real PromQL parser (``promql-parser``, Prometheus' grammar in
+Rust) after their placeholders are filled, so ``rat(...)`` or a ``[1x]`` window is refused when
+the config is read, not when Prometheus first answers 400 on every refresh.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+
+import promql_parser
 
 from scaler.core.config import PrometheusSettings, Settings
 from scaler.edges.prometheus.promql import GROUP_LABEL, MODEL_LABEL, PLACEHOLDERS, SIGNALS, render
@@ -14,6 +21,15 @@ from scaler.edges.prometheus.promql import LABEL_NAME as _LABEL_NAME
 from scaler.edges.prometheus.promql import PLACEHOLDER_PATTERN as _PLACEHOLDER
 
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
+
+# Prometheus 2.x's name for double_exponential_smoothing (renamed in 3.0): still valid on the
+# servers many clusters run, so it must not be refused here.
+promql_parser.register_extra_functions([promql_parser.Function(
+    "holt_winters", [promql_parser.ValueType.Matrix, promql_parser.ValueType.Scalar,
+                     promql_parser.ValueType.Scalar], promql_parser.ValueType.Vector)])
+
+_QUOTED = re.compile(r"'([^']+)'")
+_TRAILING = re.compile(r":\s*(\S+)\s*$")
 
 
 def validate_queries(queries: Mapping[str, str], *, batched: bool = False) -> list[str]:
@@ -60,8 +76,34 @@ def _template_problems(template: str, *, batched: bool) -> list[str]:
         problems.append("must use {{matchers}} (a defaults query is sent for all models at once)")
     if not problems:
         sample = render(template, matchers='model_name="m"', window="1m")
-        problems += _bracket_problems(sample)
+        problems += _bracket_problems(sample) or _syntax_problems(template, sample)
     return problems
+
+
+def _syntax_problems(template: str, sample: str) -> list[str]:
+    """What the PromQL parser says about the rendered ``sample``, with the column in ``template``
+    where the parser's culprit stands (when it names one that occurs once)."""
+    try:
+        promql_parser.parse(sample)
+    except ValueError as exc:
+        message = str(exc)
+        column = _column(template, message)
+        where = f" at column {column}" if column is not None else ""
+        return [f"not valid PromQL{where}: {message}"]
+    return []
+
+
+def _column(template: str, message: str) -> int | None:
+    """1-based column of the token the parser's message quotes (``unknown function with name
+    'rat'``, ``bad number or duration syntax: 1x``); None when it is absent or ambiguous."""
+    found = _QUOTED.search(message) or _TRAILING.search(message)
+    if found is None:
+        return None
+    token = found.group(1)
+    # A whole token only: 'rat' must not match inside 'rate', '1x' not inside '11x'.
+    edges = r"(?<![\w:.]){}(?![\w:])" if re.fullmatch(r"[\w:.]+", token) else "{}"
+    hits = [m.start() for m in re.finditer(edges.format(re.escape(token)), template)]
+    return hits[0] + 1 if len(hits) == 1 else None
 
 
 def _bracket_problems(query: str) -> list[str]:
