@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -36,6 +34,7 @@ from scaler.edges.metrics.collector import Counters, ForecastCollector
 from scaler.edges.prometheus import PrometheusEdge
 from scaler.edges.replay import ReplayEdge
 from scaler.engine import Engine
+from scaler.fitpool import FitPool
 from scaler.runner import TaskRunner
 from scaler.snapshot import SnapshotHolder, initial_snapshot, replace_settings
 
@@ -73,6 +72,8 @@ class ServeOptions:
     kubeconfig: str | None = None
     grace_seconds: float = 10.0
     config_poll_seconds: float = 2.0
+    ready_timeout_seconds: float = 60.0
+    """Health turns SERVING when every model has a decision, or after this long regardless."""
 
 
 def load_settings(options: ServeOptions) -> ParsedSettings:
@@ -107,9 +108,7 @@ class App:
         self.settings = parsed.settings
         self.clock = make_clock(self.settings)
         self.holder = SnapshotHolder(initial_snapshot(self.settings, self.clock.now()))
-        workers = self.settings.defaults.fitWorkers or os.cpu_count() or 1
-        self.executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self.executor = FitPool(self.settings.defaults.fitWorkers or os.cpu_count() or 1)
         self.source = make_source(self.settings, options.config.parent if options.config else None)
         views: Published[ClusterView] = Published(ClusterView())
         self.kube = self._build_kubernetes(views)
@@ -134,6 +133,7 @@ class App:
             lambda: self.holder.current, self.clock, counters=self._counters,
             pools=(lambda: kube.pool_status(now=self.clock.now())) if kube is not None else None)
         self.registry.register(self.collector)
+        self.registry.register(self.executor)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         for edge in self.edges:
@@ -236,28 +236,65 @@ class App:
                      self.options.listen, self.grpc_port, self.metrics_port, len(self.settings.models))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stopping.set)
+                loop.add_signal_handler(sig, self._stop, sig)
+            loop.add_signal_handler(signal.SIGHUP, self._reload)
             for edge in self.edges:
                 for task in edge.tasks():
                     self.runner.spawn(task)
-            await self.engine.backfill()
+            # Answer first (demand alone), learn after: history and fits follow in the background.
             await self._refresh()
             self._schedule_jobs()
             self.runner.start()
+            self.runner.once("ready", self._become_ready)
             self.runner.once("first-refit", self._refit)
             await self.stopping.wait()
         finally:
             await self._shutdown(started)
         return self.exit_code
 
+    def _stop(self, sig: signal.Signals) -> None:
+        log.info("%s: stopping", sig.name)
+        self.stopping.set()
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read the config now (the daemon convention), from the live source."""
+        if self.config_file is not None:
+            if not self.config_file.poll():
+                log.info("SIGHUP: %s unchanged or rejected; keeping the current config", self.config_file.path)
+        else:
+            log.info("SIGHUP: the config comes from %s; nothing to re-read",
+                     "the ConfigMap watch" if self.kube is not None else "the embedded demo")
+
+    async def _become_ready(self) -> None:
+        """Health SERVING once every configured model has a decision (or after the bound)."""
+        deadline = time.monotonic() + self.options.ready_timeout_seconds
+        while True:
+            missing = [n for n, d in self.holder.current.decisions.items() if not d.valid]
+            if not missing:
+                break
+            if time.monotonic() >= deadline:
+                log.warning("ready after %.0fs with %d model(s) still without a decision (e.g. %s)",
+                            self.options.ready_timeout_seconds, len(missing), ", ".join(missing[:5]))
+                break
+            await self.holder.wait_newer(self.holder.current.generation, timeout=1.0)
+        await self.keda.set_serving()
+        log.info("ready: health SERVING")
+
     async def _shutdown(self, started: list[Edge]) -> None:
         log.info("shutting down: health NOT_SERVING, ending streams, draining calls")
+        # gRPC first, before anything that could stall the loop: calls that reached the server
+        # must be accepted and answered within the grace period, not cancelled at the stop.
+        drain = None
         if self.keda in started:
             await self.keda.begin_shutdown()
+            drain = asyncio.create_task(self.keda.aclose())
+        await self.holder.close()  # ends open streams with OK, so the drain need not wait for them
+        if drain is not None:
+            await drain
         await self.runner.aclose()
-        await self.holder.close()  # ends open streams with OK
         for edge in reversed(started):
-            await edge.aclose()  # the KEDA edge drains in-flight calls here
+            if edge is not self.keda:
+                await edge.aclose()
         for edge in self.edges:
             if edge not in started:
                 await edge.aclose()

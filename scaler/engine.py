@@ -32,11 +32,14 @@ from scaler.core.forecasts import catch_up, demotion_note, fit_horizon_steps, fi
 from scaler.core.model import ColdStart, Decision, Observation
 from scaler.core.ports import MetricSource
 from scaler.core.slo import ReplaySpec, TunerState, due, lead_steps, retune
+from scaler.fitpool import is_broken
 from scaler.history import History
-from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder
+from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder, replace_settings
 
 log = logging.getLogger("prewarm.engine")
 
+LOOP_SLICE_SECONDS = 0.02
+"""Longest stretch a refresh decides models without yielding to the event loop."""
 MAX_TRIGGERS_PER_MODEL = 16
 """Distinct trigger-metadata overrides finished per model (ScaledObjects per model, in practice 1)."""
 
@@ -142,17 +145,23 @@ class Engine:
         async with self._refresh_lock:
             started = time.perf_counter()
             now = self.clock.now()
-            settings = self.settings
-            observations = await self._observe(settings, now)
+            observations = await self._observe(self.settings, now)
+            # Decide under the settings current *now*: a reload during the read may have removed
+            # a model (it is not decided) or added one (no observation yet: it holds).
+            settings, models = self.settings, self.models
             decisions: dict[str, Decision] = {}
             forecasts: dict[str, Forecast] = {}
             colds: dict[str, ColdStart] = {}
+            slice_started = time.perf_counter()
             for m in settings.models:
-                decision, forecast, cold = self._decide_model(m, observations.get(m.name), now)
+                decision, forecast, cold = self._decide_model(m, models[m.name], observations.get(m.name), now)
                 decisions[m.name] = decision
                 colds[m.name] = cold
                 if forecast is not None:
                     forecasts[m.name] = forecast
+                if time.perf_counter() - slice_started > LOOP_SLICE_SECONDS:
+                    await asyncio.sleep(0)  # let gRPC handlers run: thousands of models take a while
+                    slice_started = time.perf_counter()
             snapshot = Snapshot(
                 at=now, generation=self.holder.current.generation + 1, settings=settings,
                 decisions=decisions, observations=observations, forecasts=forecasts,
@@ -163,6 +172,8 @@ class Engine:
                 answers=finish_all(settings, decisions, self.triggers),
                 ready_replicas=self.cluster.current.ready if self.cluster is not None else {},
             )
+            if self.settings is not settings:  # reloaded while deciding: serve the new config
+                snapshot = replace_settings(snapshot, self.settings)
             await self.holder.publish(snapshot)
             self.stats.refreshes += 1
             self.stats.last_refresh_seconds = time.perf_counter() - started
@@ -205,25 +216,28 @@ class Engine:
                 if np.isfinite(series.values).sum() < 3:
                     continue
                 seasons = tuple(int(s) for s in m.policy.seasonality)
-                jobs[m.name] = loop.run_in_executor(
-                    self.fit_executor, fit_job, series, self._horizon_steps(m, now), seasons)
-            for name, job in jobs.items():
-                await self._store_fit(name, job, now)
+                jobs[m.name] = partial(fit_job, series, self._horizon_steps(m, now), seasons)
+            futures = {name: loop.run_in_executor(self.fit_executor, job) for name, job in jobs.items()}
+            died = [name for name, future in futures.items() if not await self._store_fit(name, future, now)]
+            # Fits whose worker died (not whose data failed) run once more, on the healed pool.
+            for name in died:
+                await self._store_fit(name, loop.run_in_executor(self.fit_executor, jobs[name]), now)
             await self.retune(now)
             self.stats.refits += 1
             self.stats.last_refit_seconds = time.perf_counter() - started
 
-    async def _store_fit(self, name: str, job: asyncio.Future[FittedForecaster], fitted_at: float) -> None:
+    async def _store_fit(self, name: str, job: asyncio.Future[FittedForecaster], fitted_at: float) -> bool:
+        """Store one fit; False when its worker died (the caller may retry it)."""
         try:
             fitted = await job
-        except Exception:  # a fit must never take the daemon down
+        except Exception as exc:  # a fit must never take the daemon down
             self.stats.fit_errors += 1
-            log.exception("fit for %s failed; keeping the previous forecaster", name)
-            return
+            log.error("fit for %s failed; keeping the previous forecaster", name, exc_info=exc)
+            return not is_broken(exc)
         rt = self.models.get(name)
         model = self.settings.model(name)
         if rt is None or model is None:
-            return
+            return True
         skill = fitted.skill
         rt.fitted = fitted
         rt.fit = FitInfo(
@@ -233,6 +247,7 @@ class Engine:
         )
         log.info("fitted %s: %s (skill %s)", name, rt.fit.model_name,
                  "n/a" if skill is None else f"{skill:.2f}")
+        return True
 
     async def retune(self, now: float | None = None) -> None:
         """Re-choose the SLO margin of every model that is due, in the fit pool (a replay of a
@@ -310,9 +325,8 @@ class Engine:
         self.stats.source_errors[reason] = self.stats.source_errors.get(reason, 0) + 1
 
     def _decide_model(
-        self, m: ModelSettings, obs: Observation | None, now: float
+        self, m: ModelSettings, rt: ModelRuntime, obs: Observation | None, now: float
     ) -> tuple[Decision, Forecast | None, ColdStart]:
-        rt = self.models[m.name]
         demand = obs.demand if obs is not None else None
         if demand is not None and math.isfinite(demand):
             rt.history.add(now, demand)
@@ -332,7 +346,8 @@ class Engine:
                                 node_lead_seconds=cold.node_provisioning_seconds,
                                 margin=rt.tuner.margin if slo else None,
                                 on_time=rt.on_time if slo else None,
-                                excursion=self._excursion(rt, now, cold) if slo else 0.0)
+                                excursion=self._excursion(rt, now, cold) if slo else 0.0,
+                                sampled_at=obs.sampled_at if obs is not None else None)
         decision, rt.state = decide(inputs, m, rt.state, now=now)
         if slo and decision.valid and decision.base is not None:
             if rt.bases is None or rt.bases.step != rt.history.step:

@@ -54,7 +54,8 @@ def snapshot(generation: int = 1, at: float = T0, *, demand: float | None = 25.0
                    "code": decision("code", at, prewarm_replicas=2, reason=Reason.REACTIVE)},
         observations={"chat": Observation("chat", at, demand, replicas=3,
                                           signals={"slo_on_time_ratio": 0.97, "slo_requests": 1200.0}),
-                      "code": Observation("code", at, 4.0, signals={"ready_replicas": 2.0})},
+                      "code": Observation("code", at, 4.0)},
+        ready_replicas={"code": 2},  # from the Kubernetes edge's cluster view
         forecasts={"chat": forecast},
         fits={"chat": FitInfo("ets_damped", 0.6, "", at - 60, 1.5, False),
               "code": FitInfo("seasonal_naive", 1.2, "", at - 60, 0.2, True)},
@@ -228,6 +229,8 @@ class IoSource:
     request_seconds_total = {"instant": 0.5, "range": 0.2}  # noqa: RUF012
     rejected_samples_total = {"nan": 2, "stale": 0}  # noqa: RUF012
     retries_total = 3
+    latency_buckets: dict[str, list[int]] = {}  # noqa: RUF012
+    partial_models = 0
 
 
 def test_source_io_counters() -> None:

@@ -6,6 +6,7 @@ begins, so KEDA and the kubelet stop sending work before in-flight calls are dra
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics, add_
 from scaler.snapshot import Snapshot, SnapshotHolder
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+DRAIN_SECONDS = 1.0
+"""After SIGTERM, calls already queued at the server are still answered this long."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,12 @@ def split_host_port(value: str, flag: str) -> tuple[str, int]:
 
 
 async def create_grpc_server(
-    servicer: ExternalScalerServicer, listen: str, credentials: grpc.ServerCredentials | None
+    servicer: ExternalScalerServicer, listen: str, credentials: grpc.ServerCredentials | None,
+    *, serving: bool = True,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """gRPC server with ExternalScaler, health and reflection; returns the bound port."""
+    """gRPC server with ExternalScaler, health and reflection; returns the bound port.
+
+    ``serving`` False starts health at NOT_SERVING (the daemon flips it once it can answer)."""
     server = grpc.aio.server()
     add_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -80,8 +86,9 @@ async def create_grpc_server(
     if port == 0:
         raise ConfigError([f"--listen {listen}: cannot bind (in use, or not a local address)"], source="flags")
     await server.start()
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for service in ("", SERVICE_NAME):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(service, status)
     return server, health_servicer, port
 
 
@@ -103,8 +110,15 @@ class KedaEdge(Edge):
         self._health: health.aio.HealthServicer | None = None
 
     async def start(self) -> None:
+        """Bind and answer, with health NOT_SERVING until :meth:`set_serving`: a rolling update
+        must not send KEDA to a replica that has no decision yet."""
         self._server, self._health, self.port = await create_grpc_server(
-            self.servicer, self.listen, self.credentials)
+            self.servicer, self.listen, self.credentials, serving=False)
+
+    async def set_serving(self) -> None:
+        if self._health is not None:
+            for service in ("", SERVICE_NAME):
+                await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     async def begin_shutdown(self) -> None:
         """Health NOT_SERVING for every service: callers move away before the drain."""
@@ -115,6 +129,14 @@ class KedaEdge(Edge):
         return self.metrics
 
     async def aclose(self) -> None:
-        """Refuse new calls; in-flight ones get ``grace_seconds`` to finish."""
+        """Answer what already reached the server, then refuse new calls; in-flight ones get
+        ``grace_seconds`` to finish.
+
+        gRPC's stop() cancels calls that arrived but were not yet picked up by a handler, and
+        under load (KEDA polls every model at once) dozens sit in that queue: they are calls in
+        flight, so they are answered first, for :data:`DRAIN_SECONDS` after health turned
+        NOT_SERVING, before the stop.
+        """
         if self._server is not None:
+            await asyncio.sleep(min(DRAIN_SECONDS, self.grace_seconds))
             await self._server.stop(self.grace_seconds)

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from scaler._pb import externalscaler_pb2 as pb
 from scaler._pb import externalscaler_pb2_grpc as pb_grpc
 from scaler.core.clock import Clock
-from scaler.core.config import MODEL_NAME, ModelSettings, Overrides, Settings, parse_overrides
+from scaler.core.config import MODEL_NAME, OVERRIDE_KEYS, ModelSettings, Overrides, Settings, parse_overrides
 from scaler.core.errors import MetadataError
 from scaler.core.model import Decision
 from scaler.snapshot import Snapshot, SnapshotHolder
@@ -35,6 +35,7 @@ METRIC_PREFIX = "prewarm-"
 MODEL_KEY = "model"
 _SHOWN_NAME_CHARS = 64
 _SHOWN_MODELS = 10
+_MAX_MESSAGE_CHARS = 1024
 
 T = TypeVar("T")
 
@@ -79,6 +80,8 @@ class GrpcMetrics(Collector):
 
 class _Abort(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        if len(message) > _MAX_MESSAGE_CHARS:  # stays far below gRPC's 8-16 KiB metadata limits
+            message = message[:_MAX_MESSAGE_CHARS - 3] + "..."
         super().__init__(message)
         self.code = code
         self.message = message
@@ -115,6 +118,12 @@ class ExternalScalerServicer(pb_grpc.ExternalScalerServicer):
     def _decision(self, ref: pb.ScaledObjectRef) -> tuple[ModelSettings, Decision]:
         """The finished decision for this ScaledObject: a lookup; only the clock is checked here."""
         model = self._model(ref)
+        for key in OVERRIDE_KEYS:  # a value no bound could be: refused before it is echoed
+            value = ref.scalerMetadata.get(key, "")
+            if len(value) > _SHOWN_NAME_CHARS:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                             f"model {model.name!r}: trigger metadata {key!r} = {shown(value)} is not a "
+                             f"number ({len(value)} characters)")
         try:
             overrides = parse_overrides(ref.scalerMetadata, model)
         except MetadataError as exc:

@@ -6,6 +6,7 @@ one registry, which this edge serves.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from wsgiref.simple_server import WSGIServer
 
@@ -36,5 +37,6 @@ class MetricsEdge(Edge):
 
     async def aclose(self) -> None:
         if self._server is not None and self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
+            # shutdown() waits for the serving thread's next poll (up to 0.5 s): not on the loop.
+            await asyncio.to_thread(self._server.shutdown)
+            await asyncio.to_thread(self._thread.join, 5)
