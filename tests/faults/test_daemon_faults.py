@@ -228,3 +228,41 @@ async def test_error_messages_are_bounded(tmp_path: Path) -> None:
             assert "and 1990 more" in details or "minReplicas" in details
     finally:
         assert server.terminate() == 0
+
+
+async def test_rotated_certificate_is_served_without_a_restart(config_file: Path, tmp_path: Path) -> None:
+    """cert-manager replaces tls.crt/tls.key in place: new connections get the new pair."""
+    from tests.support.certs import make_pki
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old, new = make_pki(tmp_path / "old", ca_name="old-ca"), make_pki(tmp_path / "new", ca_name="new-ca")
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(old["server"].cert.read_bytes())
+    key.write_bytes(old["server"].key.read_bytes())
+    trusts_old = grpc.ssl_channel_credentials(old["ca"].cert.read_bytes())
+    trusts_new = grpc.ssl_channel_credentials(new["ca"].cert.read_bytes())
+    server = start_serve(["--config", str(config_file), "--tls-cert", str(cert), "--tls-key", str(key)],
+                         tmp_path, credentials=trusts_old)
+
+    async def answers(credentials: grpc.ChannelCredentials) -> bool:
+        async with grpc.aio.secure_channel(server.address, credentials) as channel:
+            try:
+                await pb_grpc.ExternalScalerStub(channel).GetMetrics(request(), timeout=3)
+                return True
+            except grpc.aio.AioRpcError:
+                return False
+
+    try:
+        assert await answers(trusts_old)
+        assert not await answers(trusts_new)
+        key.write_bytes(new["server"].key.read_bytes())  # the order a rotation may happen in
+        cert.write_bytes(new["server"].cert.read_bytes())
+        deadline = time.monotonic() + 10
+        while not await answers(trusts_new):
+            assert time.monotonic() < deadline, server.output()[-3000:]
+            await asyncio.sleep(0.3)
+        assert not await answers(trusts_old)
+        assert "TLS certificate reloaded" in server.output()
+    finally:
+        assert server.terminate() == 0

@@ -7,6 +7,7 @@ begins, so KEDA and the kubelet stop sending work before in-flight calls are dra
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from scaler.edges import Edge
 from scaler.edges.keda.servicer import ExternalScalerServicer, GrpcMetrics, add_to_server
 from scaler.snapshot import Snapshot, SnapshotHolder
 
+log = logging.getLogger("prewarm.grpc")
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
 DRAIN_SECONDS = 1.0
 """After SIGTERM, calls already queued at the server are still answered this long."""
@@ -36,25 +39,73 @@ class TlsFiles:
     client_ca: Path | None = None
 
 
+class CertificateFiles:
+    """The TLS files, re-read when they change on disk (cert-manager rotates them in place).
+
+    gRPC asks :meth:`fetch` before every new connection's handshake; a ``stat`` of each file
+    tells whether anything changed, so the cost per connection is three syscalls. A rotation
+    caught half-written (key and certificate not matching yet) keeps the last good pair: gRPC
+    rejects a bad configuration and calls again at the next connection.
+    """
+
+    def __init__(self, tls: TlsFiles) -> None:
+        assert tls.cert is not None and tls.key is not None
+        self.tls = tls
+        self.reloads_total = 0
+        self._seen = self._stamp()
+        self.initial = self._read()
+
+    def _paths(self) -> list[tuple[str, Path]]:
+        return [(flag, path) for flag, path in (("--tls-cert", self.tls.cert), ("--tls-key", self.tls.key),
+                                                 ("--tls-client-ca", self.tls.client_ca)) if path is not None]
+
+    def _stamp(self) -> tuple[tuple[int, int, int], ...]:
+        stamps = []
+        for _, path in self._paths():
+            try:
+                st = path.stat()
+            except OSError:
+                return ()  # mid-rotation: a file is missing for a moment
+            stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(stamps)
+
+    def _read(self) -> grpc.ServerCertificateConfiguration:
+        pem = {}
+        for flag, path in self._paths():
+            try:
+                pem[flag] = path.read_bytes()
+            except OSError as exc:
+                raise ConfigError([f"{flag} {path}: {exc.strerror or exc}"], source="flags") from None
+        return grpc.ssl_server_certificate_configuration(
+            [(pem["--tls-key"], pem["--tls-cert"])], root_certificates=pem.get("--tls-client-ca"))
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        stamp = self._stamp()
+        if not stamp or stamp == self._seen:
+            return None
+        try:
+            config = self._read()
+        except ConfigError as exc:
+            log.warning("TLS files changed but cannot be read yet: %s", exc)
+            return None
+        self._seen = stamp
+        self.reloads_total += 1
+        log.info("TLS certificate reloaded from %s", self.tls.cert)
+        return config
+
+
 def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials | None:
-    """Server credentials from PEM files (None: plaintext); a bad combination is a flag error."""
+    """Server credentials from PEM files (None: plaintext), reloaded when the files change; a bad
+    combination is a flag error."""
     if tls.cert is None and tls.key is None:
         if tls.client_ca is not None:
             raise ConfigError(["--tls-client-ca needs --tls-cert and --tls-key"], source="flags")
         return None
     if tls.cert is None or tls.key is None:
         raise ConfigError(["--tls-cert and --tls-key go together"], source="flags")
-    pem = {}
-    for flag, path in (("--tls-cert", tls.cert), ("--tls-key", tls.key), ("--tls-client-ca", tls.client_ca)):
-        if path is not None:
-            try:
-                pem[flag] = path.read_bytes()
-            except OSError as exc:
-                raise ConfigError([f"{flag} {path}: {exc.strerror or exc}"], source="flags") from None
-    ca = pem.get("--tls-client-ca")
-    return grpc.ssl_server_credentials(
-        [(pem["--tls-key"], pem["--tls-cert"])], root_certificates=ca,
-        require_client_auth=ca is not None)
+    files = CertificateFiles(tls)
+    return grpc.dynamic_ssl_server_credentials(
+        files.initial, files.fetch, require_client_authentication=tls.client_ca is not None)
 
 
 def split_host_port(value: str, flag: str) -> tuple[str, int]:
