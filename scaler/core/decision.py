@@ -68,6 +68,9 @@ class DecisionInputs:
     excursion: float = 0.0
     """How far demand may stray above its level now (``scaler.core.excursion``), for the
     margin's spread."""
+    sampled_at: float | None = None
+    """When ``demand`` was sampled (Unix seconds; None: ``now``). Validity counts from here: a
+    slow read does not make fresh data look old, and old data never looks fresh."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,9 @@ def decide(
 ) -> tuple[Decision, DecisionState]:
     """One model's decision at ``now`` and the state for the next call."""
     policy = model.policy
-    if inputs.demand is None or not math.isfinite(inputs.demand):
+    sampled = now if inputs.sampled_at is None else min(now, inputs.sampled_at)
+    if (inputs.demand is None or not math.isfinite(inputs.demand)
+            or now - sampled > policy.staleAfter):
         return _without_demand(model, state, now=now), state
     demand = max(0.0, inputs.demand)
     reactive = replicas_for(demand, model.capacityPerReplica)
@@ -177,7 +182,8 @@ def decide(
         active=active or replicas > 0, need=stabilized, need_reason=need_reason,
         standby=bounds.standby if stabilized > 0 else 0, reactive_replicas=reactive,
         forecast_replicas=forecast_replicas, demand=demand, forecast_peak=peak,
-        lead_seconds=inputs.lead_seconds, expires_at=now + policy.staleAfter, message=note,
+        lead_seconds=inputs.lead_seconds, expires_at=sampled + policy.staleAfter, message=note,
+        sampled_at=sampled,
     )
     return decision, DecisionState(needs=needs, last_valid=decision, forecast_need=forecast_state)
 
@@ -228,18 +234,26 @@ def _without_demand(model: ModelSettings, state: DecisionState, *, now: float) -
     """Hold the last valid decision until staleAfter; then an invalid one (never a zero)."""
     last = state.last_valid
     stale_after = model.policy.staleAfter
-    if last is not None and now - last.at <= stale_after:
+    # Held as long as the data it was made on is younger than staleAfter (its sample time, not
+    # when it was decided): how old the data is, not how slow the reads were, ends the hold.
+    sampled = sampled_time(last) if last is not None else now
+    if last is not None and now - sampled <= stale_after:
         return replace(
-            last, at=now, reason=Reason.HOLD, expires_at=last.at + stale_after,
-            message=f"no fresh demand sample; holding the decision from {now - last.at:.0f}s ago",
+            last, at=now, reason=Reason.HOLD, expires_at=sampled + stale_after,
+            message=f"no fresh demand sample; holding the decision on data from {now - sampled:.0f}s ago",
         )
-    since = f"since {now - last.at:.0f}s" if last is not None else "since start"
+    since = f"since {now - sampled:.0f}s" if last is not None else "since start"
     return Decision(
         model=model.name, at=now, replicas=last.replicas if last else 0, reason=Reason.NO_DATA,
         valid=False, active=last.active if last else False, need=last.need if last else 0,
         need_reason=Reason.NO_DATA, expires_at=now,
         message=f"no usable demand data {since} (staleAfter {stale_after:.0f}s)",
     )
+
+
+def sampled_time(decision: Decision) -> float:
+    """When the demand behind ``decision`` was sampled (its ``at`` when the source did not say)."""
+    return decision.at if decision.sampled_at is None else decision.sampled_at
 
 
 def with_overrides(decision: Decision, model: ModelSettings, overrides: Overrides) -> Decision:

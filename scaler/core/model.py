@@ -39,6 +39,9 @@ class Observation:
     """Replicas currently serving (vLLM engines reporting), when known."""
     signals: Mapping[str, float] = field(default_factory=dict)
     """Other signals by name (queue, kv_cache, ttft_p95_seconds, ...), for export and logs."""
+    sampled_at: float | None = None
+    """Unix seconds the demand was sampled at (the oldest scrape behind it), when the source
+    knows; the decision's validity counts from here, not from when the refresh ran. None: ``at``."""
 
 
 @dataclass(frozen=True)
@@ -92,4 +95,7 @@ class Decision:
     """Expected demand the margin applies to: max(demand now, forecast peak over the lead)."""
     expires_at: float = 0.0
     """After this (Unix seconds) the decision is stale: GetMetrics fails UNAVAILABLE."""
+    sampled_at: float | None = None
+    """Unix seconds the demand behind this decision was sampled at (``expires_at`` is this plus
+    ``staleAfter``); None: ``at``."""
     message: str = ""

@@ -54,6 +54,16 @@ def matrix(*series: tuple[Mapping[str, str], Sequence[tuple[float, str]]]) -> di
         {"metric": dict(labels), "values": [[t, v] for t, v in points]} for labels, points in series]}}
 
 
+def untimed(handler: Handler) -> Handler:
+    """``handler``, except that the query for scrape times (``timestamp(...)``, the
+    ``sampled_at`` signal) answers nothing, so the source takes the query time as sample time."""
+
+    def handle(request: Request) -> Reply:
+        return Reply() if "timestamp(" in request.query else handler(request)
+
+    return handle
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True

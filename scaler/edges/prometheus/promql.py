@@ -44,6 +44,9 @@ DEMAND_SIGNALS = ("concurrency", "arrivals")
 """Signals that can be a model's demand (``policy.demand``); the same names as the config's."""
 SLO_SIGNAL = "slo_on_time"
 """Read only for models with an ``slo``; it yields ``slo_on_time_ratio`` and ``slo_requests``."""
+SAMPLED_SIGNAL = "sampled_at"
+"""When the model's data was scraped (Unix seconds, the oldest engine's last scrape): the
+observation's ``sampled_at``, which the decision's validity counts from. Not exported as a signal."""
 
 _RUNNING = "vllm:num_requests_running{{{matchers}}}"
 _WAITING = "vllm:num_requests_waiting{{{matchers}}}"
@@ -75,6 +78,9 @@ SIGNALS: Mapping[str, str] = {
     ),
     # Replicas: distinct scrape targets (pods); data-parallel engines of one pod count once.
     "replicas": f"count by (model_name) (count by (model_name, instance) ({_RUNNING}))",
+    # Sample time: the oldest of the engines' latest scrapes (timestamp() of a raw selector is
+    # the scrape's time, not the query's), so data Prometheus stopped refreshing looks its age.
+    SAMPLED_SIGNAL: f"min by (model_name) (timestamp({_RUNNING}))",
     "running": f"sum by (model_name) ({_RUNNING})",
     "waiting": f"sum by (model_name) ({_WAITING})",
     "kv_cache_usage": (

@@ -13,13 +13,26 @@ from scaler.edges.prometheus.checks import validate_queries
 log = logging.getLogger("scaler.edges.prometheus.source")
 
 
-def observation(model: ModelSettings, values: dict[str, float], now: float) -> Observation:
+def observation(
+    model: ModelSettings, values: dict[str, float], now: float, *, max_age: float
+) -> tuple[Observation, str | None]:
+    """The model's observation, and why its demand was refused (None: it was not).
+
+    ``sampled_at`` is when the data was scraped (the ``sampled_at`` signal; ``now``, the query's
+    time, when that is unknown). Older than ``max_age``: Prometheus still answers with it (its
+    lookback is 5 minutes), but it is old news, so the demand is unknown ("stale").
+    """
     demand = values.pop(model.policy.demand, None)
     replicas = values.pop("replicas", None)
+    scraped = values.pop(promql.SAMPLED_SIGNAL, None)
+    sampled = now if scraped is None else min(now, scraped)
+    reason = None
+    if demand is not None and now - sampled > max_age:
+        demand, reason = None, "stale"
     return Observation(
-        model=model.name, at=now, demand=demand,
+        model=model.name, at=now, demand=demand, sampled_at=sampled,
         replicas=None if replicas is None else round(replicas), signals=values,
-    )
+    ), reason
 
 
 def slo_reading(

@@ -4,6 +4,11 @@ The only module that talks to Prometheus. Per refresh, :meth:`PrometheusSource.o
 instant query per signal for ALL models (``promql.plans``); :meth:`PrometheusSource.history` reads
 one model's demand with range queries chunked under Prometheus' 11,000-points limit.
 
+A refresh's queries run concurrently, at most ``OBSERVE_WORKERS`` at a time: a slow but healthy
+Prometheus costs a refresh about ``ceil(queries / 4)`` query times, not their sum. The decision's
+validity counts from when the data was scraped (``Observation.sampled_at``), not from when the
+refresh ran.
+
 Failures, all explicit:
 
 - the source as a whole (unreachable, timeout, 5xx, 4xx, garbage) -> :class:`SourceError` with a
@@ -13,10 +18,12 @@ Failures, all explicit:
   timestamp, an on-time share outside [0, 1]) -> that model's value is unknown (``demand=None``,
   signal absent), counted in ``rejected_samples_total`` by reason - never turned into a zero;
 - one auxiliary signal failing -> the signal is absent this refresh; the demand decides whether
-  the refresh fails.
+  the refresh fails;
+- fewer scrape targets reporting a model than recently (``targets.TargetWatch``) -> partial data:
+  that model's demand is unknown, counted as ``errors_total["partial"]``.
 
-Counters for the /metrics collector are plain attributes (keys pre-populated so readers can iterate
-while a refresh updates values). Close the source (``close()`` or ``with``) to release sockets.
+Counters for the /metrics collector are plain attributes (``counters.SourceCounters``). Close
+the source (``close()`` or ``with``) to release its sockets and workers.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from __future__ import annotations
 import logging
 import math
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -43,8 +51,10 @@ from scaler.core.errors import ConfigError, SourceError
 from scaler.core.model import Observation
 from scaler.edges.prometheus import promql
 from scaler.edges.prometheus.checks import validate_queries, validate_settings
+from scaler.edges.prometheus.counters import SourceCounters
 from scaler.edges.prometheus.http import RETRIED, FileAuth, classify
 from scaler.edges.prometheus.readings import bad_override, observation, slo_reading
+from scaler.edges.prometheus.targets import ACCEPT_FRACTION, TargetWatch
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +62,12 @@ MAX_POINTS_PER_QUERY = 10_000
 """Points per series per range request; Prometheus rejects more than 11,000."""
 MAX_QUERY_CHARS = 24_000
 """Longer batched queries are split (they travel in the URL; proxies cap URLs near 32 KiB)."""
-ERROR_REASONS = ("unreachable", "timeout", "tls", "throttled", "http_4xx", "http_5xx",
-                 "bad_response", "credentials")
-REJECT_REASONS = ("nan", "inf", "negative", "stale", "ambiguous", "unexpected_series",
-                  "out_of_range")
+OBSERVE_WORKERS = 4
+"""Queries of one refresh in flight at once (bounded: thousands of models never mean thousands
+of connections, and Prometheus is not hammered)."""
 
 
-class PrometheusSource:
+class PrometheusSource(SourceCounters):
     """MetricSource reading vLLM's metrics from Prometheus. Blocking; thread-safe.
 
     ``sleep`` and ``rng`` are injected for the retry backoff (tests pass a recorder);
@@ -92,19 +101,10 @@ class PrometheusSource:
         self._rate_window = rate_window_seconds
         self._max_age = max_sample_age_seconds or 2 * defaults.step
         self._backoff = (backoff_base_seconds, backoff_max_seconds)
-        self._lock = threading.Lock()
+        super().__init__()
         self._client = self._connect(settings)
-        self.errors_total: dict[str, int] = dict.fromkeys(ERROR_REASONS, 0)
-        """Queries that failed after all retries, by reason."""
-        self.requests_total: dict[str, int] = {"instant": 0, "range": 0}
-        """HTTP requests sent (every attempt), by kind."""
-        self.request_seconds_total: dict[str, float] = {"instant": 0.0, "range": 0.0}
-        """Seconds spent in HTTP requests, by kind."""
-        self.retries_total = 0
-        self.rejected_samples_total: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
-        """Values refused by data hygiene (the model's value is unknown instead), by reason."""
-        self.last_success: float | None = None
-        """``now`` of the last observe() whose demand queries succeeded (Unix seconds)."""
+        self._pool = ThreadPoolExecutor(OBSERVE_WORKERS, thread_name_prefix="prometheus")
+        self._targets = TargetWatch()
 
     @staticmethod
     def _connect(settings: PrometheusSettings) -> PrometheusConnect:
@@ -128,7 +128,14 @@ class PrometheusSource:
         }
         return PrometheusConnect(**options)
 
+    @property
+    def partial_models(self) -> int:
+        """Models whose scrape targets had dropped out at the last refresh."""
+        return self._targets.partial_models
+
     def close(self) -> None:
+        # No wait, no cancel: a refresh still running on this source (a config swap) finishes.
+        self._pool.shutdown(wait=False)
         self._client.close()
 
     def __enter__(self) -> PrometheusSource:
@@ -143,30 +150,69 @@ class PrometheusSource:
     # --- MetricSource -----------------------------------------------------------------------------
 
     def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
-        """One batched read: a query per demand kind in use, then one per auxiliary signal, then
-        the SLO's (only when a model has an ``slo``).
+        """One batched read, every query at time ``now``: the demand queries (one per kind in
+        use), then one per auxiliary signal and the SLO's (only when a model has an ``slo``);
+        each stage's queries concurrently, at most ``OBSERVE_WORKERS`` at a time.
 
         Raises SourceError when a demand query fails; an auxiliary failure only drops that signal
-        (and, for a source-level reason, skips the remaining ones: they would fail the same way).
+        (and, for a source-level reason, the ones not answered yet: they would fail the same way).
         """
         if not models:
             return {}
         values: dict[str, dict[str, float]] = {m.name: {} for m in models}
-        for kind in promql.DEMAND_SIGNALS:
-            users = [m for m in models if m.policy.demand == kind]
-            if users:
-                self._observe_signal(kind, users, now, values)
+        # Demand first, on its own: when it fails the refresh fails, and a struggling Prometheus
+        # is not sent a dozen more queries (and their retries) that would fail the same way.
+        self._gather([(kind, [m for m in models if m.policy.demand == kind])
+                      for kind in promql.DEMAND_SIGNALS], now, values, required=True)
         self._set_last_success(now)
         with_slo = [m for m in models if m.policy.slo is not None]
-        for signal in (*promql.AUX_SIGNALS, promql.SLO_SIGNAL):
-            readers = with_slo if signal == promql.SLO_SIGNAL else models
-            try:
-                self._observe_signal(signal, readers, now, values)
-            except SourceError as exc:
-                log.warning("prometheus: signal %s skipped this refresh: %s", signal, exc)
-                if exc.reason != "http_4xx":
-                    break
-        return {m.name: observation(m, values[m.name], now) for m in models}
+        self._gather([(signal, with_slo if signal == promql.SLO_SIGNAL else models)
+                      for signal in (*promql.AUX_SIGNALS, promql.SLO_SIGNAL)],
+                     now, values, required=False)
+        return self._observations(models, values, now)
+
+    def _gather(
+        self, reads: Sequence[tuple[str, Sequence[ModelSettings]]], now: float,
+        values: dict[str, dict[str, float]], *, required: bool,
+    ) -> None:
+        """Read signals concurrently into ``values``; a failure raises only when ``required``."""
+        futures = [(signal, self._pool.submit(self._read_signal, signal, users, now))
+                   for signal, users in reads if users]
+        try:
+            for signal, future in futures:
+                try:
+                    read = future.result()
+                except SourceError as exc:
+                    if required:
+                        raise
+                    log.warning("prometheus: signal %s skipped this refresh: %s", signal, exc)
+                    if exc.reason != "http_4xx":
+                        break
+                    continue
+                for name, signals in read.items():
+                    values[name].update(signals)
+        finally:
+            for _, future in futures:
+                future.cancel()  # only those not started; a running one ends on its own
+
+    def _observations(
+        self, models: Sequence[ModelSettings], values: dict[str, dict[str, float]], now: float
+    ) -> dict[str, Observation]:
+        """Observations with stale demand refused and partial models' demand unknown."""
+        out: dict[str, Observation] = {}
+        for m in models:
+            obs, refused = observation(m, values[m.name], now, max_age=self._max_age)
+            if refused:
+                self._reject(refused)
+            window = ACCEPT_FRACTION * m.policy.staleAfter
+            partial = self._targets.check(m.name, obs.replicas, now=now, window=window)
+            if partial and obs.demand is not None:
+                # Fewer targets than a moment ago: the sum misses their share. Unknown, not less.
+                self._count_error("partial")
+                obs = replace(obs, demand=None)
+            out[m.name] = obs
+        self._targets.keep(out)
+        return out
 
     def history(
         self, model: ModelSettings, *, start: float, end: float, step_seconds: int
@@ -186,10 +232,11 @@ class PrometheusSource:
 
     # --- one signal -------------------------------------------------------------------------------
 
-    def _observe_signal(
-        self, signal: str, models: Sequence[ModelSettings], now: float,
-        values: dict[str, dict[str, float]],
-    ) -> None:
+    def _read_signal(
+        self, signal: str, models: Sequence[ModelSettings], now: float
+    ) -> dict[str, dict[str, float]]:
+        """One signal's values by model (a worker's job: it touches nothing shared but counters)."""
+        values: dict[str, dict[str, float]] = {}
         usable = [m for m in models if not bad_override(signal, m)]
         window = promql.duration(self._rate_window)
         for plan in promql.plans(signal, usable, self._defaults.queries, window=window,
@@ -197,10 +244,11 @@ class PrometheusSource:
             for plan_, samples in self._answers(plan, now):
                 if signal == promql.SLO_SIGNAL:
                     for name, read in self._on_time_values(plan_, samples, now, usable).items():
-                        values[name].update(read)
+                        values.setdefault(name, {}).update(read)
                     continue
                 for name, value in self._instant_values(plan_, samples, now).items():
-                    values[name][signal] = value
+                    values.setdefault(name, {})[signal] = value
+        return values
 
     def _answers(self, plan: promql.Plan, now: float) -> Iterator[tuple[promql.Plan, list[promql.Sample]]]:
         """The plan's answer; on a 4xx (bad PromQL) each group alone, so one bad per-model
@@ -332,8 +380,7 @@ class PrometheusSource:
                     raise error from (None if error is exc else exc)
             finally:
                 self._count_request(kind, time.monotonic() - began)
-            with self._lock:
-                self.retries_total += 1
+            self._count_retry()
             self._sleep(self._backoff_seconds(attempt))
         raise AssertionError("not reached")  # pragma: no cover
 
@@ -341,23 +388,3 @@ class PrometheusSource:
         """Exponential backoff with "equal jitter": base * 2^attempt, scaled into [50%, 100%]."""
         base, cap = self._backoff
         return min(cap, base * 2.0**attempt) * (0.5 + 0.5 * self._rng.random())
-
-    # --- counters ---------------------------------------------------------------------------------
-
-    def _count_request(self, kind: str, seconds: float) -> None:
-        with self._lock:
-            self.requests_total[kind] += 1
-            self.request_seconds_total[kind] += seconds
-
-    def _count_error(self, reason: str) -> None:
-        with self._lock:
-            self.errors_total[reason] += 1
-
-    def _reject(self, reason: str) -> None:
-        with self._lock:
-            self.rejected_samples_total[reason] += 1
-
-    def _set_last_success(self, now: float) -> None:
-        with self._lock:
-            self.last_success = now if self.last_success is None else max(self.last_success, now)
-
