@@ -2,7 +2,8 @@
 
 Missing toolchain (kube-apiserver not built, etcd missing): built/installed through
 scripts/kube-env.sh when CI=true (a failure if that does not work), skipped locally with the
-command to run. The shipped deploy/rbac manifests are applied once; after each test the objects
+command to run. The shipped deploy/rbac manifests are applied once (the balloon Deployment, which
+the chart creates, comes from the ``balloon`` fixture); after each test the objects
 with pinned names (Lease, state and config ConfigMaps, balloon Deployment), all nodes and the
 test's pods are deleted, so tests stay independent.
 """
@@ -14,7 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from scaler.edges.kubernetes.api import Api
+from scaler.edges.kubernetes.api import Api, Obj
+from scaler.edges.kubernetes.balloons import balloon_deployment
+from tests.kube.common import settings
 from tests.support import kubeenv
 from tests.support.kubeenv import DAEMON_NAMESPACE, KubeEnv, Player
 
@@ -74,6 +77,15 @@ def admin(kube: KubeEnv) -> Api:
 @pytest.fixture
 def player(admin: Api) -> Player:
     return Player(admin)
+
+
+@pytest.fixture
+def balloon(admin: Api) -> Obj:
+    """The pool's balloon Deployment, created as the chart and kustomize do (0 replicas, admin):
+    the daemon only scales it."""
+    pool = settings().nodePools[0]
+    return admin.create(f"/apis/apps/v1/namespaces/{pool.balloon.namespace}/deployments",
+                        balloon_deployment(pool, 0))
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""Balloon Deployments on a real kube-apiserver: sized to a forecast ramp, shrunk as real pods arrive.
+"""Balloon Deployments on a real kube-apiserver: sized to a forecast ramp, shrunk as real pods arrive;
+a missing one is reported, never created; a drifted template is reported, never rewritten.
 
 The engine's decisions are given directly (``prewarm_replicas`` is what it computes from the
 forecast within lead + node provisioning); the node autoscaler and the scheduler are played: new
@@ -11,8 +12,15 @@ import pytest
 
 from scaler.core.config import Settings
 from scaler.core.model import Decision
-from scaler.edges.kubernetes.api import Api, KubeApiError
-from scaler.edges.kubernetes.balloons import BALLOON_PRIORITY, PAUSE_IMAGE
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj
+from scaler.edges.kubernetes.balloons import (
+    BALLOON_PRIORITY,
+    DRIFT_REASON,
+    MISSING_REASON,
+    PAUSE_IMAGE,
+    balloon_deployment,
+)
+from scaler.edges.kubernetes.collector import KubernetesCollector
 from tests.kube.common import MODEL_NAMESPACE, POOL, POOL_LABELS, build, decision, running, settings
 from tests.support.kubeenv import GPU, KubeEnv, Player, eventually, unique
 
@@ -50,7 +58,7 @@ def full_node(player: Player, gpus: int = 8) -> str:
 
 
 async def test_balloons_follow_a_forecast_ramp_and_shrink_as_real_pods_arrive(
-    kube: KubeEnv, player: Player, admin: Api
+    kube: KubeEnv, player: Player, admin: Api, balloon: Obj
 ) -> None:
     player.deployment(MODEL_NAMESPACE, "vllm-llama", LLAMA)
     player.deployment(MODEL_NAMESPACE, "vllm-qwen", QWEN)
@@ -65,8 +73,8 @@ async def test_balloons_follow_a_forecast_ramp_and_shrink_as_real_pods_arrive(
             await parts.balloons.actuate(config, decisions(llama, qwen, **kw), now=0.0)
             return balloon_replicas(admin)
 
-        # Nothing forecast beyond what runs: no balloon Deployment is created at all.
-        assert await step((4, 0), (4, 0)) is None
+        # Nothing forecast beyond what runs: the chart's Deployment stays at 0.
+        assert await step((4, 0), (4, 0)) == 0
         # The forecast ramps up within the node-provisioning lead: GPUs are pre-warmed.
         assert await step((4, 2), (4, 0)) == 2
         deployment = admin.get(BALLOON)
@@ -109,9 +117,10 @@ async def test_balloons_follow_a_forecast_ramp_and_shrink_as_real_pods_arrive(
         # ...and once the forecast has passed they go.
         assert await step((7, 0), (5, 0)) == 0
         assert parts.balloons.status.errors_total == 0
+        assert not parts.balloons.status.missing and not parts.balloons.status.drifted
 
 
-async def test_only_the_leader_actuates(kube: KubeEnv, player: Player, admin: Api) -> None:
+async def test_only_the_leader_actuates(kube: KubeEnv, player: Player, admin: Api, balloon: Obj) -> None:
     config: Settings = settings()
     async with running(build(kube, config, identity="a")) as a:
         await eventually(a.is_leader, timeout=5, what="a leads")
@@ -119,6 +128,58 @@ async def test_only_the_leader_actuates(kube: KubeEnv, player: Player, admin: Ap
             await eventually(lambda: b.elector._observed is not None, timeout=5, what="b observes a's lease")
             assert not b.is_leader()
             await b.balloons.actuate(config, decisions((1, 3), (1, 0)), now=0.0)
-            assert balloon_replicas(admin) is None, "a follower must never write"
+            assert balloon_replicas(admin) == 0, "a follower must never write"
             await a.balloons.actuate(config, decisions((1, 3), (1, 0)), now=0.0)
             assert balloon_replicas(admin) == 3
+
+
+def warnings(admin: Api, reason: str) -> list[Obj]:
+    events = admin.get("/api/v1/namespaces/prewarm/events")["items"]
+    return [e for e in events if e.get("reason") == reason and e.get("type") == "Warning"]
+
+
+def gauge(parts: object, name: str) -> float | None:
+    for family in KubernetesCollector(parts).collect():  # type: ignore[arg-type]
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("pool") == POOL:
+                return float(sample.value)
+    return None
+
+
+async def test_a_missing_balloon_is_reported_never_created(kube: KubeEnv, admin: Api) -> None:
+    config = settings()
+    async with running(build(kube, config)) as parts:
+        await eventually(parts.is_leader, timeout=5, what="leadership")
+        for _ in range(3):  # every round: still missing, reported once
+            await parts.balloons.actuate(config, decisions((1, 3), (1, 0)), now=0.0)
+        assert balloon_replicas(admin) is None, "the daemon must not create the Deployment"
+        assert "not found" in parts.balloons.status.missing[POOL]
+        assert gauge(parts, "prewarm_balloon_missing") == 1.0
+        (event,) = warnings(admin, MISSING_REASON)
+        assert event["involvedObject"]["name"] == f"prewarm-balloon-{POOL}"
+        assert "re-render" in event["message"]
+
+        # The operator applies the chart: the next round scales it, and the report clears.
+        admin.create("/apis/apps/v1/namespaces/prewarm/deployments", balloon_deployment(config.nodePools[0]))
+        await parts.balloons.actuate(config, decisions((1, 3), (1, 0)), now=0.0)
+        assert balloon_replicas(admin) == 3
+        assert gauge(parts, "prewarm_balloon_missing") == 0.0
+
+
+async def test_a_drifted_template_is_reported_and_left_alone(kube: KubeEnv, admin: Api, balloon: Obj) -> None:
+    config = settings()
+    old_pool = {"node-type": "old-pool", "prewarm.io/pool": None}  # merge patch: null removes a key
+    admin.merge_patch(BALLOON, {"spec": {"template": {"spec": {"nodeSelector": old_pool}}}})
+    async with running(build(kube, config)) as parts:
+        await eventually(parts.is_leader, timeout=5, what="leadership")
+        await parts.balloons.actuate(config, decisions((1, 2), (1, 0)), now=0.0)
+        await parts.balloons.actuate(config, decisions((1, 2), (1, 0)), now=0.0)
+        assert balloon_replicas(admin) == 2  # still scaled: the template in place is the operator's
+        assert admin.get(BALLOON)["spec"]["template"]["spec"]["nodeSelector"] == {"node-type": "old-pool"}
+        assert gauge(parts, "prewarm_balloon_template_drift") == 1.0
+        assert len(warnings(admin, DRIFT_REASON)) == 1
+        # The chart's own template, as the API server returns it (defaults filled in), is no drift.
+        back = {**POOL_LABELS, "node-type": None}
+        admin.merge_patch(BALLOON, {"spec": {"template": {"spec": {"nodeSelector": back}}}})
+        await parts.balloons.actuate(config, decisions((1, 2), (1, 0)), now=0.0)
+        assert gauge(parts, "prewarm_balloon_template_drift") == 0.0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 
 from scaler.core.coldstart import DurationSample, StartupSample
 from scaler.edges.kubernetes.api import parse_time, quantity_int
-from scaler.edges.kubernetes.balloons import balloon_deployment, template_hash
+from scaler.edges.kubernetes.balloons import balloon_deployment, contains
 from scaler.edges.kubernetes.cluster import Selector, node_view, pod_view
 from scaler.edges.kubernetes.state import decode_state, encode_state
 from tests.kube.common import settings
@@ -83,8 +84,16 @@ def test_state_round_trip_and_malformed_rows() -> None:
     assert decode_state(json.dumps({"version": 99})) == ({}, {})
 
 
-def test_template_hash_follows_the_pool_config() -> None:
+def test_template_drift_ignores_server_defaults_but_not_the_pool_shape() -> None:
     pool = settings().nodePools[0]
-    first = balloon_deployment(pool, 2)
-    assert first["metadata"]["annotations"]["prewarm.io/template-hash"] == template_hash(first["spec"]["template"])
-    assert balloon_deployment(pool, 5)["spec"]["template"] == first["spec"]["template"]  # size is not shape
+    wanted = balloon_deployment(pool, 2)["spec"]["template"]
+    assert balloon_deployment(pool, 5)["spec"]["template"] == wanted  # size is not shape
+    live = copy.deepcopy(wanted)
+    live["spec"]["dnsPolicy"] = "ClusterFirst"  # filled in by the API server
+    live["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"
+    assert contains(live, wanted)
+    live["spec"]["nodeSelector"] = {"node-type": "other"}
+    assert not contains(live, wanted)
+    live["spec"]["nodeSelector"] = {**wanted["spec"]["nodeSelector"], "extra": "x"}
+    assert not contains(live, wanted)  # an added key in a map of user data is drift
+    assert contains({"spec": {}}, {"spec": {"tolerations": [], "nodeSelector": {}}})  # empty ones dropped

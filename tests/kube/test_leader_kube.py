@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from scaler.core.clock import FakeClock
-from scaler.edges.kubernetes.api import Api
+from scaler.edges.kubernetes.api import Api, Obj
 from scaler.edges.kubernetes.leader import LeaderElector, LeaseRecord
 from tests.kube.common import raw_config
 from tests.support.kubeenv import KubeEnv
@@ -112,7 +112,7 @@ def _wait(check: object, timeout: float, what: str) -> None:
 
 
 def test_two_daemons_kill_the_leader_the_other_takes_over(
-    kube: KubeEnv, admin: Api, tmp_path: Path
+    kube: KubeEnv, admin: Api, balloon: Obj, tmp_path: Path
 ) -> None:
     logs = {name: tmp_path / f"{name}.log" for name in ("one", "two")}
     procs = {name: _start(kube, name, logs[name]) for name in logs}

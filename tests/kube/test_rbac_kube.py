@@ -1,6 +1,11 @@
 """The shipped deploy/rbac roles: enough for the daemon (every other tests/kube test runs with them),
 and nothing beyond - each request below is one the daemon never needs, made with its token.
 
+The narrowed grants in particular: the daemon cannot create a Deployment (not even a balloon: the
+chart creates them), cannot rewrite a balloon's pod template (that would mount any Secret), can
+scale only the balloons by name, and reads pods only in the models' namespaces (and its own,
+for the balloon pods) - never cluster-wide.
+
 The token authenticates as ``system:serviceaccount:prewarm:prewarm`` (kube-env.sh tokens.csv), so the
 shipped RoleBinding/ClusterRoleBinding apply to it exactly as to a pod of that ServiceAccount.
 """
@@ -11,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from scaler.edges.kubernetes.api import Api, KubeApiError
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj
 from tests.kube.common import MODEL_NAMESPACE
 from tests.support.kubeenv import KubeEnv, Player
 
@@ -30,6 +35,24 @@ DENIED: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("patch-the-model-deployment", "PATCH", f"/apis/apps/v1/namespaces/{MODEL_NAMESPACE}/deployments/vllm-llama",
      {"spec": {"replicas": 0}}),
     ("create-deployment-elsewhere", "POST", f"/apis/apps/v1/namespaces/{MODEL_NAMESPACE}/deployments", DEPLOYMENT),
+    ("create-balloon-deployment", "POST", "/apis/apps/v1/namespaces/prewarm/deployments",
+     {**DEPLOYMENT, "metadata": {"name": "prewarm-balloon-gpu-h100"}}),
+    ("create-any-deployment-in-own-namespace", "POST", "/apis/apps/v1/namespaces/prewarm/deployments", DEPLOYMENT),
+    ("rewrite-the-balloon-template", "PATCH", "/apis/apps/v1/namespaces/prewarm/deployments/prewarm-balloon-gpu-h100",
+     {"spec": {"template": {"spec": {"volumes": [{"name": "s", "secret": {"secretName": "any"}}]}}}}),
+    ("replace-the-balloon", "PUT", "/apis/apps/v1/namespaces/prewarm/deployments/prewarm-balloon-gpu-h100",
+     {**DEPLOYMENT, "metadata": {"name": "prewarm-balloon-gpu-h100"}}),
+    ("patch-a-non-balloon-deployment", "PATCH", "/apis/apps/v1/namespaces/prewarm/deployments/prewarm",
+     {"spec": {"replicas": 0}}),
+    ("scale-another-pools-balloon", "PATCH",
+     "/apis/apps/v1/namespaces/prewarm/deployments/prewarm-balloon-other/scale", {"spec": {"replicas": 1}}),
+    ("read-another-deployment-in-own-namespace", "GET", "/apis/apps/v1/namespaces/prewarm/deployments/prewarm", None),
+    ("list-pods-cluster-wide", "GET", "/api/v1/pods", None),
+    ("list-pods-in-another-namespace", "GET", "/api/v1/namespaces/kube-system/pods", None),
+    ("get-a-pod-in-another-namespace", "GET", "/api/v1/namespaces/default/pods/any", None),
+    ("read-deployments-in-another-namespace", "GET", "/apis/apps/v1/namespaces/default/deployments/any", None),
+    ("list-deployments-in-a-model-namespace", "GET", f"/apis/apps/v1/namespaces/{MODEL_NAMESPACE}/deployments",
+     None),
     ("scale-another-deployment-in-own-namespace", "PATCH",
      "/apis/apps/v1/namespaces/prewarm/deployments/prewarm/scale", {"spec": {"replicas": 0}}),
     ("delete-own-balloons", "DELETE", "/apis/apps/v1/namespaces/prewarm/deployments/prewarm-balloon-gpu-h100", None),
@@ -80,10 +103,14 @@ def test_the_daemon_token_is_denied_beyond_the_shipped_roles(
     assert denied.value.status == 403, denied.value
 
 
-def test_the_daemon_token_can_do_what_the_daemon_needs(kube: KubeEnv, player: Player, admin: Api) -> None:
+def test_the_daemon_token_can_do_what_the_daemon_needs(
+    kube: KubeEnv, player: Player, admin: Api, balloon: Obj
+) -> None:
     player.deployment(MODEL_NAMESPACE, "vllm-llama", {"app": "vllm-llama"})
     daemon = kube.daemon()
-    daemon.list_all("/api/v1/pods")
+    for namespace in (MODEL_NAMESPACE, "prewarm"):  # the models' pods, the balloon pods
+        daemon.list_all(f"/api/v1/namespaces/{namespace}/pods")
+        daemon.open_watch(f"/api/v1/namespaces/{namespace}/pods", {}, timeout_seconds=1).release_conn()
     daemon.list_all("/api/v1/nodes")
     daemon.get(f"/apis/apps/v1/namespaces/{MODEL_NAMESPACE}/deployments/vllm-llama")
     daemon.get("/apis/scheduling.k8s.io/v1/priorityclasses/prewarm-balloon")
@@ -92,8 +119,20 @@ def test_the_daemon_token_can_do_what_the_daemon_needs(kube: KubeEnv, player: Pl
     daemon.create("/api/v1/namespaces/prewarm/configmaps", {**CM, "metadata": {"name": "prewarm-state"}})
     state = daemon.get("/api/v1/namespaces/prewarm/configmaps/prewarm-state")
     daemon.replace("/api/v1/namespaces/prewarm/configmaps/prewarm-state", {**state, "data": {"k": "v"}})
-    daemon.create("/apis/apps/v1/namespaces/prewarm/deployments",
-                  {**DEPLOYMENT, "metadata": {"name": "prewarm-balloon-gpu-h100"}})
-    daemon.merge_patch("/apis/apps/v1/namespaces/prewarm/deployments/prewarm-balloon-gpu-h100/scale",
-                       {"spec": {"replicas": 2}})
-    assert admin.get("/apis/apps/v1/namespaces/prewarm/deployments/prewarm-balloon-gpu-h100")["spec"]["replicas"] == 2
+    balloon_path = f"/apis/apps/v1/namespaces/prewarm/deployments/{balloon['metadata']['name']}"
+    daemon.get(balloon_path)
+    daemon.merge_patch(balloon_path + "/scale", {"spec": {"replicas": 2}})
+    scale = daemon.get(balloon_path + "/scale")
+    daemon.replace(balloon_path + "/scale", {**scale, "spec": {"replicas": 3}})
+    assert admin.get(balloon_path)["spec"]["replicas"] == 3
+    daemon.create("/api/v1/namespaces/prewarm/events", {
+        "apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "prewarm-balloon-gpu-h100."},
+        "involvedObject": {"kind": "Deployment", "name": "prewarm-balloon-gpu-h100", "namespace": "prewarm"},
+        "reason": "BalloonDeploymentMissing", "message": "m", "type": "Warning"})
+
+
+@pytest.mark.parametrize("path", ["/api/v1/pods", "/api/v1/namespaces/default/pods"])
+def test_pods_cannot_be_watched_outside_the_models_namespaces(kube: KubeEnv, path: str) -> None:
+    with pytest.raises(KubeApiError) as denied:
+        kube.daemon().open_watch(path, {}, timeout_seconds=1)
+    assert denied.value.status == 403, denied.value

@@ -6,17 +6,19 @@ GPUs (``gpusPerReplica``) on the pool's nodes (nodeSelector, tolerations) at a n
 ``--expendable-pods-priority-cutoff``, so it scales up for them). The autoscaler adds nodes for
 pending balloons; a real pod preempts a balloon and starts on a Ready node.
 
-The Deployment is created when missing and sized through its ``/scale`` subresource to
-:func:`scaler.core.standby.balloon_gpus`. Its PriorityClass is created when missing if the RBAC
-allows it (the shipped roles do not: ``deploy/rbac/priorityclass.yaml`` ships it); a PriorityClass
-that exists with a non-negative value is refused - balloons that cannot be preempted would starve
-the models they are meant to serve.
+The chart (or kustomize) creates each Deployment with 0 replicas from the same config
+(:func:`balloon_deployment` is the reference it renders); the daemon only sizes it through its
+``/scale`` subresource to :func:`scaler.core.standby.balloon_gpus`. It creates nothing and never
+edits a pod template: a right to create or rewrite Deployments would let it mount any Secret of
+the namespace, so the Role grants ``get`` and ``/scale`` on the balloons' names only. A missing
+Deployment, one the Role does not name, or a pod template that no longer matches the config is
+reported (log, ``prewarm_balloon_missing`` / ``prewarm_balloon_template_drift``, a Warning
+Event) and left alone. A PriorityClass that is missing or not negative stops scale-ups: balloons
+that cannot be preempted would starve the models they are meant to serve.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from scaler.core.clock import Clock
 from scaler.core.config import NodePool, Settings
 from scaler.core.model import Decision
 from scaler.core.standby import BalloonPlan, balloon_gpus
-from scaler.edges.kubernetes.api import Api, KubeApiError, Obj
+from scaler.edges.kubernetes.api import Api, KubeApiError, Obj, format_time
 from scaler.edges.kubernetes.cluster import BALLOON_LABEL, Cluster
 from scaler.snapshot import SnapshotHolder
 
@@ -35,7 +37,8 @@ BALLOON_PRIORITY = -10
 """cluster-autoscaler ignores pods below --expendable-pods-priority-cutoff (default -10) for
 scale-up: a lower value would make balloons useless there."""
 PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
-TEMPLATE_HASH_ANNOTATION = "prewarm.io/template-hash"
+MISSING_REASON = "BalloonDeploymentMissing"
+DRIFT_REASON = "BalloonTemplateDrift"
 
 
 def balloon_name(pool: str) -> str:
@@ -68,28 +71,41 @@ def balloon_template(pool: NodePool) -> Obj:
     }
 
 
-def template_hash(template: Obj) -> str:
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def balloon_deployment(pool: NodePool, replicas: int) -> Obj:
-    template = balloon_template(pool)
+def balloon_deployment(pool: NodePool, replicas: int = 0) -> Obj:
+    """The Deployment the chart and kustomize render for ``pool`` (tests/deploy hold them to it)."""
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
             "name": balloon_name(pool.name), "namespace": pool.balloon.namespace,
-            "labels": {BALLOON_LABEL: pool.name, "app.kubernetes.io/name": "prewarm-balloon",
-                       "app.kubernetes.io/managed-by": "prewarm"},
-            "annotations": {TEMPLATE_HASH_ANNOTATION: template_hash(template)},
+            "labels": {BALLOON_LABEL: pool.name},
         },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {BALLOON_LABEL: pool.name}},
             # No surge: a template change must not hold twice the GPUs for a while.
             "strategy": {"type": "Recreate"},
-            "template": template,
+            "template": balloon_template(pool),
         },
     }
+
+
+EXACT_MAPS = frozenset({"labels", "nodeSelector", "requests", "limits"})
+"""Maps the API server never adds keys to: an extra key there is drift, not a default."""
+
+
+def contains(live: object, wanted: object, key: str = "") -> bool:
+    """Whether ``live`` (as the API server returns it, defaults filled in) has every field of
+    ``wanted``: a comparison that ignores what the server adds (imagePullPolicy, dnsPolicy...)."""
+    if live is None and wanted in ({}, []):
+        return True  # the server drops empty maps and lists
+    if isinstance(wanted, dict):
+        if not isinstance(live, dict) or (key in EXACT_MAPS and set(live) != set(wanted)):
+            return False
+        return all(contains(live.get(k), v, k) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return (isinstance(live, list) and len(live) == len(wanted)
+                and all(contains(a, b) for a, b in zip(live, wanted, strict=True)))
+    return live == wanted
 
 
 @dataclass
@@ -101,16 +117,23 @@ class BalloonStatus:
     scales_total: int = 0
     errors_total: int = 0
     last_error: str | None = None
+    missing: dict[str, str] = field(default_factory=dict)
+    """Pools whose Deployment cannot be scaled (not found, or not named in the Role): why."""
+    drifted: set[str] = field(default_factory=set)
+    """Pools whose Deployment's pod template differs from the config's."""
+    events_total: int = 0
 
 
 class BalloonActuator:
     """An Actuator: sizes each pool's balloon Deployment to the forecast headroom. Leader only."""
 
-    def __init__(self, clock: Clock, api: Api, cluster: Cluster, *, is_leader: Callable[[], bool]) -> None:
+    def __init__(self, clock: Clock, api: Api, cluster: Cluster, *, is_leader: Callable[[], bool],
+                 instance: str = "") -> None:
         self.clock = clock
         self.api = api
         self.cluster = cluster
         self.is_leader = is_leader
+        self.instance = instance
         self.status = BalloonStatus()
         self._priority_ok: set[str] = set()
         self._known_pools: dict[str, NodePool] = {}
@@ -127,6 +150,9 @@ class BalloonActuator:
             await self._apply(pool, plan)
         current = {p.name for p in settings.nodePools}
         for name in [n for n in self._known_pools if n not in current]:
+            self.status.plans.pop(name, None)
+            self.status.missing.pop(name, None)
+            self.status.drifted.discard(name)
             await self._apply(self._known_pools.pop(name), None)
 
     async def follow(self, snapshots: SnapshotHolder) -> None:
@@ -155,44 +181,38 @@ class BalloonActuator:
             self.status.replicas[pool.name] = replicas
 
     def apply_plan(self, pool: NodePool, plan: BalloonPlan | None) -> int | None:
-        """Create what is missing and scale (blocking). The replicas set, or None when skipped.
+        """Scale the pool's Deployment (blocking). The replicas set, or None when skipped.
 
         ``plan`` None: the pool left the config; its balloons go to zero (never deleted: an
-        operator may still want to inspect them).
+        operator may still want to inspect them, and the chart deletes what it no longer renders).
         """
-        deployment = self._get_deployment(pool)
-        target = plan.pods if plan is not None else 0
-        if deployment is None:
-            if target == 0:
-                return None  # nothing to hold and nothing to shrink: create nothing
-            if not self._ensure_priority_class(pool):
-                return None
-            if not self.is_leader():
-                return None
-            self.api.create(f"/apis/apps/v1/namespaces/{pool.balloon.namespace}/deployments",
-                            balloon_deployment(pool, target))
-            log.info("created balloon deployment %s/%s with %d pods",
-                     pool.balloon.namespace, balloon_name(pool.name), target)
-            self.status.scales_total += 1
-            return target
+        try:
+            deployment = self.api.get(self._path(pool))
+        except KubeApiError as exc:
+            if not (exc.not_found or exc.forbidden):
+                raise
+            why = ("not found: the chart or kustomize creates it from nodePools; re-render and apply"
+                   if exc.not_found else
+                   "not allowed to read it: the Role names one balloon Deployment per pool; re-render "
+                   "the RBAC from this config")
+            if plan is not None:
+                self._report_missing(pool, why)
+            return None
+        self._found(pool)
+        template = (deployment.get("spec") or {}).get("template") or {}
         if plan is not None:
-            self._update_template(pool, deployment)
+            self._check_template(pool, template)
         current = int((deployment.get("spec") or {}).get("replicas") or 0)
+        target = plan.pods if plan is not None else 0
         if plan is not None and plan.hold:
             target = max(current, target)  # missing data never shrinks the pre-warmed capacity
+        if target > current and not self._priority_ok_for(pool, template):
+            return None
         if target != current and self.is_leader():
             self._scale(pool, target)
             log.info("balloons of pool %s: %d -> %d pods (%s)", pool.name, current, target,
                      _describe(plan))
         return target
-
-    def _get_deployment(self, pool: NodePool) -> Obj | None:
-        try:
-            return self.api.get(self._path(pool))
-        except KubeApiError as exc:
-            if exc.not_found:
-                return None
-            raise
 
     def _path(self, pool: NodePool) -> str:
         return f"/apis/apps/v1/namespaces/{pool.balloon.namespace}/deployments/{balloon_name(pool.name)}"
@@ -201,32 +221,54 @@ class BalloonActuator:
         self.api.merge_patch(self._path(pool) + "/scale", {"spec": {"replicas": replicas}})
         self.status.scales_total += 1
 
-    def _update_template(self, pool: NodePool, deployment: Obj) -> None:
-        """Patch the pod template when the pool's config changed (nodeSelector, GPUs, ...)."""
-        annotations = (deployment.get("metadata") or {}).get("annotations") or {}
-        template = balloon_template(pool)
-        digest = template_hash(template)
-        if annotations.get(TEMPLATE_HASH_ANNOTATION) == digest or not self.is_leader():
+    def _report_missing(self, pool: NodePool, why: str) -> None:
+        """Once per episode: an error log and a Warning Event; the gauge stays up meanwhile."""
+        if self.status.missing.get(pool.name) == why:
             return
-        self.api.merge_patch(self._path(pool), {
-            "metadata": {"annotations": {TEMPLATE_HASH_ANNOTATION: digest}},
-            "spec": {"template": template},
-        })
-        log.info("updated the balloon pod template of pool %s", pool.name)
+        self.status.missing[pool.name] = why
+        self.status.errors_total += 1
+        self.status.last_error = f"{pool.name}: {why}"
+        message = (f"balloons of pool {pool.name} are off: Deployment "
+                   f"{pool.balloon.namespace}/{balloon_name(pool.name)} {why}")
+        log.error("%s", message)
+        self._event(pool, MISSING_REASON, message)
 
-    def _ensure_priority_class(self, pool: NodePool) -> bool:
-        name = pool.balloon.priorityClassName
-        if name in self._priority_ok:
+    def _found(self, pool: NodePool) -> None:
+        if self.status.missing.pop(pool.name, None) is not None:
+            log.info("balloon deployment %s/%s found; balloons of pool %s are on",
+                     pool.balloon.namespace, balloon_name(pool.name), pool.name)
+
+    def _check_template(self, pool: NodePool, template: Obj) -> None:
+        """Report (never rewrite) a pod template that differs from the config's nodePools entry."""
+        if contains(template, balloon_template(pool)):
+            if pool.name in self.status.drifted:
+                self.status.drifted.discard(pool.name)
+                log.info("balloon pod template of pool %s matches the config again", pool.name)
+            return
+        if pool.name in self.status.drifted:
+            return
+        self.status.drifted.add(pool.name)
+        message = (f"the pod template of Deployment {pool.balloon.namespace}/{balloon_name(pool.name)} "
+                   f"differs from nodePools[{pool.name}] (nodeSelector, tolerations, GPUs, priority): "
+                   "re-render the chart or kustomize from this config; balloons keep the template in place")
+        log.warning("%s", message)
+        self._event(pool, DRIFT_REASON, message)
+
+    def _priority_ok_for(self, pool: NodePool, template: Obj) -> bool:
+        """The class the live pod template names exists and is negative (checked once per name)."""
+        name = str((template.get("spec") or {}).get("priorityClassName") or "")
+        if name and name in self._priority_ok:
             return True
-        path = f"/apis/scheduling.k8s.io/v1/priorityclasses/{name}"
-        existing: Obj | None
+        if not name:
+            self._refuse(pool, "the balloon pod template names no PriorityClass; balloons need a negative one")
+            return False
         try:
-            existing = self.api.get(path)
+            existing = self.api.get(f"/apis/scheduling.k8s.io/v1/priorityclasses/{name}")
         except KubeApiError as exc:
-            if not exc.not_found:
+            if not (exc.not_found or exc.forbidden):
                 raise
-            existing = self._create_priority_class(name)
-        if existing is None:
+            self._refuse(pool, f"PriorityClass {name} cannot be read ({exc.reason or exc.status}); "
+                               "apply deploy/rbac/priorityclass.yaml or the chart's")
             return False
         value = int(existing.get("value", 0))
         if value >= 0:
@@ -235,31 +277,35 @@ class BalloonActuator:
         self._priority_ok.add(name)
         return True
 
-    def _create_priority_class(self, name: str) -> Obj | None:
-        body: Obj = {
-            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "prewarm"}},
-            "value": BALLOON_PRIORITY, "globalDefault": False, "preemptionPolicy": "Never",
-            "description": "prewarm balloon pods: pre-warmed GPU capacity, preempted by any real pod.",
-        }
-        try:
-            return self.api.create("/apis/scheduling.k8s.io/v1/priorityclasses", body)
-        except KubeApiError as exc:
-            if exc.conflict:
-                return self.api.get(f"/apis/scheduling.k8s.io/v1/priorityclasses/{name}")
-            if exc.forbidden:
-                self._refuse_name(name, "PriorityClass missing and not allowed to create it; "
-                                        "apply deploy/rbac/priorityclass.yaml")
-                return None
-            raise
-
     def _refuse(self, pool: NodePool, message: str) -> None:
-        self._refuse_name(pool.balloon.priorityClassName, message)
-
-    def _refuse_name(self, name: str, message: str) -> None:
         self.status.errors_total += 1
         self.status.last_error = message
-        log.error("balloons disabled (%s): %s", name, message)
+        log.error("balloons of pool %s not scaled up: %s", pool.name, message)
+
+    def _event(self, pool: NodePool, reason: str, message: str) -> None:
+        """A Warning Event on the balloon Deployment (``kubectl describe`` and ``get events`` show it).
+
+        Blocking. A failure to write it is logged, never raised: the log and the gauge remain.
+        """
+        now = self.clock.now()
+        name = balloon_name(pool.name)
+        body: Obj = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": pool.balloon.namespace},
+            "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                               "namespace": pool.balloon.namespace},
+            "reason": reason, "message": message[:1024], "type": "Warning",
+            "source": {"component": "prewarm"},
+            # No eventTime: a core/v1 Event with one must also carry action and series.
+            "firstTimestamp": format_time(now), "lastTimestamp": format_time(now), "count": 1,
+            "reportingComponent": "prewarm", "reportingInstance": self.instance,
+        }
+        try:
+            self.api.create(f"/api/v1/namespaces/{pool.balloon.namespace}/events", body)
+        except KubeApiError as exc:
+            log.warning("cannot create the %s event: %s", reason, exc)
+            return
+        self.status.events_total += 1
 
 
 def _describe(plan: BalloonPlan | None) -> str:

@@ -1,5 +1,7 @@
 """The Kubernetes edge's cluster: Pod and Node list+watches feeding the pure :class:`Fleet`.
 
+Pods are watched per namespace (:mod:`scaler.edges.kubernetes.pods`), nodes cluster-wide.
+
 Parsing API objects and reading target Deployments' selectors live here; sample bookkeeping and
 GPU accounting live in :mod:`scaler.core.fleet`. Every replica keeps its own copy; on start it is
 rebuilt from the existing Pods and Nodes plus the persisted summary
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from scaler.core.config import Settings
 from scaler.core.fleet import BALLOON_LABEL, Fleet, NodeView, PodView, Selector
@@ -78,19 +80,6 @@ def node_view(obj: Obj) -> NodeView | None:
     )
 
 
-class _PodsHandler:
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-
-    def replace(self, items: list[Obj]) -> None:
-        self.cluster.reset_pods(v for v in map(pod_view, items) if v is not None)
-
-    def apply(self, event_type: str, obj: Obj) -> None:
-        view = pod_view(obj)
-        if view is not None:
-            (self.cluster.drop_pod if event_type == "DELETED" else self.cluster.put_pod)(view)
-
-
 class _NodesHandler:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -112,7 +101,6 @@ class Cluster(Fleet):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.pods_handler = _PodsHandler(self)
         self.nodes_handler = _NodesHandler(self)
         self._targets_changed = asyncio.Event()
 
@@ -121,6 +109,11 @@ class Cluster(Fleet):
         if changed:
             self._targets_changed.set()
         return changed
+
+    def reset_namespace_pods(self, namespace: str, views: Iterable[PodView]) -> None:
+        """One namespace's list: its pods are replaced, the other namespaces' stay."""
+        others = [p for p in self.pods.values() if p.namespace != namespace]
+        self.reset_pods([*others, *views])
 
     def refresh_selectors(self, api: Api) -> None:
         """Read each target Deployment's selector (blocking; run in a thread)."""

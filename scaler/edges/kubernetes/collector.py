@@ -41,16 +41,26 @@ class KubernetesCollector(Collector):
                                    labels=["pool"])
         capped = GaugeMetricFamily("prewarm_balloon_capped", "1 when maxBalloonGpus cut the plan.",
                                    labels=["pool"])
+        missing = GaugeMetricFamily(
+            "prewarm_balloon_missing",
+            "1 when the pool's balloon Deployment is missing or not named in the Role (the chart "
+            "creates it; prewarm only scales it): no pre-warming for the pool.", labels=["pool"])
+        drift = GaugeMetricFamily(
+            "prewarm_balloon_template_drift",
+            "1 when the balloon Deployment's pod template differs from the config's nodePools entry.",
+            labels=["pool"])
         for pool, plan in sorted(status.plans.items()):
             pods.add_metric([pool], status.replicas.get(pool, plan.pods))
             wanted.add_metric([pool], plan.wanted_gpus)
             capped.add_metric([pool], 1.0 if plan.capped else 0.0)
+            missing.add_metric([pool], 1.0 if pool in status.missing else 0.0)
+            drift.add_metric([pool], 1.0 if pool in status.drifted else 0.0)
         spare = GaugeMetricFamily("prewarm_pool_spare_gpus",
                                   "GPU slots a new replica could take now (balloon-held included).",
                                   labels=["pool"])
         for node_pool in self.parts.cluster.settings.nodePools:
             spare.add_metric([node_pool.name], self.parts.cluster.pool_capacity(node_pool).spare_gpus)
-        yield from (pods, wanted, capped, spare)
+        yield from (pods, wanted, capped, missing, drift, spare)
         yield CounterMetricFamily("prewarm_balloon_errors", "Failed balloon actuations.",
                                   value=status.errors_total)
         yield CounterMetricFamily("prewarm_balloon_scales", "Balloon Deployments scaled (replicas changed).",

@@ -1,7 +1,7 @@
 """The Kubernetes edge, wired: learned cold starts, balloons, leader election, ConfigMap reload.
 
     app ──> build_kubernetes(settings, clock=..., kubeconfig=..., on_settings=..., parse=...)
-              ├─ Cluster            list+watch Pods and Nodes -> the pure Fleet (core)
+              ├─ Cluster            list+watch Pods (per model namespace) and Nodes -> the pure Fleet
               ├─ StateStore         learned samples <-> ConfigMap (load: all, save: leader)
               ├─ LeaderElector      coordination.k8s.io Lease
               ├─ BalloonActuator    balloon Deployments per pool (leader only), follows snapshots
@@ -31,6 +31,7 @@ from scaler.edges.kubernetes.balloons import BalloonActuator
 from scaler.edges.kubernetes.cluster import Cluster
 from scaler.edges.kubernetes.configmap import ConfigMapWatcher
 from scaler.edges.kubernetes.leader import LeaderElector, default_identity
+from scaler.edges.kubernetes.pods import NamespacedPods
 from scaler.edges.kubernetes.state import StateStore
 from scaler.edges.kubernetes.watch import ListWatch
 from scaler.snapshot import SnapshotHolder
@@ -60,12 +61,11 @@ class KubernetesEdge(Edge):
         self.config_watcher = config_watcher
         self.views = views
         self.snapshots = snapshots
-        pods = ListWatch(api, "/api/v1/pods", cluster.pods_handler, name="pods")
-        nodes = ListWatch(api, "/api/v1/nodes", cluster.nodes_handler, name="nodes")
-        self.watches = [pods, nodes] + ([config_watcher.watch] if config_watcher else [])
+        self.pods = NamespacedPods(api, cluster, cluster.settings)
+        self.nodes = ListWatch(api, "/api/v1/nodes", cluster.nodes_handler, name="nodes")
         self._tasks: list[Task] = [
-            named("kubernetes-pods", pods.run),
-            named("kubernetes-nodes", nodes.run),
+            named("kubernetes-pods", self.pods.run),
+            named("kubernetes-nodes", self.nodes.run),
             named("kubernetes-selectors", lambda: cluster.keep_selectors_fresh(api)),
             named("kubernetes-leader", elector.run),
             named("kubernetes-state", self._load_then_save),
@@ -76,6 +76,11 @@ class KubernetesEdge(Edge):
         if snapshots is not None:
             self._tasks.append(named("kubernetes-balloons", lambda: balloons.follow(snapshots)))
         self._closed = False
+
+    @property
+    def watches(self) -> list[ListWatch]:
+        """Every list+watch running now (one per pod namespace, nodes, the config ConfigMap)."""
+        return [*self.pods.watches(), self.nodes] + ([self.config_watcher.watch] if self.config_watcher else [])
 
     def tasks(self) -> list[Task]:
         """Long-running coroutine functions (``kubernetes-pods``, ``kubernetes-leader`` ...);
@@ -88,6 +93,7 @@ class KubernetesEdge(Edge):
     def apply(self, settings: Settings) -> None:
         """A new config (from whichever source is live): the cluster maps pods to the new models."""
         self.cluster.set_settings(settings)
+        self.pods.set_settings(settings)
         if self.config_watcher is not None:
             self.config_watcher.current = settings
 
@@ -97,7 +103,8 @@ class KubernetesEdge(Edge):
 
     async def wait_synced(self) -> None:
         """Until every watch has listed once (the cluster view is rebuilt)."""
-        await asyncio.gather(*(w.synced.wait() for w in self.watches))
+        others = [w for w in self.watches if w not in self.pods.watches()]
+        await asyncio.gather(self.pods.wait_synced(), *(w.synced.wait() for w in others))
 
     def pool_status(self, *, now: float) -> dict[str, PoolStatus]:
         """Balloon pods per pool: set on the Deployment, pending (no node yet), oldest pending age."""
@@ -187,7 +194,7 @@ def build_kubernetes(
     )
     state = StateStore(clock, api, cluster, namespace=k8s.namespace, name=k8s.stateConfigMap,
                        is_leader=elector.is_leader)
-    balloons = BalloonActuator(clock, api, cluster, is_leader=elector.is_leader)
+    balloons = BalloonActuator(clock, api, cluster, is_leader=elector.is_leader, instance=identity)
     watcher = None
     if k8s.configMap is not None:
         watcher = ConfigMapWatcher(
