@@ -18,6 +18,9 @@ from forecasting import durations
 from forecasting.evaluate import AUTO, EvalSpec, ModelRun, actuals, evaluate, origins
 from forecasting.traces import TraceError, read_trace
 
+ERROR = "prewarm forecast-eval: error:"
+"""The prefix every `prewarm` command's errors share (forecasting never imports scaler's)."""
+
 
 class UsageError(ValueError):
     """Bad command-line input; the message names the flag."""
@@ -32,7 +35,7 @@ def parse_duration(text: str, *, flag: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``forecast-eval`` (docs/EVALUATION.md)."""
+    """Flags of ``forecast-eval`` (docs/FORECASTING.md)."""
     durations.accept_negative_durations(parser)
     parser.add_argument("--trace", required=True, help="trace CSV (gzip ok)")
     parser.add_argument("--horizon", default="30m", help="lead time scored (default 30m)")
@@ -81,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
         spec = build_spec(args, trace.step_seconds)
         report, runs = _evaluate(args, trace.series, spec)
     except (UsageError, TraceError) as exc:
-        print(f"forecast-eval: error: {exc}", file=sys.stderr)
+        print(f"{ERROR} {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        print(f"forecast-eval: error: --trace {args.trace}: {exc}", file=sys.stderr)
+        print(f"{ERROR} --trace {args.trace}: {exc}", file=sys.stderr)
         return 2
     print_table(report, sys.stdout)
     try:
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             plot(trace.series, spec, runs, report, Path(args.plot))
     except OSError as exc:
         flag, name = ("--json", args.json) if exc.filename == args.json else ("--plot", args.plot)
-        print(f"forecast-eval: error: {flag} {name}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{ERROR} {flag} {name}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,4 +1,9 @@
-"""`prewarm` command line: serve, demo, backtest, forecast-eval, check-config, config-schema."""
+"""`prewarm` command line: serve, demo, backtest, forecast-eval, check-config, config-schema.
+
+Each subcommand is one :class:`Command` in :data:`COMMANDS` (its flags, its examples, its run
+function); adding one is adding an entry. What they share (version, logging, the error prefix,
+serve's ``PREWARM_*`` defaults) is in :mod:`scaler.cli_support`.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,24 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from scaler.cli_support import (
+    SERVE_ENV_EPILOG,
+    UsageError,
+    add_logging_flags,
+    apply_serve_env,
+    configure_logging,
+    env_help,
+    error_line,
+    logging_choice,
+    version,
+)
 from scaler.core.errors import ConfigError
+
+Parser = argparse.ArgumentParser
 
 EPILOG = """examples:
   prewarm demo                               the whole loop on a replayed trace, in minutes
@@ -19,10 +38,14 @@ EPILOG = """examples:
   prewarm serve --config /etc/prewarm/config.yaml
   prewarm check-config config.yaml           validate; exit 1 on errors
   prewarm config-schema > prewarm.schema.json
-  prewarm forecast-eval --trace ../shared/data/servegen/m-small_10min.csv --horizon 30m
-  prewarm backtest --trace ../shared/data/servegen/m-small_10min.csv --cold-start 30m --plot out/bt.png
-"""
+  prewarm forecast-eval --trace traffic.csv --horizon 30m
+  prewarm backtest --trace traffic.csv --cold-start 30m --slo 0.99 --plot out/bt.png
+  prewarm --log-format json serve --config config.yaml
 
+Every command has --help with its own examples. Exit status: 0 ok, 1 check-config found problems
+or serve stopped on a failure, 2 a bad flag, environment value or input file (the message names it).
+Docs: README.md, docs/CONFIG.md, docs/BACKTEST.md, docs/OPERATIONS.md.
+"""
 
 CONFIG_DOC_INTRO = """# Configuration reference
 
@@ -45,94 +68,61 @@ ScaledObject; KEDA's own keys (`scalerAddress`, `enableTLS`, ...) and unknown ke
 """
 
 
-def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the KEDA external scaler (gRPC) and /metrics",
-                       description="Run the KEDA ExternalScaler gRPC server, the refresh/refit "
-                                   "loop and the /metrics endpoint.")
-    src = p.add_mutually_exclusive_group(required=True)
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its help line, description, examples, flags and what runs it."""
+
+    name: str
+    help: str
+    description: str
+    examples: str
+    add_arguments: Callable[[Parser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --- serve -----------------------------------------------------------------------------------------
+
+
+def _serve_arguments(p: Parser) -> None:
+    # Not a required group: PREWARM_CONFIG can stand in for --config (checked after parsing).
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--config", type=Path, metavar="FILE",
-                     help="config.yaml (e.g. a mounted ConfigMap key); reloaded when it changes")
+                     help=env_help("config", "config.yaml (e.g. a mounted ConfigMap key); reloaded "
+                                             "when it changes"))
     src.add_argument("--demo", action="store_true",
                      help="embedded config: model `demo` on a replayed synthetic trace, accelerated")
-    p.add_argument("--listen", default="0.0.0.0:9090", metavar="HOST:PORT",
-                   help="gRPC listen address (default %(default)s)")
-    p.add_argument("--metrics-listen", default="0.0.0.0:8080", metavar="HOST:PORT",
-                   help="/metrics listen address (default %(default)s)")
-    p.add_argument("--tls-cert", type=Path, metavar="FILE", help="server certificate (PEM)")
-    p.add_argument("--tls-key", type=Path, metavar="FILE", help="server private key (PEM)")
+    p.add_argument("--listen", metavar="HOST:PORT", help=env_help("listen", "gRPC listen address"))
+    p.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help=env_help("metrics_listen", "/metrics listen address"))
+    p.add_argument("--tls-cert", type=Path, metavar="FILE", help=env_help("tls_cert", "server certificate (PEM)"))
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help=env_help("tls_key", "server private key (PEM)"))
     p.add_argument("--tls-client-ca", type=Path, metavar="FILE",
-                   help="require client certificates signed by this CA (mTLS)")
+                   help=env_help("tls_client_ca", "require client certificates signed by this CA (mTLS)"))
     p.add_argument("--kubeconfig", metavar="FILE",
-                   help="kubeconfig for the Kubernetes integration (default: in-cluster)")
-    p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
-                   help="shutdown grace period for in-flight calls (default %(default)s)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-
-
-def _add_check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("check-config", help="validate a config file (exit 1 on errors)",
-                       description="Validate a config.yaml; print every problem by key path.")
-    p.add_argument("file", type=Path, help="config.yaml to check")
-    p.add_argument("--print", dest="print_effective", action="store_true",
-                   help="print the effective config (defaults filled in) when valid")
-    schema = sub.add_parser("config-schema", help="print the config's JSON Schema (for editors)",
-                            description="Print a JSON Schema of config.yaml for editor validation.")
-    schema.add_argument("--markdown", action="store_true",
-                        help="print the config reference as Markdown instead (docs/CONFIG.md)")
-
-
-def _add_forecast_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("forecast-eval", help="rolling-origin forecast accuracy on a trace",
-                       description="Evaluate every forecaster and the auto-selected one on a "
-                                   "trace (docs/EVALUATION.md).")
-    from forecasting.eval_cli import add_arguments
-
-    add_arguments(p)
-
-
-def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from scaler.backtest.cli import add_arguments
-
-    add_arguments(sub.add_parser(
-        "backtest", help="closed-loop replay: predictive vs reactive vs oracle (cost at SLO)",
-        description="Replay a trace (or a model's Prometheus history) through the predictive "
-                    "policy, the reactive baselines and the oracle (docs/EVALUATION.md)."))
-
-
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from scaler.demo import add_arguments
-
-    add_arguments(sub.add_parser(
-        "demo", help="the whole loop in minutes: server, KEDA-like client, simulated Deployment",
-        description="Run the real gRPC server on a replayed trace in accelerated time, drive it like "
-                    "KEDA with a simulated Deployment, then compare with the backtest."))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="prewarm", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Predictive KEDA external scaler for LLM inference: forecasts demand one "
-                    "cold start ahead and pre-warms replicas and GPU nodes.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_serve(sub)
-    _add_check(sub)
-    _add_forecast_eval(sub)
-    _add_backtest(sub)
-    _add_demo(sub)
-    return parser
+                   help=env_help("kubeconfig", "kubeconfig for the Kubernetes integration (default: "
+                                               "in-cluster)"))
+    p.add_argument("--grace", type=float, metavar="SECONDS",
+                   help=env_help("grace", "shutdown grace period for in-flight calls"))
 
 
 def _serve(args: argparse.Namespace) -> int:
     from scaler.app import ServeOptions, serve
 
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    apply_serve_env(args, os.environ)
     options = ServeOptions(
         config=args.config, demo=args.demo, listen=args.listen,
         metrics_listen=args.metrics_listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, kubeconfig=args.kubeconfig, grace_seconds=args.grace)
     return asyncio.run(serve(options))
+
+
+# --- check-config, config-schema -------------------------------------------------------------------
+
+
+def _check_arguments(p: Parser) -> None:
+    p.add_argument("file", type=Path, help="config.yaml to check")
+    p.add_argument("--print", dest="print_effective", action="store_true",
+                   help="print the effective config (defaults filled in) when valid")
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -141,14 +131,21 @@ def _check_config(args: argparse.Namespace) -> int:
     from scaler.app import load_config
     from scaler.core.fields import to_plain
 
+    if not args.file.is_file():  # an input error (2), not an invalid config (1)
+        raise UsageError(f"{args.file}: {'not a file' if args.file.exists() else 'no such file'}")
     parsed = load_config(args.file)
     for warning in parsed.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"prewarm check-config: warning: {warning}", file=sys.stderr)
     models = ", ".join(parsed.settings.model_names)
     print(f"{args.file}: valid ({len(parsed.settings.models)} model(s): {models})")
     if args.print_effective:
         print(yaml.safe_dump(to_plain(parsed.settings), sort_keys=False), end="")
     return 0
+
+
+def _schema_arguments(p: Parser) -> None:
+    p.add_argument("--markdown", action="store_true",
+                   help="print the config reference as Markdown instead (docs/CONFIG.md)")
 
 
 def _config_schema(args: argparse.Namespace) -> int:
@@ -166,6 +163,130 @@ def _config_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- the commands that live in their own modules ---------------------------------------------------
+
+
+def _forecast_eval_arguments(p: Parser) -> None:
+    from forecasting.eval_cli import add_arguments
+
+    add_arguments(p)
+
+
+def _forecast_eval(args: argparse.Namespace) -> int:
+    from forecasting.eval_cli import run
+
+    return run(args)
+
+
+def _backtest_arguments(p: Parser) -> None:
+    from scaler.backtest.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from scaler.backtest.cli import run
+
+    return run(args)
+
+
+def _demo_arguments(p: Parser) -> None:
+    from scaler.demo import add_arguments
+
+    add_arguments(p)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from scaler.demo import run
+
+    return run(args)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "serve", "run the KEDA external scaler (gRPC) and /metrics",
+        "Run the KEDA ExternalScaler gRPC server, the refresh/refit loop and the /metrics endpoint.",
+        """examples:
+  prewarm serve --config /etc/prewarm/config.yaml
+  prewarm serve --demo                                   embedded replayed trace, no cluster needed
+  prewarm serve --config config.yaml --tls-cert tls.crt --tls-key tls.key --tls-client-ca ca.crt
+  PREWARM_CONFIG=config.yaml PREWARM_LOG_FORMAT=json prewarm serve
+
+""" + SERVE_ENV_EPILOG + "\nDocs: docs/OPERATIONS.md, docs/KUBERNETES.md, docs/INSTALL.md.\n",
+        _serve_arguments, _serve),
+    Command(
+        "check-config", "validate a config file (exit 1 on errors)",
+        "Validate a config.yaml; print every problem by key path. Exit 0 when valid, 1 when it has "
+        "problems, 2 when the file cannot be read.",
+        """examples:
+  prewarm check-config config.yaml
+  prewarm check-config config.yaml --print > effective.yaml
+
+The reference of every key: docs/CONFIG.md.
+""",
+        _check_arguments, _check_config),
+    Command(
+        "config-schema", "print the config's JSON Schema (for editors)",
+        "Print a JSON Schema of config.yaml for editor validation, or the Markdown reference.",
+        """examples:
+  prewarm config-schema > prewarm.schema.json
+  prewarm config-schema --markdown > docs/CONFIG.md
+""",
+        _schema_arguments, _config_schema),
+    Command(
+        "forecast-eval", "rolling-origin forecast accuracy on a trace",
+        "Evaluate every forecaster and the auto-selected one on a trace (docs/FORECASTING.md).",
+        """examples:
+  prewarm forecast-eval --trace traffic.csv
+  prewarm forecast-eval --trace traffic.csv.gz --horizon 1h30m --json out/eval.json --plot out/eval.png
+
+Trace format: timestamp_utc,requests[,prompt_tokens,output_tokens] at a regular step.
+Method and figures: docs/FORECASTING.md.
+""",
+        _forecast_eval_arguments, _forecast_eval),
+    Command(
+        "backtest", "closed-loop replay: predictive vs reactive vs oracle (cost at SLO)",
+        "Replay a trace (or a model's Prometheus history) through the predictive policy, the "
+        "reactive and static baselines and the oracle (docs/BACKTEST.md).",
+        """examples:
+  prewarm backtest --trace traffic.csv --slo 0.99 --cold-start 20m
+  prewarm backtest --trace traffic.csv --cold-start 8m:14m --json out/bt.json --plot out/bt.png
+  prewarm backtest --prometheus http://prometheus:9090 --model llama-3-8b --since 14d --slo 0.99
+
+Method, output contract and measured figures: docs/BACKTEST.md.
+""",
+        _backtest_arguments, _backtest),
+    Command(
+        "demo", "the whole loop in minutes: server, KEDA-like client, simulated Deployment",
+        "Run the real gRPC server on a replayed trace in accelerated time, drive it like KEDA with "
+        "a simulated Deployment, then compare with the backtest.",
+        """examples:
+  prewarm demo
+  prewarm demo --hours 6 --cold-start 10m --no-backtest
+  prewarm demo --trace traffic.csv --history 7d --plot out/mine.png
+
+What it shows and the measured run: docs/BACKTEST.md ("prewarm demo").
+""",
+        _demo_arguments, _demo),
+)
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="prewarm", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Predictive KEDA external scaler for LLM inference: forecasts demand one "
+                    "cold start ahead and pre-warms replicas and GPU nodes.")
+    parser.add_argument("--version", action="version", version=f"prewarm {version()}")
+    add_logging_flags(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.description,
+                           epilog=command.examples, formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_logging_flags(p)  # after the subcommand too: `prewarm serve --log-level DEBUG`
+        command.add_arguments(p)
+    return parser
+
+
 def _single_threaded_blas() -> None:
     """Fits are many small problems run one per process: BLAS threads only fight each other
     (statsmodels fits ran 2-5x slower with OpenBLAS' default threads on 2 cores). Must happen
@@ -174,26 +295,40 @@ def _single_threaded_blas() -> None:
         os.environ.setdefault(name, "1")
 
 
+def _config_error_text(exc: ConfigError) -> str:
+    """One problem on one line (``--listen 'x': expected HOST:PORT``); several as a list."""
+    if len(exc.problems) == 1:
+        problem = exc.problems[0]
+        return problem if exc.source in ("flags", "prewarm serve") else f"{exc.source}: {problem}"
+    return str(exc)
+
+
+def _report(command: str, message: str, fmt: str) -> None:
+    """An error on stderr with the one prefix; in a JSON log, as one JSON log line like the rest."""
+    if fmt == "json":
+        logging.getLogger("prewarm").error(error_line(command, message))
+    else:
+        print(error_line(command, message), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _single_threaded_blas()
-    args = build_parser().parse_args(argv)
-    handlers = {"serve": _serve, "check-config": _check_config, "config-schema": _config_schema}
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand, so the error carries its name like every other one
+        subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        subcommands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    by_name = {c.name: c for c in COMMANDS}
+    fmt = "text"
     try:
-        if args.command == "forecast-eval":
-            from forecasting.eval_cli import run
-
-            return run(args)
-        if args.command == "backtest":
-            from scaler.backtest.cli import run as run_backtest
-
-            return run_backtest(args)
-        if args.command == "demo":
-            from scaler.demo import run as run_demo
-
-            return run_demo(args)
-        return handlers[args.command](args)
+        level, fmt = logging_choice(args, os.environ)
+        configure_logging(level, fmt)
+        return by_name[args.command].run(args)
+    except UsageError as exc:
+        _report(args.command, str(exc), fmt)
+        return 2
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _report(args.command, _config_error_text(exc), fmt)
         return 1 if args.command == "check-config" else 2
     except KeyboardInterrupt:
         return 130

@@ -167,7 +167,8 @@ def plan(args: argparse.Namespace) -> DemoPlan:
     series = (synthetic_trace(days=14, step_seconds=60, seed=0).series if args.trace == "synthetic"
               else read_trace(args.trace).series)
     full = scenario_from_series(series, name=str(args.trace), warmup_seconds=history,
-                                peak_replicas=args.peak_replicas)
+                                peak_replicas=args.peak_replicas, warmup_text=args.history,
+                                warmup_flag="--history")
     start, minutes = full.warmup_minutes, round(args.hours * 60)
     if start + minutes > full.minutes:
         raise UsageError(f"--hours {args.hours:g}: the trace has only "
@@ -286,7 +287,11 @@ class Demo:
                 "quantile": 100 * snap.settings.models[0].policy.scale_quantile,
                 "slo": decision.slo_target, "on_time": decision.on_time, "margin": decision.margin,
                 "lead": decision.lead_seconds, "reason": decision.reason.value,
-                "forecaster": fit.model_name if fit else "not fitted yet"}
+                "forecaster": fit.model_name if fit else "not fitted yet",
+                # Why there is no forecast peak (e.g. "forecast demoted: ... skill 1.3 >= maxSkill
+                # 1"), so the view says so instead of printing nan.
+                "no_forecast": (decision.message or "no forecast") if decision.forecast_peak is None
+                else None}
 
 
 def compare(p: DemoPlan, rec: Record, args: argparse.Namespace) -> Any:
@@ -359,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
         writable(args.json, "--json")
         p = plan(args)
     except (UsageError, ScenarioError, TraceError) as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
+        print(f"prewarm demo: error: {exc}", file=sys.stderr)
         return 2
     rec = asyncio.run(Demo(p, args).run())
     result = None if args.no_backtest else compare(p, rec, args)

@@ -4,7 +4,7 @@ The ``prewarm`` console script calls :func:`add_arguments` and :func:`run`; ``py
 scaler.backtest.cli`` runs it stand-alone. Bad input exits with status 2 and a message naming
 the flag or the file::
 
-    prewarm backtest --trace ../shared/data/servegen/m-small_10min.csv --cold-start 30m \\
+    prewarm backtest --trace traffic.csv --cold-start 30m \\
         --json out/m-small-30m.json --plot out/m-small-30m.png
     prewarm backtest --prometheus http://prometheus:9090 --model llama-3-8b --since 14d
 """
@@ -48,7 +48,7 @@ class UsageError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``prewarm backtest`` (docs/EVALUATION.md in the shared docs)."""
+    """Flags of ``prewarm backtest`` (docs/BACKTEST.md)."""
     accept_negative_durations(parser)
     src = parser.add_argument_group("traffic (one of)")
     src.add_argument("--trace", metavar="CSV", help="trace CSV: timestamp_utc,requests[,...] (gzip ok)")
@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         timeline_out = writable(args.timeline, "--timeline")
         scenario = load_scenario(args, spec)
     except (UsageError, ScenarioError, TraceError) as exc:
-        print(f"backtest: error: {exc}", file=sys.stderr)
+        print(f"prewarm backtest: error: {exc}", file=sys.stderr)
         return 2
     result = execute(scenario, spec, progress=not args.no_progress)
     print_table(result, sys.stdout)

@@ -111,9 +111,24 @@ def _slo_text(info: dict[str, Any], *, brief: bool) -> str:
     return f"SLO target        {100 * target:g} % on time; measured {share} (last hour)   {multiplier}"
 
 
+def _forecast_text(rec: Record, info: dict[str, Any], *, brief: bool) -> str:
+    """The forecast peak, or why there is none (demoted, not fitted yet): never a bare nan."""
+    why = info.get("no_forecast")
+    f = rec.forecast_peak[-1]
+    if why is None and f == f:  # a number (nan != nan)
+        if brief:
+            return f"forecast-peak {f:.1f}"
+        return (f"forecast p{info['quantile']:g} peak {f:7.1f} replicas   over the lead of "
+                f"{info['lead'] / 60:.1f} min   forecaster: {info['forecaster']}")
+    why = why or "no forecast"
+    if brief:
+        return f"no forecast ({why}; scaled reactively)"
+    return f"forecast          none: {why}; scaled reactively   forecaster: {info['forecaster']}"
+
+
 def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
     """The table: header, demand, forecast, answer, deployment, late, sparklines, a summary line."""
-    d, f = rec.demand[-1], rec.forecast_peak[-1]
+    d = rec.demand[-1]
     top = max(max(rec.demand[-180:]), max(rec.ready[-180:]), 1.0)
     stamp = time.strftime("%a %Y-%m-%d %H:%M", time.gmtime(info["now"]))
     done = info["done"]
@@ -123,15 +138,14 @@ def view_lines(rec: Record, info: dict[str, Any]) -> list[str]:
         f"{info['polling']:g}s, cold start {info['cold']}",
         f"virtual {stamp} UTC  [{bar}] {100 * done:3.0f}%",
         f"demand now        {d:7.1f} replicas   ({rec.arrivals[-1]:.0f} requests/min)",
-        f"forecast p{info['quantile']:g} peak {f:7.1f} replicas   over the lead of {info['lead'] / 60:.1f} min"
-        f"   forecaster: {info['forecaster']}",
+        _forecast_text(rec, info, brief=False),
         _slo_text(info, brief=False),
         f"prewarm answers   {rec.answered[-1]:7d} replicas   reason: {info['reason']}",
         f"deployment        {rec.ordered[-1]:7d} ordered, {rec.ready[-1]} ready",
         f"late requests     {100 * rec.late_share():7.3f} %          GPU-hours {rec.gpu_hours():.1f}",
         f"demand {sparkline(rec.demand, top)}",
         f"ready  {sparkline(rec.ready, top)}",
-        f"[{stamp}] demand {d:.1f} forecast-peak {f:.1f} -> {rec.answered[-1]} replicas "
+        f"[{stamp}] demand {d:.1f} {_forecast_text(rec, info, brief=True)} -> {rec.answered[-1]} replicas "
         f"({info['reason']}); ready {rec.ready[-1]}; late {100 * rec.late_share():.3f}%; "
         f"GPU-h {rec.gpu_hours():.1f}{_slo_text(info, brief=True)}",
     ]

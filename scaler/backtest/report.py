@@ -1,7 +1,11 @@
-"""What a backtest prints and writes: the table, the JSON of EVALUATION.md, the plot.
+"""What a backtest prints and writes: the table, the JSON (docs/BACKTEST.md), the plot.
 
-JSON contract (EVALUATION.md, "Output contract"), plus context keys a reader needs to reproduce
-a figure (settings, warmup, capacity, forecaster)::
+Every comparison names the cheapest baseline at that SLO, the static count included: a headline
+that compared predictive with reactive alone would hide the traffic where a fixed count is the
+cheapest answer.
+
+JSON contract (docs/BACKTEST.md, "Method"), plus context keys a reader needs to reproduce a
+figure (settings, warmup, capacity, forecaster)::
 
     {"trace": str, "minutes": int, "cold_start_s": float | [lo, hi], "oracle": {"gpu_hours": x},
      "policies": {"predictive": {"points": [{"knob": k, "slo_attainment": s, "gpu_hours": g}, ...],
@@ -18,7 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from scaler.backtest.auto import AutoResult
+from scaler.backtest.auto import BASELINES, AutoResult
 from scaler.backtest.pareto import Point, pareto_frontier, reaching
 from scaler.backtest.sim import RunResult
 from scaler.backtest.sweep import SLOS, Backtest, Sweep
@@ -64,8 +68,29 @@ def _settings_json(bt: Backtest) -> dict[str, Any]:
 def _forecaster_json(bt: Backtest) -> dict[str, Any] | None:
     if bt.tape is None:
         return None
+    notes = [n for n in bt.tape.notes.values() if n.startswith("forecast demoted")]
     return {"fits": len(bt.tape.fits), "models": bt.tape.models(),
-            "demoted_share": bt.tape.demoted_share()}
+            "demoted_share": bt.tape.demoted_share(),
+            "last_demotion": notes[-1] if notes else None}
+
+
+def cheapest_baseline(bt: Backtest, slo: float) -> tuple[str, float] | None:
+    """The baseline (reactive-util, reactive-queue or static) with the lowest cost at ``slo``."""
+    costs = [(name, bt.sweeps[name].cost_at(slo)) for name in BASELINES if name in bt.sweeps]
+    reached = [(n, c) for n, c in costs if c is not None]
+    return min(reached, key=lambda nc: nc[1]) if reached else None
+
+
+def _versus_cheapest(bt: Backtest) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    predictive = bt.sweeps.get("predictive")
+    for slo in SLOS:
+        best = cheapest_baseline(bt, slo)
+        cost = predictive.cost_at(slo) if predictive else None
+        out[str(slo)] = {"cheapest_baseline": best[0] if best else None,
+                         "gpu_hours": best[1] if best else None,
+                         "ratio": _ratio(cost, best[1]) if best else None}
+    return out
 
 
 def _versus_reactive(bt: Backtest) -> dict[str, Any]:
@@ -89,6 +114,7 @@ def to_json(bt: Backtest) -> dict[str, Any]:
         "cold_start_s": lo if lo == hi else [lo, hi],
         "oracle": {"gpu_hours": oracle},
         "policies": {name: _policy_json(s, oracle) for name, s in bt.sweeps.items()},
+        "predictive_vs_cheapest_baseline": _versus_cheapest(bt),
         "predictive_vs_best_reactive": _versus_reactive(bt),
         "warmup_minutes": sc.warmup_minutes,
         "trace_minutes": sc.minutes,
@@ -167,15 +193,55 @@ def print_table(bt: Backtest, out: TextIO) -> None:
         print(f"{name:<15} {_fmt(c99, '10.1f')} {_fmt(_ratio(c99, oracle), '9.3f')} "
               f"{_fmt(c999, '11.1f')} {_fmt(_ratio(c999, oracle), '9.3f')} {best:>9.5f} "
               f"{len(sweep.points):>6}", file=out)
-    for slo, versus in report["predictive_vs_best_reactive"].items():
-        if versus["ratio"] is not None:
-            print(f"predictive / best reactive ({versus['best_reactive']}) at {slo}: "
-                  f"{versus['ratio']:.3f}", file=out)
     print("GPU-hours over the evaluation window; cost@x = cheapest GPU-hours reaching SLO "
           "attainment x on the policy's Pareto frontier (interpolated), - = never reached", file=out)
+    _print_headlines(bt, out)
+    _print_forecaster(report["forecaster"], out)
     if bt.auto is not None:
         print_auto(bt.auto, oracle, out)
     _print_points(bt, out)
+
+
+def headline(bt: Backtest, slo: float) -> str:
+    """One sentence per SLO: the cheapest baseline by name, every other baseline beside it, and
+    the predictive sweep as a ratio to that cheapest one (hindsight on both sides)."""
+    best = cheapest_baseline(bt, slo)
+    if best is None:
+        return f"at {100 * slo:g} % on time: no baseline reaches it at any knob"
+    name, cost = best
+    others = ", ".join(
+        f"{n} {_gpu_hours(bt.sweeps[n].cost_at(slo))}" for n in BASELINES
+        if n in bt.sweeps and n != name)
+    text = (f"at {100 * slo:g} % on time: cheapest baseline {name}, {cost:.1f} GPU-hours"
+            + (f" (others: {others})" if others else ""))
+    predictive = bt.sweeps.get("predictive")
+    if predictive is not None:
+        mine = predictive.cost_at(slo)
+        text += ("; predictive never reaches it" if mine is None else
+                 f"; predictive {mine:.1f} = {mine / cost:.3f} x {name}"
+                 + (" (cheaper)" if mine < cost else " (dearer)" if mine > cost else ""))
+    return text
+
+
+def _gpu_hours(value: float | None) -> str:
+    return "never reaches it" if value is None else f"{value:.1f}"
+
+
+def _print_headlines(bt: Backtest, out: TextIO) -> None:
+    for slo in SLOS:
+        print(headline(bt, slo), file=out)
+
+
+def _print_forecaster(info: dict[str, Any] | None, out: TextIO) -> None:
+    """Which forecasters the refits chose, and how often the forecast was demoted (and why)."""
+    if info is None:
+        return
+    models = ", ".join(f"{name} x{count}" for name, count in info["models"].items())
+    line = f"forecaster: {info['fits']} fits ({models})"
+    if info["demoted_share"] > 0:
+        line += (f"; demoted to reactive on {100 * info['demoted_share']:.1f} % of decision minutes "
+                 f"(last: {info['last_demotion']})")
+    print(line, file=out)
 
 
 def _print_points(bt: Backtest, out: TextIO) -> None:

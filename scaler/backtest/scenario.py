@@ -150,13 +150,15 @@ def scenario_from_series(
     capacity: float | None = None,
     fill: bool = True,
     warmup_text: str | None = None,
+    warmup_flag: str = "--warmup",
 ) -> Scenario:
     """A scenario from a trace's requests per bucket (flags validated, errors name them).
 
     ``fill``: collection gaps and missing rows are missing data to the policies and filled from
     the past in the world (:func:`unseen_buckets`, :func:`fill_from_past`); otherwise a gap
     replays as zero arrivals the scaler sees, and a missing row as zero arrivals it cannot see.
-    ``warmup_text``: the flag as the user wrote it, for the error message.
+    ``warmup_text``: the flag as the user wrote it, for the error message; ``warmup_flag``: its
+    name (``prewarm demo`` calls its warmup ``--history``).
     """
     filled, world = 0, series
     if fill:
@@ -181,7 +183,7 @@ def scenario_from_series(
     if warmup < 0 or warmup >= arrivals.shape[0]:
         span = arrivals.shape[0] / 60.0
         shown = warmup_text or f"{warmup_seconds / 3600:g}h"
-        raise ScenarioError(f"--warmup {shown}: must be shorter than the trace ({span:.4g}h of "
-                            f"data); pass e.g. --warmup {max(1, int(span * 30))}m")
+        raise ScenarioError(f"{warmup_flag} {shown}: must be shorter than the trace ({span:.4g}h of "
+                            f"data); pass e.g. {warmup_flag} {max(1, int(span * 30))}m")
     return Scenario(name, series.start, arrivals, observed, float(capacity), warmup,
                     filled_buckets=filled)

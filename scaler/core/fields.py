@@ -11,6 +11,7 @@ grammar the command-line flags use too.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -66,6 +67,17 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def did_you_mean(key: str, known: Sequence[str]) -> str:
+    """`` (did you mean refreshInterval?)`` for a near miss among ``known``, else ``""``.
+
+    A key that differs only in case is always suggested; otherwise difflib's closest match
+    (ratio >= 0.6), so a typo gets a hint and an unrelated key gets none."""
+    by_case = {k.lower(): k for k in known}
+    close = ([by_case[key.lower()]] if key.lower() in by_case
+             else difflib.get_close_matches(key, list(known), n=1, cutoff=0.6))
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def known_keys(cls: type) -> list[str]:
     keys: list[str] = []
     for f in dataclasses.fields(cls):
@@ -97,9 +109,10 @@ def parse_section(
     if not isinstance(raw, Mapping):
         problems.error(path, f"must be a mapping, got {type(raw).__name__}")
         return None
-    unknown = sorted(set(map(str, raw)) - set(known_keys(cls)))
+    known = known_keys(cls)
+    unknown = sorted(set(map(str, raw)) - set(known))
     for key in unknown:
-        problems.warnings.append(f"{_join(path, key)}: unknown key, ignored")
+        problems.warnings.append(f"{_join(path, key)}: unknown key, ignored{did_you_mean(key, known)}")
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         values[f.name] = _parse_field(f, raw, path, problems, base, inherit or {})

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from forecasting.traces import synthetic_trace, write_trace
 from scaler.backtest.cli import main
+from scaler.backtest.report import headline
 
 FAST = ["--quantiles", "0.5,0.9", "--headrooms", "1,1.3", "--jobs", "1", "--no-progress"]
 
@@ -53,6 +55,34 @@ def test_json_contract(report: dict[str, object]) -> None:
     assert len(policies["reactive-queue"]["points"]) == 6
 
 
+def test_the_comparison_is_with_the_cheapest_baseline(report: dict[str, object]) -> None:
+    policies, versus = report["policies"], report["predictive_vs_cheapest_baseline"]
+    assert isinstance(policies, dict) and isinstance(versus, dict) and set(versus) == {"0.99", "0.999"}
+    for slo, block in versus.items():
+        costs = {n: policies[n]["cost_at_slo"][slo] for n in ("reactive-util", "reactive-queue", "static")}
+        reached = {n: c for n, c in costs.items() if c is not None}
+        assert block["cheapest_baseline"] == (min(reached, key=lambda n: reached[n]) if reached else None)
+
+
+class _Sweep:
+    def __init__(self, cost: float | None) -> None:
+        self.cost = cost
+
+    def cost_at(self, slo: float) -> float | None:
+        return self.cost
+
+
+def test_headline_names_static_when_it_is_cheapest() -> None:
+    # m-mid at 20m: a fixed count beat every reactive policy and the predictive sweep.
+    bt = SimpleNamespace(sweeps={"predictive": _Sweep(110.0), "reactive-util": _Sweep(120.0),
+                                 "reactive-queue": _Sweep(None), "static": _Sweep(100.0)})
+    line = headline(bt, 0.99)  # type: ignore[arg-type]
+    assert line == ("at 99 % on time: cheapest baseline static, 100.0 GPU-hours (others: reactive-util 120.0, "
+                    "reactive-queue never reaches it); predictive 110.0 = 1.100 x static (dearer)")
+    bt.sweeps = {"static": _Sweep(None)}
+    assert headline(bt, 0.999) == "at 99.9 % on time: no baseline reaches it at any knob"  # type: ignore[arg-type]
+
+
 def test_sane_figures_on_seasonal_traffic(report: dict[str, object]) -> None:
     policies = report["policies"]
     assert isinstance(policies, dict)
@@ -67,7 +97,8 @@ def test_table_names_every_policy(trace: Path, capsys: pytest.CaptureFixture[str
                  "--cold-start", "8m:14m", *FAST])
     assert code == 0
     out = capsys.readouterr().out
-    for word in ("oracle", "reactive-util", "static", "cost@0.99", "u=0.7", "cold start 8m:14m"):
+    for word in ("oracle", "reactive-util", "static", "cost@0.99", "u=0.7", "cold start 8m:14m",
+                 "at 99 % on time: cheapest baseline "):
         assert word in out
 
 
@@ -100,7 +131,7 @@ def test_bad_input_exits_2_naming_it(argv: list[str], message: str, trace: Path,
         argv.insert(1, str(trace))
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("backtest: error: ") and message in err
+    assert err.startswith("prewarm backtest: error: ") and message in err
 
 
 def test_irregular_trace_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
