@@ -73,7 +73,7 @@ def test_live_signals_for_two_models_in_one_query_each(
         with PrometheusSource(settings.prometheus, settings.defaults) as source:
             observe_until(source, settings.models, {"small": 60.0, "mid": 5.0})
             proxy.requests.clear()
-            observed = source.observe(settings.models, now=time.time())
+            observed = source.observe(settings.models, now=(asked := time.time()))
         # One request per signal, each for both models (regex over the escaped served names).
         queries = proxy.queries()
         assert len(queries) == 1 + len(promql.AUX_SIGNALS)
@@ -87,7 +87,9 @@ def test_live_signals_for_two_models_in_one_query_each(
     # The legacy model exports vllm:gpu_cache_usage_perc and time_per_output_token_seconds only.
     assert mid.signals["kv_cache_usage"] == pytest.approx(0.9 * 5 / 16)
     for obs in (small, mid):
-        assert set(obs.signals) == set(promql.AUX_SIGNALS) - {"replicas"}
+        assert set(obs.signals) == set(promql.AUX_SIGNALS) - {"replicas", promql.SAMPLED_SIGNAL}
+        # sampled when the engines were last scraped (every second here), not at the query time
+        assert obs.sampled_at is not None and asked - 3.0 < obs.sampled_at < asked
         assert 0.1 < obs.signals["ttft_p95_seconds"] < 1.0
         assert 0.01 < obs.signals["inter_token_latency_p95_seconds"] < 0.25
         assert obs.signals["completions_per_second"] > 0

@@ -4,8 +4,10 @@
     promql     query templates and result parsing (pure text)
     checks     config checks only this edge can make (templates, labels, auth)
     http       credentials per request, failures classified into stable reasons
-    readings   answers into Observations (signals, the SLO histogram's on-time share)
-    collector  requests, time, retries and rejected samples on /metrics
+    readings   answers into Observations (signals, scrape time, the SLO histogram's on-time share)
+    targets    partial data: a model whose scrape targets dropped out reads as unknown
+    counters   requests, latency, failures and rejected samples, counted thread-safely
+    collector  those counters (and the partial models) on /metrics
 """
 
 from __future__ import annotations
