@@ -270,3 +270,16 @@ def test_promtool_check_metrics_is_clean() -> None:
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
     assert b"prewarm_forecast_demand{model=\"chat\",stat=\"p90\"}" in text
     assert b"prewarm_slo_margin{model=\"chat\"} 1.3" in text
+
+
+def test_fast_text_is_what_prometheus_client_would_write() -> None:
+    """/metrics renders the collector's families itself (speed): byte for byte the same text."""
+    from prometheus_client import generate_latest
+
+    snap = snapshot(observations={"chat": Observation("chat", T0, 25.0, replicas=3,
+                                                      signals={"slo_on_time_ratio": 0.97})})
+    registry, collector = registry_for(Holder(snap), FakeClock(T0 + 5), counters=lambda: Counters(
+        source_errors={"timeout": 2}, config=ReloadStats(errors_total=1, last_error="bad")))
+    expected = generate_latest(registry).decode()
+    collector.accuracy = ForecastAccuracy()  # a fresh window: the same generation seen once again
+    assert collector.render() == expected

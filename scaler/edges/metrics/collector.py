@@ -27,13 +27,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from scaler.core.clock import Clock
 from scaler.core.model import Reason
 from scaler.core.standby import PoolStatus, pool_prewarm_replicas
 from scaler.edges import ReloadStats
+from scaler.edges.metrics.families import CounterFamily, Family, GaugeFamily
 from scaler.snapshot import Snapshot
 
 
@@ -123,11 +124,11 @@ class ForecastAccuracy:
             return self._last_demand_at.get(model)
 
 
-def _gauges(labels: list[str], *specs: tuple[str, str]) -> dict[str, GaugeMetricFamily]:
-    return {name: GaugeMetricFamily(f"prewarm_{name}", doc, labels=labels) for name, doc in specs}
+def _gauges(labels: list[str], *specs: tuple[str, str]) -> dict[str, GaugeFamily]:
+    return {name: GaugeFamily(f"prewarm_{name}", doc, labels=labels) for name, doc in specs}
 
 
-def _add(families: Mapping[str, GaugeMetricFamily], labels: list[str], values: Mapping[str, float | None]) -> None:
+def _add(families: Mapping[str, GaugeFamily], labels: list[str], values: Mapping[str, float | None]) -> None:
     """One sample per known value: unknown (None) is left out, never exported as 0."""
     for name, value in values.items():
         if value is not None:
@@ -158,6 +159,14 @@ class ForecastCollector(Collector):
         self.accuracy = accuracy or ForecastAccuracy()
 
     def collect(self) -> Iterator[Metric]:
+        for family in self.families():
+            yield family.metric()
+
+    def render(self) -> str:
+        """Every family in the text format: the /metrics fast path (see ``families``)."""
+        return "".join(family.text() for family in self.families())
+
+    def families(self) -> Iterator[Family]:
         snap = self._snapshot()
         self.accuracy.observe(snap)
         yield from self._decisions(snap)
@@ -168,7 +177,7 @@ class ForecastCollector(Collector):
         yield from self._node_prewarm(snap)
         yield from self._health(snap)
 
-    def _decisions(self, snap: Snapshot) -> Iterator[Metric]:
+    def _decisions(self, snap: Snapshot) -> Iterator[Family]:
         g = _gauges(
             ["model"],
             ("desired_replicas", "Replicas prewarm asks KEDA for (GetMetrics)."),
@@ -186,7 +195,7 @@ class ForecastCollector(Collector):
             ("lead_time_seconds", "Forecast lead time: cold start p90 + node provisioning + decision delay."),
             ("decision_timestamp_seconds", "When the current decision was made (Unix seconds)."),
         )
-        reason = GaugeMetricFamily("prewarm_decision_reason", "Why the decision has its replica count (1 for the current reason).", labels=["model", "reason"])
+        reason = GaugeFamily("prewarm_decision_reason", "Why the decision has its replica count (1 for the current reason).", labels=["model", "reason"])
         for model, d in sorted(snap.decisions.items()):
             obs = snap.observations.get(model)
             settings = snap.settings.model(model)
@@ -207,8 +216,8 @@ class ForecastCollector(Collector):
         yield from g.values()
         yield reason
 
-    def _forecasts(self, snap: Snapshot) -> Iterator[Metric]:
-        at_lead = GaugeMetricFamily("prewarm_forecast_demand", "Forecast demand at the lead horizon (now + lead time), by stat: mean or a quantile (p50, p90, ...).", labels=["model", "stat"])
+    def _forecasts(self, snap: Snapshot) -> Iterator[Family]:
+        at_lead = GaugeFamily("prewarm_forecast_demand", "Forecast demand at the lead horizon (now + lead time), by stat: mean or a quantile (p50, p90, ...).", labels=["model", "stat"])
         g = _gauges(
             ["model"],
             ("forecast_peak_demand", "Upper-quantile forecast peak over [now, now + lead] (what the decision scales to)."),
@@ -220,7 +229,7 @@ class ForecastCollector(Collector):
             ("fit_duration_seconds", "Duration of the model's last forecaster fit."),
             ("fit_timestamp_seconds", "When the model's forecaster was last fitted (Unix seconds)."),
         )
-        info = GaugeMetricFamily("prewarm_forecaster_info", "Forecasting model selected for each model.", labels=["model", "forecaster"])
+        info = GaugeFamily("prewarm_forecaster_info", "Forecasting model selected for each model.", labels=["model", "forecaster"])
         for model, d in sorted(snap.decisions.items()):
             forecast = snap.forecasts.get(model)
             if forecast is not None and forecast.h:
@@ -247,18 +256,18 @@ class ForecastCollector(Collector):
         yield from g.values()
         yield info
 
-    def _accuracy(self, snap: Snapshot) -> Iterator[Metric]:
-        ratio = GaugeMetricFamily("prewarm_forecast_coverage_ratio", "Rolling share of refreshes where actual demand stayed at or below the forecast made one lead time ago (target: prewarm_forecast_target_quantile).", labels=["model"])
-        samples = GaugeMetricFamily("prewarm_forecast_coverage_samples", "Refreshes behind prewarm_forecast_coverage_ratio (rolling window).", labels=["model"])
+    def _accuracy(self, snap: Snapshot) -> Iterator[Family]:
+        ratio = GaugeFamily("prewarm_forecast_coverage_ratio", "Rolling share of refreshes where actual demand stayed at or below the forecast made one lead time ago (target: prewarm_forecast_target_quantile).", labels=["model"])
+        samples = GaugeFamily("prewarm_forecast_coverage_samples", "Refreshes behind prewarm_forecast_coverage_ratio (rolling window).", labels=["model"])
         for model in sorted(snap.decisions):
             coverage = self.accuracy.coverage(model)
             if coverage is not None:
                 ratio.add_metric([model], coverage[0])
                 samples.add_metric([model], coverage[1])
-        window = GaugeMetricFamily("prewarm_forecast_coverage_window_seconds", "Rolling window of prewarm_forecast_coverage_ratio.", value=self.accuracy.window_seconds)
+        window = GaugeFamily("prewarm_forecast_coverage_window_seconds", "Rolling window of prewarm_forecast_coverage_ratio.", value=self.accuracy.window_seconds)
         yield from (ratio, samples, window)
 
-    def _slo(self, snap: Snapshot) -> Iterator[Metric]:
+    def _slo(self, snap: Snapshot) -> Iterator[Family]:
         g = _gauges(
             ["model"],
             ("slo_on_time_ratio", "Measured share of requests that waited at most slo.maxQueueTime in vLLM's queue, over slo.window."),
@@ -280,10 +289,10 @@ class ForecastCollector(Collector):
             })
         yield from g.values()
 
-    def _cold_starts(self, snap: Snapshot) -> Iterator[Metric]:
-        g = GaugeMetricFamily("prewarm_cold_start_seconds", "Cold start by stage (pod_startup: created -> Ready; node_provisioning: node created -> Ready) and stat (p90 sets the lead time).", labels=["model", "stage", "stat"])
-        learned = GaugeMetricFamily("prewarm_cold_start_learned", "1 when the cold start is learned from observed startups, 0 while the config's initial value is used.", labels=["model"])
-        samples = GaugeMetricFamily("prewarm_cold_start_samples", "Observed startups behind the learned cold start.", labels=["model"])
+    def _cold_starts(self, snap: Snapshot) -> Iterator[Family]:
+        g = GaugeFamily("prewarm_cold_start_seconds", "Cold start by stage (pod_startup: created -> Ready; node_provisioning: node created -> Ready) and stat (p90 sets the lead time).", labels=["model", "stage", "stat"])
+        learned = GaugeFamily("prewarm_cold_start_learned", "1 when the cold start is learned from observed startups, 0 while the config's initial value is used.", labels=["model"])
+        samples = GaugeFamily("prewarm_cold_start_samples", "Observed startups behind the learned cold start.", labels=["model"])
         for model, c in sorted(snap.cold_starts.items()):
             for stage in ("pod_startup", "node_provisioning"):
                 g.add_metric([model, stage, "p90"], getattr(c, f"{stage}_seconds"))
@@ -291,7 +300,7 @@ class ForecastCollector(Collector):
             samples.add_metric([model], c.samples)
         yield from (g, learned, samples)
 
-    def _node_prewarm(self, snap: Snapshot) -> Iterator[Metric]:
+    def _node_prewarm(self, snap: Snapshot) -> Iterator[Family]:
         g = _gauges(
             ["pool"],
             ("balloon_gpus", "GPUs held or ordered by the pool's balloon pods (0 without the Kubernetes integration)."),
@@ -313,10 +322,10 @@ class ForecastCollector(Collector):
                 g[name].add_metric([pool.name], float(value))
         yield from g.values()
 
-    def _health(self, snap: Snapshot) -> Iterator[Metric]:
+    def _health(self, snap: Snapshot) -> Iterator[Family]:
         now = self._clock.now()
-        age = GaugeMetricFamily("prewarm_data_age_seconds", "Seconds since the model's last demand sample.", labels=["model"])
-        stale_after = GaugeMetricFamily("prewarm_stale_after_seconds", "Configured staleAfter: older data makes the decision invalid.", labels=["model"])
+        age = GaugeFamily("prewarm_data_age_seconds", "Seconds since the model's last demand sample.", labels=["model"])
+        stale_after = GaugeFamily("prewarm_stale_after_seconds", "Configured staleAfter: older data makes the decision invalid.", labels=["model"])
         for model in sorted(snap.decisions):
             obs = snap.observations.get(model)
             seen = obs.at if obs is not None and obs.demand is not None else self.accuracy.last_demand_at(model)
@@ -327,7 +336,7 @@ class ForecastCollector(Collector):
                 stale_after.add_metric([model], settings.policy.staleAfter)
         yield from (age, stale_after)
         c = self._counters()
-        errors = CounterMetricFamily("prewarm_source_errors", "Metrics source failures by reason.", labels=["reason"])
+        errors = CounterFamily("prewarm_source_errors", "Metrics source failures by reason.", labels=["reason"])
         for reason, n in sorted(({reason: 0 for reason in KNOWN_SOURCE_ERRORS} | dict(c.source_errors)).items()):
             errors.add_metric([reason], n)
         yield errors
@@ -339,16 +348,16 @@ class ForecastCollector(Collector):
             ("refits", "Refit cycles completed.", c.refits),
             ("fit_errors", "Forecaster fits that failed (the previous forecaster was kept).", c.fit_errors),
         ):
-            yield CounterMetricFamily(f"prewarm_{name}", doc, value=float(value))
-        yield GaugeMetricFamily("prewarm_last_refresh_duration_seconds", "Wall time of the last refresh (queries, decisions, publish).", value=c.last_refresh_seconds)
-        yield GaugeMetricFamily("prewarm_last_refit_duration_seconds", "Wall time of the last refit cycle (all models' fits).", value=c.last_refit_seconds)
+            yield CounterFamily(f"prewarm_{name}", doc, value=float(value))
+        yield GaugeFamily("prewarm_last_refresh_duration_seconds", "Wall time of the last refresh (queries, decisions, publish).", value=c.last_refresh_seconds)
+        yield GaugeFamily("prewarm_last_refit_duration_seconds", "Wall time of the last refit cycle (all models' fits).", value=c.last_refit_seconds)
         if c.config is not None:
-            yield GaugeMetricFamily("prewarm_config_last_reload_successful", "1 when the newest config seen was applied, 0 when it was rejected.", value=0.0 if c.config.last_error else 1.0)
+            yield GaugeFamily("prewarm_config_last_reload_successful", "1 when the newest config seen was applied, 0 when it was rejected.", value=0.0 if c.config.last_error else 1.0)
         if c.last_source_success is not None:
-            yield GaugeMetricFamily("prewarm_source_last_success_timestamp_seconds", "Last successful read of the metrics source (Unix seconds).", value=float(c.last_source_success))
-        yield GaugeMetricFamily("prewarm_snapshot_timestamp_seconds", "When the served snapshot was built (Unix seconds).", value=snap.at)
-        yield GaugeMetricFamily("prewarm_snapshot_age_seconds", "Seconds since the served snapshot was built (the refresh loop keeps it under refreshInterval).", value=max(0.0, now - snap.at))
-        info = GaugeMetricFamily("prewarm_build_info", "prewarm version (always 1).", labels=["version"])
+            yield GaugeFamily("prewarm_source_last_success_timestamp_seconds", "Last successful read of the metrics source (Unix seconds).", value=float(c.last_source_success))
+        yield GaugeFamily("prewarm_snapshot_timestamp_seconds", "When the served snapshot was built (Unix seconds).", value=snap.at)
+        yield GaugeFamily("prewarm_snapshot_age_seconds", "Seconds since the served snapshot was built (the refresh loop keeps it under refreshInterval).", value=max(0.0, now - snap.at))
+        info = GaugeFamily("prewarm_build_info", "prewarm version (always 1).", labels=["version"])
         info.add_metric([_version()], 1.0)
         yield info
 
