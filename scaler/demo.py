@@ -326,7 +326,7 @@ def compare(p: DemoPlan, rec: Record, args: argparse.Namespace) -> Any:
 def plot(p: DemoPlan, rec: Record, result: Any, path: Path) -> None:
     """Live run (demand, forecast, replicas, late) over the backtest's replicas and Pareto."""
     from forecasting.extras import pyplot
-    from scaler.backtest.report import plot_pareto, plot_replicas
+    from scaler.backtest.plots import plot_pareto, plot_replicas
 
     plt = pyplot("demo")
 

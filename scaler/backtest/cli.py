@@ -27,7 +27,8 @@ from forecasting.extras import need_plot
 from forecasting.traces import TraceError, read_trace
 from forecasting.types import Series
 from scaler.backtest.auto import write_timeline
-from scaler.backtest.report import plot, print_table, to_json
+from scaler.backtest.plots import plot
+from scaler.backtest.report import print_table, to_json
 from scaler.backtest.scenario import Scenario, ScenarioError, scenario_from_series
 from scaler.backtest.sim import ClusterSpec, ControlSpec
 from scaler.backtest.sweep import (

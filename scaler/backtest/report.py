@@ -1,4 +1,4 @@
-"""What a backtest prints and writes: the table, the JSON (docs/BACKTEST.md), the plot.
+"""What a backtest prints and writes: the table and the JSON (docs/BACKTEST.md); the plot is in plots.py.
 
 Every comparison names the cheapest baseline at that SLO, the static count included: a headline
 that compared predictive with reactive alone would hide the traffic where a fixed count is the
@@ -17,19 +17,12 @@ figure (settings, warmup, capacity, forecaster)::
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from scaler.backtest.auto import BASELINES, AutoResult
-from scaler.backtest.pareto import Point, pareto_frontier, reaching
-from scaler.backtest.sim import RunResult
+from scaler.backtest.pareto import Point, pareto_frontier
 from scaler.backtest.sweep import SLOS, Backtest, Sweep
 from scaler.core.fields import format_duration
-
-COLORS = {"predictive": "tab:blue", "reactive-util": "tab:orange", "reactive-queue": "tab:red",
-          "static": "tab:gray", "oracle": "black"}
 
 
 def _ratio(value: float | None, base: float) -> float | None:
@@ -252,122 +245,3 @@ def _print_points(bt: Backtest, out: TextIO) -> None:
             mark = "*" if id(p) in frontier else " "
             print(f"{name:<15} {p.label:<14} {p.slo_attainment:>11.5f} {p.gpu_hours:>10.1f} {mark}",
                   file=out)
-
-
-def shown_run(sweep: Sweep, slo: float = 0.99) -> tuple[Point, RunResult]:
-    """The run plotted for a policy: where cost_at_slo lands, else its best attainment."""
-    chosen = reaching(sweep.points, slo) or max(sweep.points, key=lambda p: p.slo_attainment)
-    i = next(i for i, p in enumerate(sweep.points) if p is chosen)
-    return chosen, sweep.runs[i]
-
-
-def lead_minutes(bt: Backtest) -> int:
-    """How far ahead a replica must be ordered: the cold start p90 in whole minutes (>= 1)."""
-    return max(1, math.ceil(bt.spec.cluster.cold_start_p90_s / 60 - 1e-9))
-
-
-def forecast_for_now(bt: Backtest, quantile: float) -> tuple[np.ndarray, np.ndarray]:
-    """(minutes, demand in replicas) the tape forecast one lead earlier for each minute."""
-    sc = bt.scenario
-    minutes, values = [], []
-    if bt.tape is None:
-        return np.array([]), np.array([])
-    ahead = lead_minutes(bt)
-    for t in range(sc.warmup_minutes, sc.minutes):
-        forecast, _ = bt.tape.at(t - ahead)
-        if forecast is not None and ahead < forecast.h:
-            minutes.append(t)
-            values.append(float(forecast.quantile(quantile)[ahead]) / sc.capacity)
-    return np.array(minutes), np.array(values)
-
-
-def plot(bt: Backtest, path: Path) -> None:
-    """Forecast vs actual, replicas over time per policy, and the Pareto curves."""
-    from forecasting.extras import pyplot
-
-    plt = pyplot("backtest")
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(3, 1, figsize=(13, 11))
-    plot_forecast(bt, axes[0])
-    plot_replicas(bt, axes[1])
-    plot_pareto(bt, axes[2])
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _hours(bt: Backtest, minutes: np.ndarray) -> np.ndarray:
-    return np.asarray(minutes, dtype=np.float64) / 60.0
-
-
-def plot_forecast(bt: Backtest, ax: Any) -> None:
-    sc = bt.scenario
-    window = np.arange(sc.warmup_minutes, sc.minutes)
-    ax.plot(_hours(bt, window), sc.demand[window], color="black", lw=0.6, label="actual demand")
-    for q, style in ((0.5, "-"), (0.9, "--")):
-        minutes, values = forecast_for_now(bt, q)
-        if minutes.size:
-            ax.plot(_hours(bt, minutes), values, color="tab:blue", lw=0.7, ls=style,
-                    label=f"forecast q{q:g} made {lead_minutes(bt)} min earlier")
-    ax.set_ylabel("replicas of demand")
-    ax.set_xlabel("hours since trace start")
-    ax.set_title(f"{sc.name}: demand vs forecast one lead time ahead")
-    ax.legend(loc="upper left", fontsize=8)
-
-
-def zoom(bt: Backtest, minutes: int = 2 * 1440) -> np.ndarray:
-    """Up to two days of the evaluation window centred on its busiest minute (readable steps)."""
-    sc = bt.scenario
-    lo = sc.warmup_minutes
-    peak = lo + int(np.argmax(sc.demand[lo:]))
-    start = max(lo, min(peak - minutes // 2, sc.minutes - minutes))
-    return np.arange(start, min(sc.minutes, start + minutes))
-
-
-def plot_replicas(bt: Backtest, ax: Any) -> None:
-    sc = bt.scenario
-    window = zoom(bt)
-    hours = _hours(bt, window)
-    ax.plot(hours, sc.demand[window], color="black", lw=0.5, alpha=0.6, label="demand")
-    ax.plot(hours, bt.oracle[window], color=COLORS["oracle"], lw=0.8, ls=":", label="oracle (billed)")
-    for name, sweep in bt.sweeps.items():
-        point, run = shown_run(sweep)
-        reached = point.slo_attainment >= 0.99
-        ax.step(hours, run.ready[window], where="post", color=COLORS.get(name), lw=0.8 if reached else 0.4,
-                alpha=0.9 if reached else 0.25, label=f"{name} {point.label} (ready)")
-    if bt.auto is not None:
-        ax.step(hours, bt.auto.run.ready[window], where="post", color=AUTO_COLOR, lw=1.4,
-                label=f"self-tuned --slo {bt.auto.slo:g} (ready)")
-    ax.set_ylabel("replicas")
-    ax.set_xlabel("hours since trace start")
-    ax.set_title("ready replicas per policy at the knob where it reaches 99 % SLO (or its best), "
-                 "two days around the peak")
-    ax.legend(loc="upper left", fontsize=8, ncol=2)
-
-
-AUTO_COLOR = "tab:purple"
-
-
-def plot_pareto(bt: Backtest, ax: Any) -> None:
-    for name, sweep in bt.sweeps.items():
-        late = [max(1e-6, 1 - p.slo_attainment) for p in sweep.points]
-        ax.scatter([p.gpu_hours for p in sweep.points], late, s=12, color=COLORS.get(name),
-                   alpha=0.6)
-        front = pareto_frontier(sweep.points)
-        ax.plot([p.gpu_hours for p in front], [max(1e-6, 1 - p.slo_attainment) for p in front],
-                color=COLORS.get(name), lw=1.2, label=name)
-    if bt.auto is not None:
-        a = bt.auto
-        ax.scatter([a.gpu_hours], [max(1e-6, 1 - a.slo_attainment)], marker="*", s=180, color=AUTO_COLOR,
-                   zorder=5, label=f"self-tuned --slo {a.slo:g} (one run, no hindsight)")
-    ax.axvline(bt.oracle_gpu_hours, color="black", ls=":", label="oracle GPU-hours")
-    for slo in (0.99, 0.999):
-        ax.axhline(1 - slo, color="gray", lw=0.5, ls="--")
-        ax.annotate(f"{100 * slo:g} % on time", (0.01, 1 - slo), xycoords=("axes fraction", "data"),
-                    ha="left", va="bottom", fontsize=7, color="gray")
-    ax.set_yscale("log")
-    ax.set_xlabel("GPU-hours over the evaluation window")
-    ax.set_ylabel("late share (1 - SLO attainment;\nno late request drawn at 1e-6)")
-    ax.set_title("Pareto: cost vs late requests (lower left is better)")
-    ax.legend(loc="upper right", fontsize=8)
