@@ -53,7 +53,7 @@ class Counters:
     """The live config source's reloads (None: no live source, e.g. the embedded demo)."""
 
 
-KNOWN_SOURCE_ERRORS = ("unreachable", "timeout", "bad_response", "internal")
+KNOWN_SOURCE_ERRORS = ("unreachable", "timeout", "bad_response", "partial", "internal")
 """Always exported (0 until seen), so ``rate()`` over them is 0 rather than empty."""
 ACCURACY_WINDOW_SECONDS = 86400.0
 """Rolling window of the coverage (clock seconds): one daily cycle."""
