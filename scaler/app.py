@@ -15,11 +15,11 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
@@ -35,6 +35,7 @@ from scaler.edges.metrics.collector import Counters, ForecastCollector
 from scaler.edges.prometheus import PrometheusEdge
 from scaler.edges.replay import ReplayEdge
 from scaler.engine import Engine
+from scaler.explain import explain, summary
 from scaler.fitpool import FitPool
 from scaler.runner import TaskRunner
 from scaler.snapshot import SnapshotHolder, initial_snapshot, replace_settings
@@ -133,7 +134,7 @@ class App:
             lambda: self.holder.current, self.clock, counters=self._counters,
             pools=(lambda: kube.pool_status(now=self.clock.now())) if kube is not None else None)
         self.metrics = MetricsEdge(self.registry, host=host, port=port, flag="--metrics-listen",
-                                   fast=[self.collector.render])
+                                   fast=[self.collector.render], routes={"/explain": self._explain})
         self.edges.append(self.metrics)
         self.registry.register(self.executor)
         ProcessCollector(registry=self.registry)
@@ -171,6 +172,17 @@ class App:
         except Exception as exc:  # a wrong kubeconfig is a user error, reported as one
             raise ConfigError([f"kubernetes: cannot connect to the API server: {exc}"],
                               source="--kubeconfig") from None
+
+    def _explain(self, query: Mapping[str, list[str]]) -> tuple[int, Any]:
+        """``/explain?model=NAME`` on the metrics port (``prewarm explain`` reads it)."""
+        snap = self.holder.current
+        name = (query.get("model") or [""])[0]
+        if not name:
+            return 200, summary(snap)
+        page = explain(snap, name, now=self.clock.now())
+        if page is None:
+            return 404, {"error": f"model {name[:64]!r} is not in the config"}
+        return 200, page
 
     def _counters(self) -> Counters:
         stats = self.engine.stats

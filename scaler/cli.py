@@ -29,6 +29,7 @@ from scaler.cli_support import (
     version,
 )
 from scaler.core.errors import ConfigError
+from scaler.explain import EXPLAIN_EXAMPLES
 
 Parser = argparse.ArgumentParser
 
@@ -202,6 +203,18 @@ def _demo(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _explain_arguments(p: Parser) -> None:
+    from scaler.explain import add_arguments
+
+    add_arguments(p)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from scaler.explain import run
+
+    return run(args)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "serve", "run the KEDA external scaler (gRPC) and /metrics",
@@ -214,6 +227,13 @@ COMMANDS: tuple[Command, ...] = (
 
 """ + SERVE_ENV_EPILOG + "\nDocs: docs/OPERATIONS.md, docs/KUBERNETES.md, docs/INSTALL.md.\n",
         _serve_arguments, _serve),
+    Command(
+        "explain", "why a model has the replica count it has",
+        "Explain a model's answer: demand, forecast peak and quantile, lead time and its parts, SLO "
+        "margin, scale-down window, bounds, reason and data freshness. Asks a running daemon "
+        "(/explain on its metrics port) or, with --config, computes it from the config here.",
+        EXPLAIN_EXAMPLES + "\nWhat each line means: docs/OPERATIONS.md (\"Why this number?\").\n",
+        _explain_arguments, _explain),
     Command(
         "check-config", "validate a config file (exit 1 on errors)",
         "Validate a config.yaml; print every problem by key path. Exit 0 when valid, 1 when it has "
