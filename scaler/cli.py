@@ -104,6 +104,9 @@ def _serve_arguments(p: Parser) -> None:
                                                "in-cluster)"))
     p.add_argument("--grace", type=float, metavar="SECONDS",
                    help=env_help("grace", "shutdown grace period for in-flight calls"))
+    p.add_argument("--ready-timeout", type=float, metavar="SECONDS",
+                   help=env_help("ready_timeout", "health stays NOT_SERVING until every model has a "
+                                                  "decision, or this long at most"))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -113,7 +116,8 @@ def _serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         config=args.config, demo=args.demo, listen=args.listen,
         metrics_listen=args.metrics_listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca, kubeconfig=args.kubeconfig, grace_seconds=args.grace)
+        tls_client_ca=args.tls_client_ca, kubeconfig=args.kubeconfig, grace_seconds=args.grace,
+        ready_timeout_seconds=args.ready_timeout)
     return asyncio.run(serve(options))
 
 

@@ -157,6 +157,7 @@ SERVE_ENV = (
     EnvDefault("tls_client_ca", "PREWARM_TLS_CLIENT_CA", None, _readable_file),
     EnvDefault("kubeconfig", "PREWARM_KUBECONFIG", None, lambda text: str(_readable_file(text))),
     EnvDefault("grace", "PREWARM_GRACE", 10.0, _seconds),
+    EnvDefault("ready_timeout", "PREWARM_READY_TIMEOUT", 60.0, _seconds),
 )
 ENV_BY_DEST = {e.dest: e for e in SERVE_ENV}
 

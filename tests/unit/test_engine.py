@@ -103,3 +103,42 @@ async def test_reload_keeps_learned_state_and_adds_models() -> None:
         assert decisions["code"].replicas == 5
     finally:
         await h.close()
+
+
+class SlowSource(FakeSource):
+    """Blocks in observe until the test lets it go: a slow Prometheus during a config reload."""
+
+    def __init__(self, demand: dict[str, float | None]) -> None:
+        super().__init__(demand=demand)
+        import threading
+
+        self.reading, self.release = threading.Event(), threading.Event()
+
+    def observe(self, models, *, now):  # type: ignore[no-untyped-def]
+        self.reading.set()
+        self.release.wait(10)
+        return super().observe(models, now=now)
+
+
+async def test_a_model_removed_while_a_refresh_reads_does_not_lose_the_refresh() -> None:
+    import asyncio
+
+    two = CONFIG.replace("maxReplicas: 50}", "maxReplicas: 50}\n  - {name: code, capacityPerReplica: 1}")
+    source = SlowSource({"chat": 35.0, "code": 5.0})
+    source.release.set()
+    h = await start_harness(settings_from_yaml(two), source)
+    try:
+        await h.step(15)
+        source.release.clear()
+        source.reading.clear()
+        h.clock.step(15)
+        refresh = asyncio.create_task(h.engine.refresh())
+        await asyncio.to_thread(source.reading.wait, 10)
+        h.engine.apply_settings(settings_from_yaml(CONFIG))  # `code` leaves the config mid-read
+        source.release.set()
+        snap = await refresh  # before the fix: KeyError('code'), and the refresh lost for every model
+        assert set(snap.decisions) == {"chat"} and snap.decisions["chat"].replicas == 4
+        assert snap.settings.model_names == ("chat",)
+    finally:
+        source.release.set()
+        await h.close()
