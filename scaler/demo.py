@@ -343,6 +343,7 @@ def plot(p: DemoPlan, rec: Record, result: Any, path: Path) -> None:
     late = [h for h, x in zip(hours, rec.late, strict=True) if x > 0]
     ax.scatter(late, [0.2] * len(late), marker="|", color="tab:red", label="minutes with late requests")
     ax.set_ylabel("replicas")
+    ax.set_xlabel("hours since trace start")
     ax.set_title(f"prewarm demo (live, real gRPC server): late {100 * rec.late_share():.3f} %, "
                  f"{rec.gpu_hours():.0f} GPU-hours")
     ax.legend(loc="upper left", fontsize=8)
