@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from forecasting.traces import synthetic_trace, write_trace
+from scaler import cli
 from tests.cli.conftest import Run
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMANDS = ("serve", "check-config", "config-schema", "forecast-eval", "backtest", "demo")
+# Every subcommand the table holds, so a new one is held to the same conventions.
+COMMANDS = tuple(c.name for c in cli.COMMANDS)
 
 
 def test_version_comes_from_the_installed_package(prewarm: Run) -> None:
