@@ -4,7 +4,7 @@ Over the last 25 % of a trace, one origin per step, every model forecasts ``hori
 what it could have seen: it is refitted every ``refit_every_steps`` on the ``history_steps``
 before the origin (the scaler's ``defaults.history``, 21 days) and follows the level with
 ``update`` in between - what the scaler does, with less frequent refits. Scored at the horizon
-step (docs/EVALUATION.md):
+step (docs/FORECASTING.md):
 
 - MASE: mean absolute error over that of seasonal naive (``season``) on the same points;
 - sMAPE in percent (0..200), pinball loss and empirical coverage of each quantile;
@@ -155,7 +155,7 @@ def actuals(series: Series, spec: EvalSpec) -> tuple[FloatArray, int]:
 
 
 def metrics(run: ModelRun, y: FloatArray, baseline: ModelRun) -> dict[str, Any]:
-    """The per-model JSON block of docs/EVALUATION.md."""
+    """The per-model JSON block of docs/FORECASTING.md."""
     ok = ~np.isnan(y) & ~np.isnan(run.mean) & ~np.isnan(baseline.mean)
     err = np.abs(y[ok] - run.mean[ok])
     base = np.abs(y[ok] - baseline.mean[ok])

@@ -1,4 +1,4 @@
-"""Request traces: the CSV format of the shared docs' EVALUATION.md, and a synthetic generator.
+"""Request traces: the CSV format of docs/BACKTEST.md ("Trace files"), and a synthetic generator.
 
 Format: ``timestamp_utc,requests[,prompt_tokens,output_tokens]``, one row per bucket, ISO-8601
 UTC timestamps, a regular step, ``requests`` = arrivals in the bucket; gzip if the file starts

@@ -233,7 +233,8 @@ class App:
         when = time.strftime("%a %H:%M", time.gmtime(snap.at))
         for name, d in snap.decisions.items():
             fit = snap.fits.get(name)
-            peak = "-" if d.forecast_peak is None else f"{d.forecast_peak:.0f}"
+            peak = f"- ({d.message})" if d.forecast_peak is None and d.message else (
+                "-" if d.forecast_peak is None else f"{d.forecast_peak:.0f}")
             demand = "-" if d.demand is None else f"{d.demand:.0f}"
             log.info("[%s] %s: demand %s, forecast p%.0f peak %s within %.0fm -> %d replicas "
                      "(%s)%s", when, name, demand, 100 * snap.settings.models[0].policy.scale_quantile,

@@ -11,10 +11,9 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -24,7 +23,7 @@ from forecasting.types import Forecast
 from scaler.core.clock import Clock
 from scaler.core.coldstart import configured_cold_start, lead_seconds
 from scaler.core.config import ModelSettings, Overrides, Settings
-from scaler.core.decision import DecisionInputs, DecisionState, decide, finish_all, with_overrides
+from scaler.core.decision import DecisionInputs, decide, finish_all, for_target, with_overrides
 from scaler.core.errors import SourceError
 from scaler.core.excursion import excursion
 from scaler.core.fleet import ClusterView, Published
@@ -34,6 +33,7 @@ from scaler.core.ports import MetricSource
 from scaler.core.slo import ReplaySpec, TunerState, due, lead_steps, retune
 from scaler.fitpool import is_broken
 from scaler.history import History
+from scaler.runtime import EngineStats, ModelRuntime, Track, on_grid, record_base
 from scaler.snapshot import FitInfo, Snapshot, SnapshotHolder, replace_settings
 
 log = logging.getLogger("prewarm.engine")
@@ -42,36 +42,6 @@ LOOP_SLICE_SECONDS = 0.02
 """Longest stretch a refresh decides models without yielding to the event loop."""
 MAX_TRIGGERS_PER_MODEL = 16
 """Distinct trigger-metadata overrides finished per model (ScaledObjects per model, in practice 1)."""
-
-
-@dataclass
-class ModelRuntime:
-    """Mutable per-model state, owned by the engine task alone."""
-
-    history: History
-    state: DecisionState = field(default_factory=DecisionState)
-    fitted: FittedForecaster | None = None
-    fit: FitInfo | None = None
-    pending_for_now: deque[tuple[float, float]] = field(default_factory=deque)
-    forecast_for_now: float | None = None
-    backfilled: bool = False
-    tuner: TunerState = field(default_factory=TunerState)
-    """The SLO margin tuner (models with ``slo``); re-chosen in the fit pool (``retune``)."""
-    bases: History | None = None
-    """Per step, the base each decision applied its margin to: what the tuner replays."""
-    on_time: float | None = None
-    """The last measured on-time share (``slo_on_time_ratio`` from the source)."""
-
-
-@dataclass
-class EngineStats:
-    source_errors: dict[str, int] = field(default_factory=dict)
-    refreshes: int = 0
-    refits: int = 0
-    fit_errors: int = 0
-    last_refresh_seconds: float = 0.0
-    last_refit_seconds: float = 0.0
-    last_source_success: float | None = None
 
 
 class Engine:
@@ -152,10 +122,13 @@ class Engine:
             decisions: dict[str, Decision] = {}
             forecasts: dict[str, Forecast] = {}
             colds: dict[str, ColdStart] = {}
+            by_target: dict[tuple[str, float], Decision] = {}
             slice_started = time.perf_counter()
             for m in settings.models:
-                decision, forecast, cold = self._decide_model(m, models[m.name], observations.get(m.name), now)
+                decision, forecast, cold, targets = self._decide_model(
+                    m, models[m.name], observations.get(m.name), now)
                 decisions[m.name] = decision
+                by_target.update(((m.name, t), d) for t, d in targets.items())
                 colds[m.name] = cold
                 if forecast is not None:
                     forecasts[m.name] = forecast
@@ -169,7 +142,7 @@ class Engine:
                 cold_starts=colds,
                 forecast_for_now={k: rt.forecast_for_now for k, rt in self.models.items()
                                   if rt.forecast_for_now is not None},
-                answers=finish_all(settings, decisions, self.triggers),
+                answers=finish_all(settings, decisions, self.triggers, by_target),
                 ready_replicas=self.cluster.current.ready if self.cluster is not None else {},
             )
             if self.settings is not settings:  # reloaded while deciding: serve the new config
@@ -255,24 +228,30 @@ class Engine:
         if self.fit_executor is None:
             return
         now = self.clock.now() if now is None else now
-        loop = asyncio.get_running_loop()
         for m in self.settings.models:
             rt = self.models.get(m.name)
-            slo = m.policy.slo
-            if rt is None or slo is None or not due(rt.tuner, now):
+            if rt is None or m.policy.slo is None:
                 continue
-            replay = self._replay_inputs(m, rt, now)
-            if replay is None:
-                continue
-            demand, base, spec = replay
-            try:
-                rt.tuner = await loop.run_in_executor(
-                    self.fit_executor, partial(retune, rt.tuner, now=now, demand=demand, base=base,
-                                               spec=spec, target=slo.onTime, on_time=rt.on_time,
-                                               step_seconds=rt.history.step))
-            except Exception:  # keep the last margin: a failed tune must never lower it
-                self.stats.fit_errors += 1
-                log.exception("SLO margin tuning for %s failed; keeping the last margin", m.name)
+            rt.tuner = await self._retune(m, rt, rt.tuner, rt.bases, m.policy.slo.onTime, now)
+            for target, track in rt.targets.items():
+                track.tuner = await self._retune(m, rt, track.tuner, track.bases, target, now)
+
+    async def _retune(self, m: ModelSettings, rt: ModelRuntime, tuner: TunerState, bases: History | None,
+                      target: float, now: float) -> TunerState:
+        if not due(tuner, now):
+            return tuner
+        replay = self._replay_inputs(m, rt, bases, now)
+        if replay is None:
+            return tuner
+        demand, base, spec = replay
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.fit_executor, partial(retune, tuner, now=now, demand=demand, base=base, spec=spec,
+                                           target=target, on_time=rt.on_time, step_seconds=rt.history.step))
+        except Exception:  # keep the last margin: a failed tune must never lower it
+            self.stats.fit_errors += 1
+            log.exception("SLO margin tuning for %s (target %g) failed; keeping the last margin", m.name, target)
+            return tuner
 
     def _excursion(self, rt: ModelRuntime, now: float, cold: ColdStart) -> float:
         """How far demand may stray above its level now (``scaler.core.excursion``), over the
@@ -286,19 +265,13 @@ class Engine:
         return excursion(recent.values, step_seconds=step, lead_steps=lead_steps(lead, step))
 
     def _replay_inputs(
-        self, m: ModelSettings, rt: ModelRuntime, now: float
+        self, m: ModelSettings, rt: ModelRuntime, bases: History | None, now: float
     ) -> tuple[np.ndarray, np.ndarray, ReplaySpec] | None:
         """Demand and decision bases on one step grid, and the Deployment the replay models."""
         demand = rt.history.completed(now)
         if demand is None:
             return None
-        base = np.full(len(demand), np.nan)
-        bases = rt.bases.completed(now) if rt.bases is not None else None
-        if bases is not None:
-            offset = round((bases.start - demand.start) / demand.step_seconds)
-            lo, hi = max(0, offset), min(len(demand), offset + len(bases))
-            if hi > lo:
-                base[lo:hi] = bases.values[lo - offset:hi - offset]
+        base = on_grid(demand.start, demand.step_seconds, len(demand), bases, now)
         lead = lead_seconds(self._cold_start(m, now), pool_has_spare=None,
                             decision_delay_seconds=self.settings.defaults.pollingInterval)
         return demand.values, base, ReplaySpec.for_lead(
@@ -326,7 +299,8 @@ class Engine:
 
     def _decide_model(
         self, m: ModelSettings, rt: ModelRuntime, obs: Observation | None, now: float
-    ) -> tuple[Decision, Forecast | None, ColdStart]:
+    ) -> tuple[Decision, Forecast | None, ColdStart, dict[float, Decision]]:
+        """The model's decision, and one per other on-time target its ScaledObjects asked for."""
         demand = obs.demand if obs is not None else None
         if demand is not None and math.isfinite(demand):
             rt.history.add(now, demand)
@@ -349,11 +323,22 @@ class Engine:
                                 excursion=self._excursion(rt, now, cold) if slo else 0.0,
                                 sampled_at=obs.sampled_at if obs is not None else None)
         decision, rt.state = decide(inputs, m, rt.state, now=now)
-        if slo and decision.valid and decision.base is not None:
-            if rt.bases is None or rt.bases.step != rt.history.step:
-                rt.bases = History(step_seconds=rt.history.step, span_seconds=self.settings.defaults.history)
-            rt.bases.add(now, decision.base)
-        return decision, forecast, cold
+        if not slo:
+            return decision, forecast, cold, {}
+        step, span = rt.history.step, self.settings.defaults.history
+        rt.bases = record_base(rt.bases, decision, now=now, step=step, span=span)
+        targets: dict[float, Decision] = {}
+        for target in self._asked_targets(m):
+            track = rt.targets.setdefault(target, Track())
+            targets[target], track.state = decide(replace(inputs, margin=track.tuner.margin),
+                                                  for_target(m, target), track.state, now=now)
+            track.bases = record_base(track.bases, targets[target], now=now, step=step, span=span)
+        return decision, forecast, cold, targets
+
+    def _asked_targets(self, m: ModelSettings) -> set[float]:
+        """On-time targets asked by ScaledObjects of ``m`` other than its config's."""
+        own = m.policy.slo.onTime if m.policy.slo else None
+        return {o.sloOnTime for o in self.triggers.get(m.name, ()) if o.sloOnTime not in (None, own)}
 
     def _cold_start(self, m: ModelSettings, now: float) -> ColdStart:
         """The learned cold start the Kubernetes edge published, else the configured one."""

@@ -1,6 +1,6 @@
 """``prewarm backtest``: closed-loop replay of a request trace against every scaling policy.
 
-Implements docs/EVALUATION.md (in the shared docs): a fluid FIFO cluster at 1-minute steps
+Implements docs/BACKTEST.md: a fluid FIFO cluster at 1-minute steps
 (:mod:`.sim`), the policies behind KEDA's HPA rules (:mod:`.policies`), the perfect-foresight
 oracle (:mod:`.oracle`), knob sweeps and ``cost_at_slo`` (:mod:`.sweep`, :mod:`.pareto`), and the
 table / JSON / plot (:mod:`.report`). The predictive policy is the project's own decision core

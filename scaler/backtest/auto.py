@@ -1,6 +1,6 @@
 """The backtest without hindsight: the self-tuned policy, configured with an SLO only, in one run.
 
-EVALUATION.md, "Without hindsight": the predictive policy is given ``slo.onTime`` and nothing else
+docs/BACKTEST.md, "Without hindsight": the predictive policy is given ``slo.onTime`` and nothing else
 (no quantile, no headroom), runs ONCE over the trace, and tunes its own margin online with
 ``scaler.core.slo`` - the code ``prewarm serve`` runs - from what it has seen: the demand of past
 minutes, the base its decisions had, and the late share, fed to it as late as serve would see it
@@ -142,7 +142,7 @@ class TunedOnPast:
 
 @dataclass(frozen=True)
 class AutoResult:
-    """The self-tuned run and how it compares (EVALUATION.md's ``auto`` block)."""
+    """The self-tuned run and how it compares (docs/BACKTEST.md's ``auto`` block)."""
 
     slo: float
     slo_attainment: float
@@ -223,7 +223,7 @@ TIMELINE_COLUMNS = ("timestamp_utc", "arrivals", "observed_demand", "desired", "
 
 
 def write_timeline(result: AutoResult, scenario: Scenario, path: Path) -> None:
-    """One row per simulated minute of the auto policy (EVALUATION.md ``--timeline``).
+    """One row per simulated minute of the auto policy (docs/BACKTEST.md ``--timeline``).
 
     ``observed_demand`` is what the policy saw of that minute (empty where it saw nothing);
     ``desired`` its answer at that minute; ``margin`` the margin in use as one number.

@@ -59,7 +59,7 @@ class Fluid:
             self.pool.scale_to(self.hpa.apply(metric, self.pool.count, now), minute)
 
     def serve(self, arrivals: float, minute: int) -> tuple[int, int, float]:
-        """(ready, billed, late) for one minute (EVALUATION.md's queue formulas)."""
+        """(ready, billed, late) for one minute (docs/BACKTEST.md's queue formulas)."""
         ready, billed = self.pool.tick(minute)
         served = self.capacity * ready
         late = max(0.0, arrivals - max(0.0, served - self.backlog))

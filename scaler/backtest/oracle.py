@@ -1,4 +1,4 @@
-"""The oracle of EVALUATION.md: the cheapest schedule with zero late requests, by foresight.
+"""The oracle of docs/BACKTEST.md: the cheapest schedule with zero late requests, by foresight.
 
 Zero late requests needs ``R(t) >= need(t) = max(min_replicas, ceil(demand(t)))`` every minute
 (with no backlog ever, ``late(t) = max(0, a(t) - c R(t))``). Replicas are interchangeable, so each

@@ -1,4 +1,4 @@
-"""Pareto frontier and ``cost_at_slo`` (EVALUATION.md, "Headline figures").
+"""Pareto frontier and ``cost_at_slo`` (docs/BACKTEST.md, "Headline figures").
 
 A sweep gives (GPU-hours, SLO attainment) points. The frontier keeps the points no other point
 beats on both (cheaper-or-equal and better-or-equal, one strictly), sorted by GPU-hours (so also

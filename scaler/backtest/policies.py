@@ -1,4 +1,4 @@
-"""The policies compared (EVALUATION.md, "Policies compared"), each as a KEDA metric per poll.
+"""The policies compared (docs/BACKTEST.md, "Policies compared"), each as a KEDA metric per poll.
 
 All of them see only :class:`~scaler.backtest.sim.View` (minutes before now) and go through the
 same HPA rules in :mod:`scaler.backtest.sim`. Units: requests per minute; ``c`` = one replica's.

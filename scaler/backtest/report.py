@@ -121,7 +121,7 @@ def to_json(bt: Backtest) -> dict[str, Any]:
 
 
 def auto_json(auto: AutoResult) -> dict[str, Any]:
-    """EVALUATION.md's ``auto`` block (contract keys first), plus the tuner's last margin."""
+    """docs/BACKTEST.md's ``auto`` block (contract keys first), plus the tuner's last margin."""
     margin = auto.controller.tuner.margin
     return {
         "slo": auto.slo,

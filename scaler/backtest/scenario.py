@@ -1,6 +1,6 @@
 """What is replayed: a trace's arrivals per minute, the replica capacity and the warmup.
 
-EVALUATION.md: the simulation runs at 1-minute steps; a coarser bucket's arrivals are spread
+docs/BACKTEST.md: the simulation runs at 1-minute steps; a coarser bucket's arrivals are spread
 evenly over its minutes (a finer one's are summed). One replica serves ``c`` requests per minute;
 by default ``c`` is set so that the trace's busiest minute needs ``peak_replicas`` replicas.
 

@@ -1,4 +1,4 @@
-"""The fluid FIFO cluster and KEDA's control loop of EVALUATION.md, one minute per step.
+"""The fluid FIFO cluster and KEDA's control loop of docs/BACKTEST.md, one minute per step.
 
 Per minute ``t`` (``R`` = ready replicas, ``c`` = requests per replica per minute)::
 

@@ -294,6 +294,7 @@ class Overrides:
     minReplicas: int | None = field("minReplicas", Int(min=0, max=10000), "Lower bound for this ScaledObject.", default=None)
     maxReplicas: int | None = field("maxReplicas", Int(min=1, max=10000), "Upper bound for this ScaledObject.", default=None)
     standbyReplicas: int | None = field("standbyReplicas", Int(min=0, max=1000), "Standby replicas for this ScaledObject.", default=None)
+    sloOnTime: float | None = field("sloOnTime", Float(min=0.5, max=0.9999), "On-time target for this ScaledObject, instead of the model's `slo.onTime` (the model must have `slo`: its queue-time bound and window apply). prewarm tunes a margin of its own for each target asked.", default=None)
 
 
 OVERRIDE_KEYS = tuple(f.metadata["key"] for f in dataclasses.fields(Overrides))
@@ -313,6 +314,9 @@ def parse_overrides(metadata: Mapping[str, str], model: ModelSettings) -> Overri
         hi = parsed.maxReplicas if parsed.maxReplicas is not None else model.maxReplicas
         if hi < lo:
             problems.error("maxReplicas", f"{hi} must be >= minReplicas ({lo})")
+        if parsed.sloOnTime is not None and model.policy.slo is None:
+            problems.error("sloOnTime", f"model {model.name!r} has no `slo` in the config; set one there "
+                                        "(its maxQueueTime and window apply) to override onTime here")
     if problems.errors or parsed is None:
         raise MetadataError("invalid trigger metadata: " + "; ".join(problems.errors))
     return parsed

@@ -258,7 +258,7 @@ def sampled_time(decision: Decision) -> float:
 
 def with_overrides(decision: Decision, model: ModelSettings, overrides: Overrides) -> Decision:
     """Re-apply a ScaledObject's bounds/standby overrides to a snapshot decision (cheap, pure)."""
-    if not decision.valid or overrides == Overrides():
+    if not decision.valid or replace(overrides, sloOnTime=None) == Overrides():
         return decision
     bounds = Bounds.of(model, overrides)
     replicas, reason = apply_bounds(decision.need, decision.need_reason, bounds)
@@ -270,15 +270,29 @@ def with_overrides(decision: Decision, model: ModelSettings, overrides: Override
 
 
 def finish_all(
-    settings: Settings, decisions: Mapping[str, Decision], triggers: Mapping[str, Iterable[Overrides]]
+    settings: Settings, decisions: Mapping[str, Decision], triggers: Mapping[str, Iterable[Overrides]],
+    by_target: Mapping[tuple[str, float], Decision] | None = None,
 ) -> dict[tuple[str, Overrides], Decision]:
     """Every (model, overrides) a ScaledObject asked with, finished: published with the snapshot,
-    so the gRPC handler only looks an answer up and balloons see the numbers KEDA gets."""
+    so the gRPC handler only looks an answer up and balloons see the numbers KEDA gets.
+
+    ``by_target``: per (model, on-time target) asked with ``sloOnTime``, the decision made with
+    that target's own tuned margin; bounds and standby overrides then apply to it."""
     out: dict[tuple[str, Overrides], Decision] = {}
     for name, asked in triggers.items():
         m, decision = settings.model(name), decisions.get(name)
         if m is None or decision is None:
             continue
         for overrides in asked:
-            out[(name, overrides)] = with_overrides(decision, m, overrides)
+            base = decision
+            if overrides.sloOnTime is not None and by_target:
+                base = by_target.get((name, overrides.sloOnTime), decision)
+            out[(name, overrides)] = with_overrides(base, m, overrides)
     return out
+
+
+def for_target(model: ModelSettings, on_time: float) -> ModelSettings:
+    """``model`` with its SLO's on-time target replaced (a ScaledObject's ``sloOnTime``)."""
+    assert model.policy.slo is not None
+    slo = replace(model.policy.slo, onTime=on_time)
+    return replace(model, policy=replace(model.policy, slo=slo))

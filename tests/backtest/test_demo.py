@@ -67,7 +67,7 @@ def test_demo_without_backtest_writes_the_live_plot(tmp_path: Path,
 def test_bad_flags_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(args(*argv)) == 2
     err = capsys.readouterr().err
-    assert err.startswith("demo: error: ") and message in err
+    assert err.startswith("prewarm demo: error: ") and message in err
 
 
 def test_source_reports_last_minute_plus_backlog_and_history_of_arrivals() -> None:

@@ -108,7 +108,7 @@ def test_bad_configs_name_the_key(raw, needle) -> None:
 def test_unknown_keys_are_warnings_not_errors() -> None:
     parsed = parse_settings({**MINIMAL, "extra": 1, "defaults": {"refreshIntervall": "5s"},
                              "models": [{"name": "m", "capacityPerReplica": 1, "typo": 2}]})
-    assert set(parsed.warnings) == {"extra: unknown key, ignored", "defaults.refreshIntervall: unknown key, ignored",
+    assert set(parsed.warnings) == {"extra: unknown key, ignored", "defaults.refreshIntervall: unknown key, ignored (did you mean refreshInterval?)",
                                     "models[0].typo: unknown key, ignored"}
 
 

@@ -142,3 +142,53 @@ async def test_a_model_removed_while_a_refresh_reads_does_not_lose_the_refresh()
     finally:
         source.release.set()
         await h.close()
+
+
+SLO_CONFIG = CONFIG.replace("maxReplicas: 50}", "maxReplicas: 50, slo: {onTime: 0.9}}")
+
+
+async def test_a_scaledobject_asking_its_own_on_time_target_gets_a_margin_tuned_for_it() -> None:
+    from scaler.core.config import Overrides
+
+    smooth = daily()
+    values = smooth.values.copy()
+    values[::7] *= 1.8  # bursts the 0.999 target must cover and 0.9 may leave late
+    bursty = Series(start=smooth.start, step_seconds=smooth.step_seconds, values=values)
+    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": bursty})
+    with ThreadPoolExecutor(1) as pool:
+        h = await start_harness(settings_from_yaml(SLO_CONFIG), source, fit_executor=pool)
+        try:
+            await h.engine.backfill()
+            await h.step(15)
+            strict = Overrides(sloOnTime=0.999)
+            h.engine.finish("chat", strict)
+            await h.step(15)
+            await h.engine.retune(h.clock.now())
+            await h.step(15)
+            snap = h.holder.current
+            own, asked = snap.decisions["chat"], snap.answer("chat", strict)
+            assert asked is not None and asked.valid
+            assert own.slo_target == 0.9 and asked.slo_target == 0.999  # decided with the asked target
+            runtime = h.engine.models["chat"]
+            track = runtime.targets[0.999]
+            assert track.tuner.tuned_at is not None and runtime.tuner.tuned_at is not None
+            assert track.tuner.margin.aim > runtime.tuner.margin.aim  # tuned for its own, stricter target
+            assert asked.replicas >= own.replicas
+            assert snap.final_decisions()["chat"].replicas == max(own.replicas, asked.replicas)
+        finally:
+            await h.close()
+
+
+def test_slo_on_time_override_needs_an_slo_in_the_config() -> None:
+    import pytest
+
+    from scaler.core.config import parse_overrides
+    from scaler.core.errors import MetadataError
+
+    plain = settings_from_yaml(CONFIG).models[0]
+    with pytest.raises(MetadataError, match="sloOnTime: model 'chat' has no `slo`"):
+        parse_overrides({"sloOnTime": "0.999"}, plain)
+    with_slo = settings_from_yaml(SLO_CONFIG).models[0]
+    assert parse_overrides({"sloOnTime": "0.999"}, with_slo).sloOnTime == 0.999
+    with pytest.raises(MetadataError, match="sloOnTime"):
+        parse_overrides({"sloOnTime": "1.5"}, with_slo)
