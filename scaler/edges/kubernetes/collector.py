@@ -79,8 +79,17 @@ class KubernetesCollector(Collector):
         watch_errors = CounterMetricFamily("prewarm_kubernetes_watch_errors",
                                            "List/watch failures (each retried with backoff).",
                                            labels=["watch"])
+        relists = CounterMetricFamily("prewarm_kubernetes_watch_relists",
+                                      "Full lists of a watched collection (start, 410 Gone, errors).",
+                                      labels=["watch"])
+        events = CounterMetricFamily("prewarm_kubernetes_watch_events", "Watch events applied.",
+                                     labels=["watch"])
         for watch in self.parts.watches:
             watch_errors.add_metric([watch.name], watch.stats.errors)
-        yield from (requests, errors, watch_errors)
+            relists.add_metric([watch.name], watch.stats.relists)
+            events.add_metric([watch.name], watch.stats.events)
+        yield from (requests, errors, watch_errors, relists, events)
+        yield CounterMetricFamily("prewarm_state_saves", "Learned cold-start samples saved to the state "
+                                  "ConfigMap (leader only).", value=self.parts.state.saves_total)
 
 
