@@ -12,7 +12,8 @@ RULES = ROOT / "deploy" / "prometheus" / "rules.yaml"
 TESTS = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*_test.yaml"))
 ALERTS = {"PrewarmForecastDemoted", "PrewarmForecastUnderCoverage", "PrewarmDataStale", "PrewarmMetricsSourceErrors",
           "PrewarmGetMetricsFailing", "PrewarmColdStartRegression", "PrewarmBalloonsPendingTooLong",
-          "PrewarmConfigRejected", "PrewarmRefreshStalled", "PrewarmAbsent", "PrewarmSloBelowTarget"}
+          "PrewarmConfigRejected", "PrewarmRefreshStalled", "PrewarmAbsent", "PrewarmSloBelowTarget",
+          "PrewarmFitWorkerDied", "PrewarmTaskFailed"}
 
 
 def run(cmd: list[str], cwd: Path) -> str:
