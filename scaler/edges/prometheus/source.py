@@ -22,8 +22,7 @@ Failures, all explicit:
 - fewer scrape targets reporting a model than recently (``targets.TargetWatch``) -> partial data:
   that model's demand is unknown, counted as ``errors_total["partial"]``.
 
-Counters for the /metrics collector are plain attributes (``counters.SourceCounters``). Close
-the source (``close()`` or ``with``) to release its sockets and workers.
+Counters for /metrics are plain attributes (``counters.SourceCounters``); ``close()`` or ``with``.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -150,13 +150,11 @@ class PrometheusSource(SourceCounters):
     # --- MetricSource -----------------------------------------------------------------------------
 
     def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
-        """One batched read, every query at time ``now``: the demand queries (one per kind in
-        use), then one per auxiliary signal and the SLO's (only when a model has an ``slo``);
-        each stage's queries concurrently, at most ``OBSERVE_WORKERS`` at a time.
+        """One batched read at ``now``: the demand queries (one per kind in use), then one per
+        auxiliary signal and the SLO's; each stage concurrently, ``OBSERVE_WORKERS`` at a time.
 
         Raises SourceError when a demand query fails; an auxiliary failure only drops that signal
-        (and, for a source-level reason, the ones not answered yet: they would fail the same way).
-        """
+        (and, for a source-level reason, those not sent yet: they would fail the same way)."""
         if not models:
             return {}
         values: dict[str, dict[str, float]] = {m.name: {} for m in models}
@@ -176,8 +174,19 @@ class PrometheusSource(SourceCounters):
         values: dict[str, dict[str, float]], *, required: bool,
     ) -> None:
         """Read signals concurrently into ``values``; a failure raises only when ``required``."""
-        futures = [(signal, self._pool.submit(self._read_signal, signal, users, now))
-                   for signal, users in reads if users]
+        stop = threading.Event()  # set by the first source-level failure: send nothing more
+
+        def read_one(signal: str, users: Sequence[ModelSettings]) -> dict[str, dict[str, float]] | None:
+            if stop.is_set():
+                return None
+            try:
+                return self._read_signal(signal, users, now)
+            except SourceError as exc:
+                if exc.reason != "http_4xx":
+                    stop.set()
+                raise
+
+        futures = [(signal, self._pool.submit(read_one, signal, users)) for signal, users in reads if users]
         try:
             for signal, future in futures:
                 try:
@@ -188,6 +197,8 @@ class PrometheusSource(SourceCounters):
                     log.warning("prometheus: signal %s skipped this refresh: %s", signal, exc)
                     if exc.reason != "http_4xx":
                         break
+                    continue
+                if read is None:
                     continue
                 for name, signals in read.items():
                     values[name].update(signals)
