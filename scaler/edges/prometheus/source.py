@@ -4,10 +4,9 @@ The only module that talks to Prometheus. Per refresh, :meth:`PrometheusSource.o
 instant query per signal for ALL models (``promql.plans``); :meth:`PrometheusSource.history` reads
 one model's demand with range queries chunked under Prometheus' 11,000-points limit.
 
-A refresh's queries run concurrently, at most ``OBSERVE_WORKERS`` at a time: a slow but healthy
-Prometheus costs a refresh about ``ceil(queries / 4)`` query times, not their sum. The decision's
-validity counts from when the data was scraped (``Observation.sampled_at``), not from when the
-refresh ran.
+A refresh's queries run concurrently, ``OBSERVE_WORKERS`` at a time: a slow but healthy Prometheus
+costs a refresh ``ceil(queries / 4)`` query times, not their sum. A decision is valid from when
+its data was scraped (``Observation.sampled_at``), not from when the refresh ran.
 
 Failures, all explicit:
 
