@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from scaler.core.coldstart import (
     MAX_SAMPLES,
@@ -31,12 +31,13 @@ from scaler.core.coldstart import (
 from scaler.core.config import ModelSettings, NodePool, Settings
 from scaler.core.model import ColdStart
 from scaler.core.standby import NodeGpus, PoolCapacity, has_spare, pool_capacity
+from scaler.core.workload import BALLOON_LABEL, NodeView, PodView, Selector, node_in_pool
+
+__all__ = ["BALLOON_LABEL", "ClusterView", "Fleet", "NodeView", "PodView", "Published", "Selector",
+           "node_in_pool"]
 
 T = TypeVar("T")
 
-BALLOON_LABEL = "prewarm.io/balloon"
-"""Label of balloon pods (value: the pool name): their GPUs are spare for real pods."""
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 @dataclass(frozen=True)
@@ -64,80 +65,6 @@ class Published(Generic[T]):
 
     def publish(self, value: T) -> None:
         self.current = value
-
-
-@dataclass(frozen=True)
-class PodView:
-    uid: str
-    namespace: str
-    name: str
-    labels: Mapping[str, str]
-    created: float
-    scheduled: float | None
-    containers_ready: float | None
-    ready: float | None
-    """Ready=True transition time (None while not Ready)."""
-    node: str | None
-    phase: str
-    requests: Mapping[str, int]
-    """Extended-resource requests (``nvidia.com/gpu`` ...) summed over containers."""
-    restarts: int
-
-    @property
-    def terminal(self) -> bool:
-        return self.phase in TERMINAL_PHASES
-
-
-@dataclass(frozen=True)
-class NodeView:
-    name: str
-    labels: Mapping[str, str]
-    created: float
-    ready: bool
-    ready_since: float | None
-    unschedulable: bool
-    allocatable: Mapping[str, int]
-
-
-@dataclass(frozen=True)
-class Selector:
-    """A Deployment's label selector (matchLabels + matchExpressions)."""
-
-    match_labels: Mapping[str, str] = field(default_factory=dict)
-    expressions: tuple[tuple[str, str, frozenset[str]], ...] = ()
-
-    @classmethod
-    def from_obj(cls, obj: Mapping[str, Any]) -> Selector:
-        expressions = tuple(
-            (str(e.get("key")), str(e.get("operator")), frozenset(str(v) for v in e.get("values") or []))
-            for e in obj.get("matchExpressions") or []
-        )
-        return cls(match_labels=dict(obj.get("matchLabels") or {}), expressions=expressions)
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        if not self.match_labels and not self.expressions:
-            return False  # an empty selector would claim every pod: never a model's
-        if any(labels.get(k) != v for k, v in self.match_labels.items()):
-            return False
-        return all(_expression_matches(labels, e) for e in self.expressions)
-
-
-def _expression_matches(labels: Mapping[str, str], expression: tuple[str, str, frozenset[str]]) -> bool:
-    key, operator, values = expression
-    if operator == "In":
-        return labels.get(key) in values
-    if operator == "NotIn":
-        return labels.get(key) not in values
-    if operator == "Exists":
-        return key in labels
-    if operator == "DoesNotExist":
-        return key not in labels
-    return False
-
-
-def node_in_pool(node: NodeView, pool: NodePool) -> bool:
-    selector = pool.balloon.nodeSelector
-    return bool(selector) and all(node.labels.get(k) == v for k, v in selector.items())
 
 
 class Fleet:
@@ -285,8 +212,10 @@ class Fleet:
         ready = self._node_first_ready.get(node.name)
         return node_sample(NodeTimeline(name=node.name, created=node.created, ready=ready))
 
-    def startup_samples(self, model: ModelSettings) -> list[StartupSample]:
-        live = [s for s in (self._sample(p) for p in self.model_pods(model)) if s is not None]
+    def startup_samples(self, model: ModelSettings, pods: Iterable[PodView] | None = None) -> list[StartupSample]:
+        """``pods``: the model's pods when already known (``pods_by_model``), else looked up."""
+        mine = self.model_pods(model) if pods is None else pods
+        live = [s for s in (self._sample(p) for p in mine) if s is not None]
         return recent([*self._frozen.get(model.name, {}).values(), *live])
 
     def node_samples(self, pool: NodePool) -> list[DurationSample]:
@@ -299,19 +228,47 @@ class Fleet:
 
     # --- learned cold starts ----------------------------------------------------------------
 
-    def cold_start(self, model: ModelSettings, *, now: float) -> ColdStart | None:
-        """Learned estimate (or the initial value with ``learned=False``); None when not learning."""
+    def cold_start(self, model: ModelSettings, *, now: float, pods: Iterable[PodView] | None = None,
+                   nodes: list[DurationSample] | None = None) -> ColdStart | None:
+        """Learned estimate (or the initial value with ``learned=False``); None when not learning.
+        ``pods``/``nodes``: the model's pods and its pool's node samples, when already known."""
         settings = model.policy.coldStart
         if not settings.learn:
             return None
-        pool = self.pool(model.nodePool)
-        nodes = self.node_samples(pool) if pool is not None else []
-        return estimate_cold_start(self.startup_samples(model), settings, now=now, nodes=nodes)
+        if nodes is None:
+            pool = self.pool(model.nodePool)
+            nodes = self.node_samples(pool) if pool is not None else []
+        return estimate_cold_start(self.startup_samples(model, pods), settings, now=now, nodes=nodes)
+
+    def pods_by_model(self) -> dict[str, list[PodView]]:
+        """Every model's pods in one pass over the pods: a selector's first matchLabels pair picks
+        the candidates, so thousands of models in one namespace cost pods + matches, not their
+        product (what ``model_pods`` per model would cost)."""
+        by_label: dict[tuple[str, str, str], list[PodView]] = {}
+        by_namespace: dict[str, list[PodView]] = {}
+        for pod in self.pods.values():
+            by_namespace.setdefault(pod.namespace, []).append(pod)
+            for key, value in pod.labels.items():
+                by_label.setdefault((pod.namespace, key, value), []).append(pod)
+        out: dict[str, list[PodView]] = {}
+        for m in self.settings.models:
+            selector = self._selector(m)
+            if selector is None or m.target is None:
+                continue
+            namespace = m.target.namespace
+            if selector.match_labels:
+                key, value = next(iter(selector.match_labels.items()))
+                candidates = by_label.get((namespace, key, value), [])
+            else:
+                candidates = by_namespace.get(namespace, [])
+            out[m.name] = [p for p in candidates if selector.matches(p.labels)]
+        return out
 
     # --- GPU accounting ---------------------------------------------------------------------
 
-    def pool_capacity(self, pool: NodePool) -> PoolCapacity:
-        """GPUs of the pool's Ready, schedulable nodes; pending model pods take free slots first."""
+    def pool_capacity(self, pool: NodePool, members: set[str] | None = None) -> PoolCapacity:
+        """GPUs of the pool's Ready, schedulable nodes; pending model pods take free slots first.
+        ``members``: uids of the pool's models' pods, when already known."""
         resource = pool.balloon.gpuResource
         per_node: dict[str, NodeGpus] = {
             n.name: NodeGpus(allocatable=n.allocatable.get(resource, 0))
@@ -324,7 +281,8 @@ class Fleet:
             if gpus <= 0 or pod.terminal:
                 continue
             if pod.node is None:
-                if any(self._pod_of(pod, m) for m in pool_models):
+                mine = pod.uid in members if members is not None else any(self._pod_of(pod, m) for m in pool_models)
+                if mine:
                     pending += gpus
                 continue
             node = per_node.get(pod.node)
@@ -350,15 +308,23 @@ class Fleet:
         return has_spare(self.pool_capacity(pool), pool.gpusPerReplica)
 
     def view(self, *, now: float) -> ClusterView:
-        """The immutable view the engine reads: each pool's capacity is counted once."""
-        capacity = {p.name: self.pool_capacity(p) for p in self.settings.nodePools}
+        """The immutable view the engine reads: pods are matched to models once, and each pool's
+        capacity and node samples are counted once, whatever the number of models."""
+        pods = self.pods_by_model()
+        members: dict[str, set[str]] = {}
+        for m in self.settings.models:
+            if m.nodePool is not None:
+                members.setdefault(m.nodePool, set()).update(p.uid for p in pods.get(m.name, ()))
+        capacity = {p.name: self.pool_capacity(p, members.get(p.name, set())) for p in self.settings.nodePools}
+        node_samples = {p.name: self.node_samples(p) for p in self.settings.nodePools}
         colds: dict[str, ColdStart] = {}
         spare: dict[str, bool] = {}
         ready: dict[str, int] = {}
         for m in self.settings.models:
-            if self._selector(m) is not None:
-                ready[m.name] = sum(1 for p in self.model_pods(m) if p.ready is not None and not p.terminal)
-            cold = self.cold_start(m, now=now)
+            if m.name in pods:
+                ready[m.name] = sum(1 for p in pods[m.name] if p.ready is not None and not p.terminal)
+            cold = self.cold_start(m, now=now, pods=pods.get(m.name, []),
+                                   nodes=node_samples.get(m.nodePool or "", []))
             if cold is not None:
                 colds[m.name] = cold
             pool = self.pool(m.nodePool)
