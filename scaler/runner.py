@@ -45,11 +45,17 @@ class TaskRunner(Collector):
     def once(self, name: str, job: Job) -> None:
         self._start(name, job, critical=False)
 
+    def _known(self, name: str) -> None:
+        """Exported at 0 from the start, so ``increase()`` over it is 0 rather than empty."""
+        self.failures.setdefault(name, 0)
+
     def every(self, name: str, seconds: float, job: Job) -> None:
         """(Re)schedule ``job`` every ``seconds``; a changed interval replaces the old one."""
 
         async def run() -> None:
             await self._guard(name, job, critical=False)
+
+        self._known(name)
 
         self.scheduler.add_job(run, "interval", seconds=seconds, id=name, name=name,
                                replace_existing=True, max_instances=1, coalesce=True,
@@ -59,6 +65,7 @@ class TaskRunner(Collector):
         self.scheduler.start()
 
     def _start(self, name: str, job: Job, *, critical: bool) -> None:
+        self._known(name)
         task = asyncio.get_running_loop().create_task(self._guard(name, job, critical=critical), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

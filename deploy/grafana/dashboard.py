@@ -188,6 +188,21 @@ LAYOUT: list[tuple[str, list[PanelSpec]]] = [
          "timeseries", 8, "short",
          [("count by (version) (prewarm_build_info)", "{{version}}")],
          {}),
+        ("Metrics source latency p99",
+         "Time one Prometheus query takes (every attempt), by kind. A refresh sends its queries four at a time; "
+         "decisions stay valid for staleAfter from the scrape time.",
+         "timeseries", 8, "s",
+         [("histogram_quantile(0.99, sum by (le, kind) "
+           "(rate(prewarm_source_request_latency_seconds_bucket[$__rate_interval])))", "{{kind}} p99")],
+         {}),
+        ("Daemon faults",
+         "Fit pools replaced after a worker died (OOM killer), background tasks that raised, and models whose "
+         "scrape targets dropped out (their decisions hold).",
+         "timeseries", 8, "short",
+         [("sum by (instance) (increase(prewarm_fit_pool_restarts_total[1h]))", "{{instance}} fit pool restarts (1h)"),
+          ("sum by (instance, task) (increase(prewarm_task_failures_total[1h]))", "{{instance}} {{task}} failures (1h)"),
+          ("max by (instance) (prewarm_source_partial_models)", "{{instance}} partial models")],
+         {}),
         ("gRPC requests by method and code",
          "KEDA's calls per second. GetMetrics other than OK: UNAVAILABLE (no data, fallback), NOT_FOUND "
          "(unknown model in a ScaledObject), INVALID_ARGUMENT (bad override).",

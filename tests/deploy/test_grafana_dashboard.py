@@ -57,6 +57,8 @@ EMPTY_WITHOUT = {
     "prewarm_pool_spare_gpus": "free GPU slots per pool are counted from Nodes and Pods (Kubernetes integration)",
     "prewarm_slo_on_time_ratio": "the on-time share is measured from vLLM's queue-time histogram by the Prometheus "
                                  "source; the replay source has none",
+    "prewarm_source_request_latency_seconds": "query latency is the Prometheus source's; the replay source sends none",
+    "prewarm_source_partial_models": "scrape targets per model are counted by the Prometheus source only",
 }
 """Series a demo cannot have, by metric name, with the reason. Any other query must return data."""
 
