@@ -74,8 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--min-replicas", type=int, default=1, help="minReplicaCount (default 1)")
     control.add_argument("--max-replicas", type=int, help="maxReplicaCount (default 2 x peak replicas)")
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--policies", default=",".join(POLICIES),
-                           help=f"comma-separated subset of {','.join(POLICIES)} (default all)")
+    run_group.add_argument("--policies", default=None,
+                           help=f"comma-separated subset of {','.join(POLICIES)} (default all; with "
+                                "--slo, the baselines only)")
     run_group.add_argument("--warmup", default="7d",
                            help="history used only to fit and settle, not scored (default 7d)")
     run_group.add_argument("--refit-every", default="6h", help="predictive refit interval (default 6h)")
@@ -184,9 +185,10 @@ def build_spec(args: argparse.Namespace) -> BacktestSpec:
     _check(slo is None or (math.isfinite(slo) and 0.5 <= slo <= 0.9999),
            f"--slo {slo}: must be an on-time share in [0.5, 0.9999], e.g. 0.99")
     _check(args.timeline is None or slo is not None, "--timeline goes with --slo")
-    names = policies(args.policies)
-    if slo is not None and args.policies == ",".join(POLICIES):  # not given: baselines only
-        names = tuple(p for p in names if p != "predictive")
+    if args.policies is not None:
+        names = policies(args.policies)
+    else:  # with --slo the self-tuned run replaces the predictive sweep
+        names = tuple(p for p in POLICIES if slo is None or p != "predictive")
     return BacktestSpec(cluster=cluster, control=control, policies=names,
                         peak_replicas=peak, refit_every_s=refit, stabilization_s=stabilization,
                         predictive_knobs=predictive_knobs(args), jobs=args.jobs, slo=slo)
