@@ -13,7 +13,8 @@ TESTS = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*_test.yaml"))
 ALERTS = {"PrewarmForecastDemoted", "PrewarmForecastUnderCoverage", "PrewarmDataStale", "PrewarmMetricsSourceErrors",
           "PrewarmGetMetricsFailing", "PrewarmColdStartRegression", "PrewarmBalloonsPendingTooLong",
           "PrewarmConfigRejected", "PrewarmRefreshStalled", "PrewarmAbsent", "PrewarmSloBelowTarget",
-          "PrewarmFitWorkerDied", "PrewarmTaskFailed"}
+          "PrewarmFitWorkerDied", "PrewarmTaskFailed", "PrewarmBalloonDeploymentMissing",
+          "PrewarmBalloonTemplateDrift"}
 
 
 def run(cmd: list[str], cwd: Path) -> str:
