@@ -23,7 +23,7 @@ from forecasting.types import Forecast
 from scaler.core.clock import Clock
 from scaler.core.coldstart import configured_cold_start, lead_seconds
 from scaler.core.config import ModelSettings, Overrides, Settings
-from scaler.core.decision import DecisionInputs, decide, finish_all, for_target, with_overrides
+from scaler.core.decision import DecisionInputs, decide, finish_all, for_target
 from scaler.core.errors import SourceError
 from scaler.core.excursion import excursion
 from scaler.core.fleet import ClusterView, Published
@@ -164,11 +164,9 @@ class Engine:
             asked.pop()  # bounded: a client cycling through values cannot grow this forever
         asked.add(overrides)
         snap = self.holder.current
-        m = snap.settings.model(model)
-        decision = snap.decisions.get(model)
-        if m is None or decision is None:
+        if model not in snap.decisions:
             return snap
-        answers = {**snap.answers, (model, overrides): with_overrides(decision, m, overrides)}
+        answers = {**snap.answers, **finish_all(snap.settings, snap.decisions, {model: [overrides]})}
         snap = replace(snap, answers=answers, generation=snap.generation + 1)
         self.holder.replace_nowait(snap)
         return snap

@@ -70,7 +70,7 @@ async def test_invalid_configmap_is_kept_out_with_an_event_and_a_metric(kube: Ku
         broken["models"][0]["maxReplicas"] = 0
         broken["models"][1]["capacityPerReplica"] = -3
         put_config(admin, broken)
-        await eventually(lambda: a.config_watcher is not None and a.config_watcher.errors_total == 1,
+        await eventually(lambda: a.config_watcher is not None and a.config_watcher.stats.errors_total == 1,
                          timeout=10, what="rejection")
         await eventually(lambda: len(events(admin)) == 1, timeout=10, what="the Event")
         await a.config_watcher.drain()
@@ -88,7 +88,7 @@ async def test_invalid_configmap_is_kept_out_with_an_event_and_a_metric(kube: Ku
         assert a.config_watcher.stats.errors_total == 1  # what the app exports as prewarm_config_reload_errors_total
 
         put_config(admin, "models: [unterminated")  # not even YAML
-        await eventually(lambda: a.config_watcher is not None and a.config_watcher.errors_total == 2,
+        await eventually(lambda: a.config_watcher is not None and a.config_watcher.stats.errors_total == 2,
                          timeout=10, what="YAML rejection")
         await eventually(lambda: len(events(admin)) == 2, timeout=10, what="second Event")
         assert any("invalid YAML" in e["message"] for e in events(admin))

@@ -30,7 +30,7 @@ class KubernetesCollector(Collector):
             yield CounterMetricFamily(
                 "prewarm_configmap_reload_errors",
                 "Versions of the config ConfigMap rejected (each also a Warning Event on it).",
-                value=p.config_watcher.errors_total)
+                value=p.config_watcher.stats.errors_total)
 
     def _balloons(self) -> Iterator[Metric]:
         status = self.parts.balloons.status

@@ -61,21 +61,15 @@ class ConfigMapWatcher:
         self.key = key
         self.current = current
         """Settings in use: an unchanged config (the first list, mostly) is not re-applied."""
-        self.reloads_total = 0
-        self.errors_total = 0
-        """Rejected versions of the ConfigMap (the metric ``config_reload_errors``)."""
+        self.stats = ReloadStats()
+        """Applied and rejected versions of the ConfigMap (``prewarm_config_reload*``)."""
         self.events_total = 0
-        self.last_error: str | None = None
         self._digest: str | None = None
         self._pending: set[asyncio.Task[bool]] = set()
         self.watch = ListWatch(
             api, f"/api/v1/namespaces/{namespace}/configmaps", self,
             query={"fieldSelector": f"metadata.name={name}"}, name=f"configmap {namespace}/{name}",
         )
-
-    @property
-    def stats(self) -> ReloadStats:
-        return ReloadStats(self.reloads_total, self.errors_total, self.last_error)
 
     @property
     def source(self) -> str:
@@ -109,17 +103,16 @@ class ConfigMapWatcher:
             return
         for warning in parsed.warnings:
             log.warning("%s: %s", self.source, warning)
-        self.last_error = None
         if parsed.settings == self.current:
+            self.stats.last_error = None  # valid again, but nothing new to apply
             return
         self.current = parsed.settings
-        self.reloads_total += 1
+        self.stats.applied()
         log.info("config reloaded from %s (%d models)", self.source, len(parsed.settings.models))
         self.on_settings(parsed)
 
     def _reject(self, obj: Obj, error: ConfigError) -> None:
-        self.errors_total += 1
-        self.last_error = str(error)
+        self.stats.rejected(error)
         log.error("config change rejected, keeping the last good config: %s", error)
         task = asyncio.get_running_loop().create_task(
             self.api.call(self.emit_event, obj, error), name="config-event")

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from socketserver import ThreadingMixIn
 from typing import Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -55,8 +56,6 @@ class MetricsEdge(Edge):
         self._thread: threading.Thread | None = None
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        from urllib.parse import parse_qs
-
         path = environ.get("PATH_INFO") or "/"
         if path == "/metrics":
             body = "".join(render() for render in self.fast).encode() + generate_latest(self.registry)

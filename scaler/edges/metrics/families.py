@@ -9,25 +9,15 @@ works in a registry (tests, ``get_sample_value``) and on the fast path.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 
 def number(value: float) -> str:
-    """A sample value as Prometheus writes it: ``+Inf``, ``NaN``, ``3.0``, ``1e+12``."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = repr(value)
-    whole = text.find(".")
-    if value > 0 and whole > 6:  # Go's formatter turns to an exponent past 6 integer digits
-        digits = (text[:whole] + text[whole + 1:]).rstrip("0")
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{mantissa}e+{whole - 1:02d}"
-    return text
+    """A sample value exactly as prometheus_client's exposition writes it (``+Inf``, ``1e+12``)."""
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
 def _escape_label(value: str) -> str:
