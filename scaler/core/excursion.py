@@ -90,9 +90,9 @@ def excursions(demand: FloatArray, *, step_seconds: float, lead_steps: int) -> F
 
 
 def trailing(fn: Callable[..., FloatArray], x: FloatArray, size: int) -> FloatArray:
-    """``fn`` (a scipy 1-d rank filter) over the trailing window ``[i - size + 1, i]``."""
+    """``fn`` (a scipy 1-d rank filter) over the trailing window ``[i - size + 1, i]`` (last axis)."""
     if size <= 1:
         return x
     # "nearest" pads the start with the first value; scipy's default reflects, which would let
     # the first steps see values after them.
-    return fn(x, size=size, origin=(size - 1) // 2, mode="nearest")
+    return fn(x, size=size, origin=(size - 1) // 2, mode="nearest", axis=-1)

@@ -25,15 +25,19 @@ asked for over ``[t - cold start, t]``. Each candidate gets an on-time share (re
 units served in the step they arrive, recent days weighted more) and a cost (replica-steps); the
 cheapest candidate whose share reaches the target plus a reserve of half the error budget
 (:data:`RESERVE`: the coming week may be burstier than the replayed one) plus the learned
-``safety`` wins. The candidates span "follow the forecast closely" to "hold a static count", so
-where nothing is forecastable the tuner lands on the static count that meets the SLO, by itself.
+``safety`` wins; all candidates are replayed together, in batches. The candidates span "follow the
+forecast closely" to "hold a static count", so where nothing is forecastable the tuner lands on
+the static count that meets the SLO, by itself.
 
 **How it adapts** (:func:`adapt`). The replay is an estimate (it ignores the backlog and the
 spread of cold starts), and the next days may be burstier than the last ones. The measured on-time
 share (serve: vLLM's ``request_queue_time_seconds`` histogram; backtest: the simulated late share,
 as late as serve would see it) feeds an integral controller on ``safety``: every shortfall against
-the target raises it, every surplus lowers it, within ``[0, (1 - target) x 0.9]``. A missing
-measurement leaves it, and the margin, where they are: no data never lowers either.
+the target raises it, every surplus lowers it, within ``[0, (1 - target) x 0.9]``. A surge - the
+last day's measured shares averaging below the target - pins the aim at that ceiling for
+:data:`SURGE_SECONDS`: bursty days come in runs, and the integral forgets within hours. A missing
+measurement leaves the safety, the surge memory and the margin where they are: no data never
+lowers any of them.
 
 E.g. target 0.99, capacity 10, demand 40 rising to 80 within a 30-minute lead at 13:00 on most
 days: the replay finds that factor 1.35 with cap 95 meets 0.993 on the last week at the least
@@ -72,14 +76,23 @@ burstier than the replayed one."""
 CONFIDENCE = 1.0
 """Standard errors of the weekly on-time share the replay holds in reserve (see ``_lower_bound``)."""
 
-FACTORS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.65, 1.8, 2.0, 2.3, 2.6, 3.0)
-"""Multiplicative margins tried, in increasing order (the search bisects them)."""
+FACTORS = (1.0, 1.1, 1.2, 1.35, 1.5, 1.7, 2.0, 2.5, 3.0)
+"""Multiplicative margins tried."""
 EXTRAS = (0.0, 1.0, 3.0)
 """Additive margins tried, in replicas (times capacity per replica)."""
 SPREADS = (0.0, 0.5, 1.0, 2.0)
 """Multipliers of the recent excursion tried."""
-CAP_QUANTILES = (0.95, 0.98, 0.99, 0.999, 1.0)
-"""Caps tried: these quantiles of the replayed demand, in replica steps, and no cap."""
+CAP_QUANTILES = (0.98, 1.0)
+"""Caps tried: these quantiles of the replayed demand, and no cap."""
+SURGE_WINDOW = 24
+"""Measured shares (one per retune: the last day) whose mean tells a surge: below the target, the
+traffic has left what the replayed week showed."""
+SURGE_SECONDS = 2 * 86400.0
+"""After a surge the replay aims at the safety's ceiling this long: bursty days come in runs
+(ServeGen m-small's scored week: bursts on days 9, 11 and 13, none in the week before), and the
+integral feedback alone forgets a surge within hours."""
+STATIC_QUANTILES = (0.95, 0.98, 0.99, 0.999, 1.0)
+"""Static counts tried: these quantiles of the replayed demand (and above its peak)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +140,10 @@ class TunerState:
     safety: float = 0.0
     """Extra on-time share the replay must reach on top of the target (feedback-learned)."""
     tuned_at: float = -math.inf
+    surge_until: float = -math.inf
+    """Until then the replay aims at the safety's ceiling (:data:`SURGE_SECONDS`)."""
+    recent: tuple[float, ...] = ()
+    """The last :data:`SURGE_WINDOW` measured shares."""
 
 
 def lead_steps(seconds: float, step_seconds: float) -> int:
@@ -192,47 +209,30 @@ def tune(
     return None if past is None else _choose(past, target=target, safety=safety)
 
 
-def _choose(past: _Replay, *, target: float, safety: float) -> Margin | None:
-    """:func:`tune` on a prepared replay."""
+def candidates(past: _Replay) -> list[Margin]:
+    """Every margin the tuner weighs: static counts, then factor x extra x spread x cap x hold."""
     spec, step_seconds = past.spec, past.step_seconds
-    aim = min(target + RESERVE * (1.0 - target) + safety, 1.0)
-    best: tuple[tuple[float, float], Margin] | None = None
-
-    def consider(margin: Margin, share: float, cost: float, reached: bool) -> None:
-        nonlocal best
-        # Reaching the aim beats not reaching it; then cost; short of it, the share.
-        rank = (0.0, cost) if reached else (1.0, cost * 1e-12 - share)
-        if best is None or rank < best[0]:
-            best = (rank, replace(margin, expected=share, aim=aim, cost=cost))
-
+    whole = spec.hold_steps * step_seconds
     # A static count (the base never matters: min(base + level, level) = level): where nothing is
     # forecastable this is what meets the SLO cheapest, and the tuner must be able to say so.
-    for level in past.static_levels():
-        margin = Margin(1.0, level, 0.0, level, hold_seconds=spec.hold_steps * step_seconds)
-        share, cost = past.run(margin)
-        consider(margin, share, cost, share >= aim)
-    for hold, cap, extra_replicas, spread in itertools.product(
-            (h * step_seconds for h in spec.holds()), past.caps(), EXTRAS, SPREADS):
-        def at(i: int, cap: float = cap, extra: float = extra_replicas * spec.capacity,
-               spread: float = spread, hold: float = hold) -> tuple[Margin, float, float]:
-            margin = Margin(FACTORS[i], extra, spread, cap, hold_seconds=hold)
-            return (margin, *past.run(margin))
-        # The share grows with the factor: bisect for the smallest factor reaching the aim.
-        lo, hi = 0, len(FACTORS) - 1
-        top = at(hi)
-        found = top if top[1] >= aim else None
-        while found is not None and lo < hi:
-            mid = (lo + hi) // 2
-            trial = at(mid)
-            if trial[1] >= aim:
-                found, hi = trial, mid
-            else:
-                lo = mid + 1
-        margin, share, cost = found if found is not None else top
-        consider(margin, share, cost, found is not None)
-    if best is None:
-        return None
-    return replace(best[1], forecast=past.knows_forecasts)
+    out = [Margin(1.0, level, 0.0, level, hold_seconds=whole) for level in past.static_levels()]
+    for hold, cap, extra, spread, factor in itertools.product(
+            (h * step_seconds for h in spec.holds()), past.caps(), EXTRAS, SPREADS, FACTORS):
+        out.append(Margin(factor, extra * spec.capacity, spread, cap, hold_seconds=hold))
+    return out
+
+
+def _choose(past: _Replay, *, target: float, safety: float) -> Margin | None:
+    """:func:`tune` on a prepared replay: every candidate replayed at once, the cheapest that
+    reaches the aim wins (the highest share, cheapest among equals, when none does)."""
+    aim = min(target + RESERVE * (1.0 - target) + safety, 1.0)
+    margins = candidates(past)
+    share, cost = past.judge(margins)
+    reached = np.flatnonzero(share >= aim)
+    # Reaching the aim: the cheapest. Short of it: the highest share, cheapest among equals.
+    pick = int(reached[np.argmin(cost[reached])]) if reached.size else int(np.lexsort((cost, -share))[0])
+    return replace(margins[pick], expected=float(share[pick]), aim=aim, cost=float(cost[pick]),
+                   forecast=past.knows_forecasts)
 
 
 @dataclass(frozen=True)
@@ -300,46 +300,72 @@ class _Replay:
         (the next burst may be bigger than the last), in whole replicas."""
         seen = self.demand[self.weight > 0]
         top = float(seen.max())
-        levels = [float(np.quantile(seen, q)) for q in CAP_QUANTILES] + [1.25 * top, 1.5 * top]
+        levels = [float(np.quantile(seen, q)) for q in STATIC_QUANTILES] + [1.25 * top, 1.5 * top]
         c = self.spec.capacity
         return sorted({math.ceil(level / c - 1e-9) * c for level in levels if level > 0})
 
     def run(self, margin: Margin) -> tuple[float, float]:
-        """(on-time share the coming week can count on, replica-steps) of one margin."""
+        """(on-time share the coming week can count on, replica-steps) of one margin all day."""
         late, replicas = self.late(margin)
-        return self._lower_bound(late), float(replicas.sum())
+        missed = np.add.reduceat(self.weight * late, self.day)
+        return _lower_bound(self.arrived(), missed), float(replicas.sum())
+
+    def arrived(self) -> FloatArray:
+        """Recency-weighted demand per replayed day."""
+        return np.add.reduceat(self.weight * self.demand, self.day)
 
     def late(self, margin: Margin) -> tuple[FloatArray, FloatArray]:
         """Late demand and replicas asked for, per replayed step, under ``margin``."""
+        late, replicas = self.late_many([margin])
+        return late[0], replicas[0]
+
+    def late_many(self, margins: list[Margin]) -> tuple[FloatArray, FloatArray]:
+        """:meth:`late` of many margins at once: arrays [margin, step]."""
         spec = self.spec
-        wanted = np.minimum(margin.factor * self.base + margin.extra + margin.spread * self.excursion,
-                            margin.cap)
+
+        def column(name: str) -> FloatArray:
+            return np.array([getattr(m, name) for m in margins], dtype=np.float64)[:, None]
+
+        wanted = np.minimum(column("factor") * self.base + column("extra")
+                            + column("spread") * self.excursion, column("cap"))
         replicas = np.maximum(self.floor, np.ceil(wanted / spec.capacity - 1e-9))
-        hold = max(spec.min_hold_steps, round(margin.hold_seconds / self.step_seconds))
-        replicas = trailing(maximum_filter1d, replicas, hold)
+        holds = np.array([max(spec.min_hold_steps, round(m.hold_seconds / self.step_seconds))
+                          for m in margins])
+        for hold in np.unique(holds):
+            rows = holds == hold
+            replicas[rows] = trailing(maximum_filter1d, replicas[rows], int(hold))
         # Serving at t: the fewest asked for over [t - cold, t] (a dropped replica restarts cold).
-        ready = trailing(minimum_filter1d, replicas, spec.cold_steps + 1)
-        served = ready * spec.capacity
+        served = trailing(minimum_filter1d, replicas, spec.cold_steps + 1) * spec.capacity
         backlog = _fifo_backlog(self.demand - served)
         # FIFO: the backlog is served first, so after a shortfall this step's arrivals wait too.
-        waiting = np.concatenate([[0.0], backlog[:-1]])
+        waiting = np.concatenate([np.zeros((len(margins), 1)), backlog[:, :-1]], axis=1)
         return np.maximum(0.0, self.demand - np.maximum(0.0, served - waiting)), replicas
 
-    def _lower_bound(self, late: FloatArray) -> float:
-        """On-time share the coming week can count on: the weighted mean over the replayed days,
-        less :data:`CONFIDENCE` standard errors of it (the next week may be burstier than the
-        average of the last one; a week with one bad day has a wide spread, a calm one not)."""
-        day = self.day
-        arrived = np.add.reduceat(self.weight * self.demand, day)
-        missed = np.add.reduceat(self.weight * late, day)
-        ok = arrived > 0
-        shares, w = 1.0 - missed[ok] / arrived[ok], arrived[ok]
-        mean = float((w * shares).sum() / w.sum())
-        if shares.shape[0] < 2:
-            return mean
-        spread = float((w * (shares - mean) ** 2).sum() / w.sum())
-        n_eff = float(w.sum() ** 2 / (w ** 2).sum())
-        return mean - CONFIDENCE * math.sqrt(spread / n_eff)
+    def judge(self, margins: list[Margin], *, chunk: int = 64) -> tuple[FloatArray, FloatArray]:
+        """(on-time share the coming week can count on, recency-weighted replica-steps) of each
+        margin, replayed in chunks (a chunk of 64 over a week of minutes is ~5 MB per array)."""
+        arrived = self.arrived()
+        share, cost = np.empty(len(margins)), np.empty(len(margins))
+        for i in range(0, len(margins), chunk):
+            late, replicas = self.late_many(margins[i:i + chunk])
+            missed = np.add.reduceat(late * self.weight, self.day, axis=1)
+            share[i:i + chunk] = [_lower_bound(arrived, m) for m in missed]
+            cost[i:i + chunk] = (replicas * self.weight).sum(axis=1)
+        return share, cost
+
+
+def _lower_bound(arrived: FloatArray, missed: FloatArray) -> float:
+    """On-time share the coming week can count on: the weighted mean over the replayed days, less
+    :data:`CONFIDENCE` standard errors of it (the next week may be burstier than the average of
+    the last one; a week with one bad day has a wide spread, a calm one not)."""
+    ok = arrived > 0
+    shares, w = 1.0 - missed[ok] / arrived[ok], arrived[ok]
+    mean = float((w * shares).sum() / w.sum())
+    if shares.shape[0] < 2:
+        return mean
+    spread = float((w * (shares - mean) ** 2).sum() / w.sum())
+    n_eff = float(w.sum() ** 2 / (w ** 2).sum())
+    return mean - CONFIDENCE * math.sqrt(spread / n_eff)
 
 
 def _fifo_backlog(excess: FloatArray) -> FloatArray:
@@ -349,8 +375,8 @@ def _fifo_backlog(excess: FloatArray) -> FloatArray:
     sum of ``excess``: the queue recursion without a Python loop, so hundreds of candidates can
     be replayed over a week of minutes in well under a second.
     """
-    total = np.cumsum(excess)
-    return total - np.minimum(np.minimum.accumulate(total), 0.0)
+    total = np.cumsum(excess, axis=-1)
+    return total - np.minimum(np.minimum.accumulate(total, axis=-1), 0.0)
 
 
 def _forward_fill(x: FloatArray) -> FloatArray:
@@ -378,23 +404,35 @@ def retune(
     """
     if not due(state, now):
         return state
-    state = adapt(state, on_time, target=target)
+    state = adapt(state, on_time, target=target, now=now)
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
-    margin = _choose(past, target=target, safety=state.safety) if past is not None else None
+    # After a surge, aim at the safety's ceiling for a while (see SURGE_SECONDS).
+    safety = max(state.safety, _ceiling(target)) if now < state.surge_until else state.safety
+    margin = _choose(past, target=target, safety=safety) if past is not None else None
     if margin is None or past is None:
         return replace(state, tuned_at=now)
     # No measurement: never a margin cheaper than the one in use (on the same replay).
-    if not usable(on_time) and state.margin.expected is not None and margin.cost < past.run(state.margin)[1]:
+    if not usable(on_time) and state.margin.expected is not None and past.run(margin)[1] < past.run(state.margin)[1]:
         return replace(state, tuned_at=now)
     return replace(state, margin=margin, tuned_at=now)
 
 
-def adapt(state: TunerState, on_time: float | None, *, target: float) -> TunerState:
-    """Integral feedback of a measured on-time share on the safety (None: hold it)."""
+def adapt(state: TunerState, on_time: float | None, *, target: float, now: float = -math.inf) -> TunerState:
+    """Integral feedback of a measured on-time share on the safety, and the surge memory
+    (:data:`SURGE_SECONDS` from ``now`` when the last day's shares average below the target).
+    None or a bad value holds both."""
     if on_time is None or not usable(on_time):
         return state
-    ceiling = 0.9 * (1.0 - target)
+    ceiling = _ceiling(target)
     # Symmetric integral action: the safety settles where the measured share averages the
     # target (an asymmetric rule would ratchet up on noise and never come down).
     safety = state.safety + FEEDBACK_GAIN * (target - on_time)
-    return replace(state, safety=min(max(safety, 0.0), ceiling))
+    recent = (*state.recent, on_time)[-SURGE_WINDOW:]
+    surge = sum(recent) / len(recent) < target
+    return replace(state, safety=min(max(safety, 0.0), ceiling), recent=recent,
+                   surge_until=now + SURGE_SECONDS if surge else state.surge_until)
+
+
+def _ceiling(target: float) -> float:
+    """Highest safety: the aim stays short of 1 (a margin for every conceivable burst)."""
+    return 0.9 * (1.0 - target)

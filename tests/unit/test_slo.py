@@ -189,3 +189,58 @@ def test_a_margin_judged_without_recorded_forecasts_applies_to_demand_alone() ->
     seeing = tune(demand, demand * 1.05, SPEC, target=0.99, safety=0.0, step_seconds=STEP)
     assert blind is not None and not blind.forecast
     assert seeing is not None and seeing.forecast
+
+
+def test_replaying_many_margins_at_once_equals_one_at_a_time() -> None:
+    """The batched replay the tuner uses (mixed holds, caps, statics) is the single replay."""
+    demand = demand_trace(8, cv=0.3, seed=11)
+    base = demand * 1.1
+    base[:300] = np.nan
+    past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
+    assert past is not None
+    margins = slo.candidates(past)[::37]
+    assert len({m.hold_seconds for m in margins}) > 1
+    late, replicas = past.late_many(margins)
+    shares, _ = past.judge(margins, chunk=5)
+    for i, margin in enumerate(margins):
+        one_late, one_replicas = past.late(margin)
+        assert np.array_equal(late[i], one_late) and np.array_equal(replicas[i], one_replicas)
+        assert shares[i] == pytest.approx(past.run(margin)[0])
+
+
+def test_a_day_short_of_the_target_raises_the_aim_for_two_days() -> None:
+    """A surge (the last day's measured shares average below the target) makes the replay aim at
+    the safety's ceiling for SURGE_SECONDS, then the aim falls back to what the safety says."""
+    demand = demand_trace(7, cv=0.25, seed=1)
+    base = np.full_like(demand, np.nan)
+    ceiling = 0.9 * (1 - 0.99)
+    calm = 0.99 + slo.RESERVE * 0.01
+    surged = min(calm + ceiling, 1.0)
+
+    def step(state: TunerState, now: float, on_time: float) -> TunerState:
+        return retune(dataclasses.replace(state, tuned_at=-math.inf), now=now, demand=demand, base=base,
+                      spec=SPEC, target=0.99, on_time=on_time, step_seconds=STEP)
+
+    state = TunerState()
+    for hour in range(24):  # a good day: no surge
+        state = step(state, hour * 3600.0, 0.995)
+    assert state.surge_until == -math.inf and state.margin.aim == pytest.approx(calm)
+    for hour in range(24, 30):  # a few bad hours drag the day's mean below the target
+        state = step(state, hour * 3600.0, 0.9)
+    started = state.surge_until - slo.SURGE_SECONDS
+    assert state.margin.aim == pytest.approx(surged)
+    # Good hours again: the integral safety decays within hours, the surge aim holds for days.
+    for hour in range(30, 30 + 40):
+        state = step(state, hour * 3600.0, 1.0)
+    assert state.safety == 0 and state.margin.aim == pytest.approx(surged)
+    after = state.surge_until + 1.0
+    assert after - started <= slo.SURGE_SECONDS + 24 * 3600.0
+    state = step(state, after, 1.0)
+    assert state.margin.aim == pytest.approx(calm)
+
+
+def test_surge_memory_ignores_missing_measurements() -> None:
+    state = adapt(TunerState(), None, target=0.99, now=0.0)
+    assert state.recent == () and state.surge_until == -math.inf
+    state = adapt(state, math.nan, target=0.99, now=0.0)
+    assert state.recent == () and state.surge_until == -math.inf
