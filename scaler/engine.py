@@ -246,7 +246,8 @@ class Engine:
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self.fit_executor, partial(retune, tuner, now=now, demand=demand, base=base, spec=spec,
-                                           target=target, on_time=rt.on_time, step_seconds=rt.history.step))
+                                           target=target, on_time=rt.on_time, step_seconds=rt.history.step,
+                                           requests=rt.on_time_requests))
         except Exception:  # keep the last margin: a failed tune must never lower it
             self.stats.fit_errors += 1
             log.exception("SLO margin tuning for %s (target %g) failed; keeping the last margin", m.name, target)
@@ -313,7 +314,9 @@ class Engine:
         slo = m.policy.slo is not None
         if slo:
             signal = obs.signals.get("slo_on_time_ratio") if obs is not None else None
-            rt.on_time = signal if signal is not None and math.isfinite(signal) else rt.on_time
+            if signal is not None and math.isfinite(signal):
+                rt.on_time = signal
+                rt.on_time_requests = obs.signals.get("slo_requests") if obs is not None else None
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=lead,
                                 forecast_note=note,
                                 node_lead_seconds=cold.node_provisioning_seconds,

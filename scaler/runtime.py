@@ -45,6 +45,8 @@ class ModelRuntime:
     """Per step, the base each decision applied its margin to: what the tuner replays."""
     on_time: float | None = None
     """The last measured on-time share (``slo_on_time_ratio`` from the source)."""
+    on_time_requests: float | None = None
+    """Requests behind ``on_time`` (``slo_requests``; None: not read with it)."""
     targets: dict[float, Track] = field(default_factory=dict)
     """Other on-time targets ScaledObjects asked for (``sloOnTime``), each tuned on its own."""
 

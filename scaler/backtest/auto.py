@@ -104,11 +104,12 @@ class SelfTuned:
         slo = self.model.policy.slo
         assert slo is not None
         # Minutes before t - 1 - delay: the minute just completed and the delay are not seen yet.
-        on_time = on_time_share(self.arrivals, self.late, stop=t - 1 - FEEDBACK_DELAY_MINUTES,
-                                window=round(slo.window / MINUTE))
+        stop, window = t - 1 - FEEDBACK_DELAY_MINUTES, round(slo.window / MINUTE)
+        on_time = on_time_share(self.arrivals, self.late, stop=stop, window=window)
+        requests = float(self.arrivals[max(0, stop - window):max(0, stop)].sum())
         self.tuner = retune(self.tuner, now=view.now, demand=self.demand[:t], base=self.base[:t],
                             spec=self.replay, target=slo.onTime, on_time=on_time,
-                            step_seconds=MINUTE)
+                            step_seconds=MINUTE, requests=requests)
         forecast, note = self.forecasts.at(t)
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=self.lead_seconds,
                                 forecast_note=note, node_lead_seconds=self.node_lead_seconds,

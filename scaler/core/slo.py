@@ -85,8 +85,12 @@ SPREADS = (0.0, 0.5, 1.0, 2.0)
 CAP_QUANTILES = (0.98, 1.0)
 """Caps tried: these quantiles of the replayed demand, and no cap."""
 SURGE_WINDOW = 24
-"""Measured shares (one per retune: the last day) whose mean tells a surge: below the target, the
-traffic has left what the replayed week showed."""
+"""Measured shares (one per retune: the last day) whose request-weighted mean tells a surge: below
+the target, the traffic has left what the replayed week showed. Weighted, because a quiet hour
+with two late requests out of ten is noise, not a surge."""
+SURGE_BUDGETS = 2.0
+"""A day is a surge when it spent more than this many error budgets (below 0.98 for 0.99); one
+bad day within the budget is what the budget is for."""
 SURGE_SECONDS = 2 * 86400.0
 """After a surge the replay aims at the safety's ceiling this long: bursty days come in runs
 (ServeGen m-small's scored week: bursts on days 9, 11 and 13, none in the week before), and the
@@ -142,8 +146,8 @@ class TunerState:
     tuned_at: float = -math.inf
     surge_until: float = -math.inf
     """Until then the replay aims at the safety's ceiling (:data:`SURGE_SECONDS`)."""
-    recent: tuple[float, ...] = ()
-    """The last :data:`SURGE_WINDOW` measured shares."""
+    recent: tuple[tuple[float, float], ...] = ()
+    """The last :data:`SURGE_WINDOW` measured shares, with the requests behind each."""
 
 
 def lead_steps(seconds: float, step_seconds: float) -> int:
@@ -396,6 +400,7 @@ def retune(
     target: float,
     on_time: float | None,
     step_seconds: float,
+    requests: float | None = None,
 ) -> TunerState:
     """One tuner step at ``now``: feed back the measured share, then re-choose the margin.
 
@@ -404,7 +409,7 @@ def retune(
     """
     if not due(state, now):
         return state
-    state = adapt(state, on_time, target=target, now=now)
+    state = adapt(state, on_time, target=target, now=now, requests=requests)
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
     # After a surge, aim at the safety's ceiling for a while (see SURGE_SECONDS).
     safety = max(state.safety, _ceiling(target)) if now < state.surge_until else state.safety
@@ -417,18 +422,21 @@ def retune(
     return replace(state, margin=margin, tuned_at=now)
 
 
-def adapt(state: TunerState, on_time: float | None, *, target: float, now: float = -math.inf) -> TunerState:
+def adapt(state: TunerState, on_time: float | None, *, target: float, now: float = -math.inf,
+          requests: float | None = None) -> TunerState:
     """Integral feedback of a measured on-time share on the safety, and the surge memory
     (:data:`SURGE_SECONDS` from ``now`` when the last day's shares average below the target).
-    None or a bad value holds both."""
+    ``requests`` behind the share weigh it in that mean (unknown: 1). None or a bad share holds
+    both."""
     if on_time is None or not usable(on_time):
         return state
     ceiling = _ceiling(target)
     # Symmetric integral action: the safety settles where the measured share averages the
     # target (an asymmetric rule would ratchet up on noise and never come down).
     safety = state.safety + FEEDBACK_GAIN * (target - on_time)
-    recent = (*state.recent, on_time)[-SURGE_WINDOW:]
-    surge = sum(recent) / len(recent) < target
+    weight = requests if requests is not None and math.isfinite(requests) and requests > 0 else 1.0
+    recent = (*state.recent, (on_time, weight))[-SURGE_WINDOW:]
+    surge = sum(s * w for s, w in recent) / sum(w for _, w in recent) < 1.0 - SURGE_BUDGETS * (1.0 - target)
     return replace(state, safety=min(max(safety, 0.0), ceiling), recent=recent,
                    surge_until=now + SURGE_SECONDS if surge else state.surge_until)
 

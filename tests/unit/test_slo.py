@@ -211,7 +211,7 @@ def test_replaying_many_margins_at_once_equals_one_at_a_time() -> None:
 def test_a_day_short_of_the_target_raises_the_aim_for_two_days() -> None:
     """A surge (the last day's measured shares average below the target) makes the replay aim at
     the safety's ceiling for SURGE_SECONDS, then the aim falls back to what the safety says."""
-    demand = demand_trace(7, cv=0.25, seed=1)
+    demand = demand_trace(2, cv=0.25, seed=1)  # a short history: 70 retunes stay quick
     base = np.full_like(demand, np.nan)
     ceiling = 0.9 * (1 - 0.99)
     calm = 0.99 + slo.RESERVE * 0.01
@@ -244,3 +244,18 @@ def test_surge_memory_ignores_missing_measurements() -> None:
     assert state.recent == () and state.surge_until == -math.inf
     state = adapt(state, math.nan, target=0.99, now=0.0)
     assert state.recent == () and state.surge_until == -math.inf
+
+
+def test_a_surge_counts_requests_not_hours() -> None:
+    """Quiet hours with a few late requests are noise: the day's share is weighted by requests."""
+    state = TunerState()
+    for hour in range(20):  # busy hours, all on time
+        state = adapt(state, 1.0, target=0.99, now=hour * 3600.0, requests=10_000.0)
+    for hour in range(20, 24):  # quiet night hours: 2 of 10 late
+        state = adapt(state, 0.8, target=0.99, now=hour * 3600.0, requests=10.0)
+    assert state.surge_until == -math.inf
+    # The same shares over as many requests each are a surge (day mean 0.967 < 0.98).
+    state = TunerState()
+    for hour in range(24):
+        state = adapt(state, 1.0 if hour < 20 else 0.8, target=0.99, now=hour * 3600.0, requests=10_000.0)
+    assert state.surge_until == 23 * 3600.0 + slo.SURGE_SECONDS
