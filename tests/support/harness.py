@@ -37,12 +37,15 @@ class FakeSource:
     history_values: dict[str, Series] = field(default_factory=dict)
     fail: str | None = None
     observe_calls: int = 0
+    signals: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Other signals per model (e.g. ``slo_on_time_ratio``), as the Prometheus source yields them."""
 
     def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
         self.observe_calls += 1
         if self.fail:
             raise SourceError(f"fake source down: {self.fail}", reason=self.fail)
-        return {m.name: Observation(model=m.name, at=now, demand=self.demand.get(m.name))
+        return {m.name: Observation(model=m.name, at=now, demand=self.demand.get(m.name),
+                                    signals=self.signals.get(m.name, {}))
                 for m in models}
 
     def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:

@@ -179,6 +179,24 @@ async def test_a_scaledobject_asking_its_own_on_time_target_gets_a_margin_tuned_
             await h.close()
 
 
+async def test_the_tuner_weighs_the_measured_share_by_the_requests_behind_it() -> None:
+    """serve feeds the tuner vLLM's share with its request count (``slo_requests``): a day that
+    fell far short over many requests is a surge (docs/SLO.md), and the count travels with it."""
+    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": daily()},
+                        signals={"chat": {"slo_on_time_ratio": 0.5, "slo_requests": 1200.0}})
+    with ThreadPoolExecutor(1) as pool:
+        h = await start_harness(settings_from_yaml(SLO_CONFIG), source, fit_executor=pool)
+        try:
+            await h.engine.backfill()
+            await h.step(15)
+            await h.engine.retune(h.clock.now())
+            tuner = h.engine.models["chat"].tuner
+            assert tuner.recent == ((0.5, 1200.0),)
+            assert tuner.surge_until > h.clock.now()
+        finally:
+            await h.close()
+
+
 def test_slo_on_time_override_needs_an_slo_in_the_config() -> None:
     import pytest
 
