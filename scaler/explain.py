@@ -83,6 +83,7 @@ def explain(snap: Snapshot, name: str, *, now: float) -> dict[str, Any] | None:
         out["slo"] = {
             "on_time_target": p.slo.onTime, "max_queue_seconds": p.slo.maxQueueTime,
             "measured_on_time": d.on_time, "margin": d.margin, "base_demand": d.base,
+            "aim": d.slo_aim,
         }
     return out
 
@@ -130,7 +131,9 @@ def render(e: dict[str, Any]) -> str:
         measured = "not measured yet" if slo["measured_on_time"] is None else f"{100 * slo['measured_on_time']:.2f}%"
         lines.append(f"  SLO            {100 * slo['on_time_target']:g}% of requests queued <= "
                      f"{_num(slo['max_queue_seconds'], 3)}s; measured {measured}; margin x{_num(slo['margin'], 2)} "
-                     f"on base {_num(slo['base_demand'])}")
+                     f"on base {_num(slo['base_demand'])}"
+                     + ("" if slo.get("aim") is None
+                        else f", chosen to reach {100 * slo['aim']:.2f}% on the replayed week"))
     lines.append(f"  scale-down     window {_duration(sd['stabilization_seconds'])}; need {sd['need']} "
                  f"({sd['need_reason']})")
     lines.append(f"  bounds         min {b['min']}, max {b['max']}, standby {b['standby']}")

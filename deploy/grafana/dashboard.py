@@ -37,7 +37,8 @@ LAYOUT: list[tuple[str, list[PanelSpec]]] = [
          "30m alerts (PrewarmSloBelowTarget).",
          "timeseries", 12, "percentunit",
          [(f"max by (model) (prewarm_slo_on_time_ratio{{{M}}})", "{{model}} on time"),
-          (f"max by (model) (prewarm_slo_target_ratio{{{M}}})", "{{model}} target")],
+          (f"max by (model) (prewarm_slo_target_ratio{{{M}}})", "{{model}} target"),
+          (f"max by (model) (prewarm_slo_aim_ratio{{{M}}})", "{{model}} tuner's aim")],
          {}),
         ("Forecast at the lead horizon",
          "What the forecast says for now + lead time: mean and quantiles, and the upper-quantile peak over "

@@ -179,6 +179,7 @@ def decide(
         prewarm_replicas=_prewarm_replicas(inputs, model, replicas, now=now),
         slo_target=policy.slo.onTime if policy.slo else None, on_time=inputs.on_time,
         margin=margin.value(applied, inputs.excursion) if margin else None, base=base,
+        slo_aim=margin.aim if margin else None,
         active=active or replicas > 0, need=stabilized, need_reason=need_reason,
         standby=bounds.standby if stabilized > 0 else 0, reactive_replicas=reactive,
         forecast_replicas=forecast_replicas, demand=demand, forecast_peak=peak,

@@ -50,7 +50,7 @@ def snapshot(generation: int = 1, at: float = T0, *, demand: float | None = 25.0
                         quantiles={0.5: np.array([20.0, 21.0, 22.0, 23.0]), 0.9: np.array([25.0, 26.0, 27.0, 28.0])})
     fields: dict[str, object] = dict(
         at=at, generation=generation, settings=SETTINGS,
-        decisions={"chat": decision("chat", at, slo_target=0.99, on_time=0.95, margin=1.3),
+        decisions={"chat": decision("chat", at, slo_target=0.99, on_time=0.95, margin=1.3, slo_aim=0.995),
                    "code": decision("code", at, prewarm_replicas=2, reason=Reason.REACTIVE)},
         observations={"chat": Observation("chat", at, demand, replicas=3,
                                           signals={"slo_on_time_ratio": 0.97, "slo_requests": 1200.0}),
@@ -119,7 +119,8 @@ def test_slo_series() -> None:
     assert v("prewarm_slo_requests", {"model": "chat"}) == 1200
     assert v("prewarm_slo_target_ratio", {"model": "chat"}) == 0.99
     assert v("prewarm_slo_margin", {"model": "chat"}) == 1.3
-    for name in ("on_time_ratio", "requests", "target_ratio", "margin"):
+    assert v("prewarm_slo_aim_ratio", {"model": "chat"}) == 0.995
+    for name in ("on_time_ratio", "requests", "target_ratio", "margin", "aim_ratio"):
         assert v(f"prewarm_slo_{name}", {"model": "code"}) is None  # no slo: nothing, not 0
 
 
@@ -132,6 +133,7 @@ def test_slo_series_fall_back_to_the_decision_then_the_settings() -> None:
     assert v("prewarm_slo_target_ratio", {"model": "chat"}) == 0.99
     assert v("prewarm_slo_requests", {"model": "chat"}) is None
     assert v("prewarm_slo_margin", {"model": "chat"}) is None  # not tuned yet: unknown
+    assert v("prewarm_slo_aim_ratio", {"model": "chat"}) is None
 
 
 def test_pools_without_kubernetes_are_zero_balloons() -> None:

@@ -274,6 +274,7 @@ class ForecastCollector(Collector):
             ("slo_requests", "Requests finished over slo.window behind prewarm_slo_on_time_ratio."),
             ("slo_target_ratio", "Target share of requests on time (slo.onTime)."),
             ("slo_margin", "Safety margin the decision holds the SLO with: demand provisioned for / expected demand (1 = none)."),
+            ("slo_aim_ratio", "On-time share the margin tuner's replay aims at: slo.onTime + reserve + learned safety (its ceiling for 2 days after a surge)."),
         )
         for model, d in sorted(snap.decisions.items()):
             signals = getattr(snap.observations.get(model), "signals", {})
@@ -286,6 +287,7 @@ class ForecastCollector(Collector):
                 "slo_requests": signals.get("slo_requests"),
                 "slo_target_ratio": d.slo_target if d.slo_target is not None else getattr(slo, "onTime", None),
                 "slo_margin": d.margin,
+                "slo_aim_ratio": d.slo_aim,
             })
         yield from g.values()
 
