@@ -313,10 +313,10 @@ class Engine:
         self._track_forecast_for_now(m, rt, forecast, now, lead)
         slo = m.policy.slo is not None
         if slo:
-            signal = obs.signals.get("slo_on_time_ratio") if obs is not None else None
+            signals = obs.signals if obs is not None else {}
+            signal = signals.get("slo_on_time_ratio")
             if signal is not None and math.isfinite(signal):
-                rt.on_time = signal
-                rt.on_time_requests = obs.signals.get("slo_requests") if obs is not None else None
+                rt.on_time, rt.on_time_requests = signal, signals.get("slo_requests")
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=lead,
                                 forecast_note=note,
                                 node_lead_seconds=cold.node_provisioning_seconds,

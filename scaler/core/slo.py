@@ -34,7 +34,8 @@ spread of cold starts), and the next days may be burstier than the last ones. Th
 share (serve: vLLM's ``request_queue_time_seconds`` histogram; backtest: the simulated late share,
 as late as serve would see it) feeds an integral controller on ``safety``: every shortfall against
 the target raises it, every surplus lowers it, within ``[0, (1 - target) x 0.9]``. A surge - the
-last day's measured shares averaging below the target - pins the aim at that ceiling for
+last day's measured shares, weighted by their requests, spending more than
+:data:`SURGE_BUDGETS` error budgets - pins the aim at that ceiling for
 :data:`SURGE_SECONDS`: bursty days come in runs, and the integral forgets within hours. A missing
 measurement leaves the safety, the surge memory and the margin where they are: no data never
 lowers any of them.
@@ -85,9 +86,9 @@ SPREADS = (0.0, 0.5, 1.0, 2.0)
 CAP_QUANTILES = (0.98, 1.0)
 """Caps tried: these quantiles of the replayed demand, and no cap."""
 SURGE_WINDOW = 24
-"""Measured shares (one per retune: the last day) whose request-weighted mean tells a surge: below
-the target, the traffic has left what the replayed week showed. Weighted, because a quiet hour
-with two late requests out of ten is noise, not a surge."""
+"""Measured shares (one per retune: the last day) whose request-weighted mean tells a surge (see
+:data:`SURGE_BUDGETS`): the traffic has left what the replayed week showed. Weighted, because a
+quiet hour with two late requests out of ten is noise, not a surge."""
 SURGE_BUDGETS = 2.0
 """A day is a surge when it spent more than this many error budgets (below 0.98 for 0.99); one
 bad day within the budget is what the budget is for."""
@@ -425,7 +426,8 @@ def retune(
 def adapt(state: TunerState, on_time: float | None, *, target: float, now: float = -math.inf,
           requests: float | None = None) -> TunerState:
     """Integral feedback of a measured on-time share on the safety, and the surge memory
-    (:data:`SURGE_SECONDS` from ``now`` when the last day's shares average below the target).
+    (:data:`SURGE_SECONDS` from ``now`` when the last day's shares spent more than
+    :data:`SURGE_BUDGETS` error budgets).
     ``requests`` behind the share weigh it in that mean (unknown: 1). None or a bad share holds
     both."""
     if on_time is None or not usable(on_time):
@@ -442,5 +444,6 @@ def adapt(state: TunerState, on_time: float | None, *, target: float, now: float
 
 
 def _ceiling(target: float) -> float:
-    """Highest safety: the aim stays short of 1 (a margin for every conceivable burst)."""
+    """Highest safety: 0.9 of the error budget. With the reserve on top the aim can pass 1; it
+    is capped there, and the replay then takes the highest share it can reach."""
     return 0.9 * (1.0 - target)
