@@ -243,11 +243,15 @@ class Engine:
         if replay is None:
             return tuner
         demand, base, spec = replay
+        # A share not read again since the last retune is missing data to the tuner: fed again,
+        # it would count twice in the integral and in the surge memory.
+        fresh = rt.on_time_at > tuner.tuned_at
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self.fit_executor, partial(retune, tuner, now=now, demand=demand, base=base, spec=spec,
-                                           target=target, on_time=rt.on_time, step_seconds=rt.history.step,
-                                           requests=rt.on_time_requests))
+                                           target=target, on_time=rt.on_time if fresh else None,
+                                           step_seconds=rt.history.step,
+                                           requests=rt.on_time_requests if fresh else None))
         except Exception:  # keep the last margin: a failed tune must never lower it
             self.stats.fit_errors += 1
             log.exception("SLO margin tuning for %s (target %g) failed; keeping the last margin", m.name, target)
@@ -316,7 +320,7 @@ class Engine:
             signals = obs.signals if obs is not None else {}
             signal = signals.get("slo_on_time_ratio")
             if signal is not None and math.isfinite(signal):
-                rt.on_time, rt.on_time_requests = signal, signals.get("slo_requests")
+                rt.on_time, rt.on_time_requests, rt.on_time_at = signal, signals.get("slo_requests"), now
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=lead,
                                 forecast_note=note,
                                 node_lead_seconds=cold.node_provisioning_seconds,

@@ -5,6 +5,7 @@ Owned by the engine task alone (``scaler.engine``); nothing here does I/O or rea
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -47,6 +48,8 @@ class ModelRuntime:
     """The last measured on-time share (``slo_on_time_ratio`` from the source)."""
     on_time_requests: float | None = None
     """Requests behind ``on_time`` (``slo_requests``; None: not read with it)."""
+    on_time_at: float = -math.inf
+    """When ``on_time`` was last read: a tuner takes it only if read since its last retune."""
     targets: dict[float, Track] = field(default_factory=dict)
     """Other on-time targets ScaledObjects asked for (``sloOnTime``), each tuned on its own."""
 

@@ -197,6 +197,34 @@ async def test_the_tuner_weighs_the_measured_share_by_the_requests_behind_it() -
             await h.close()
 
 
+async def test_a_share_not_read_again_is_not_fed_to_the_tuner_twice() -> None:
+    """The last share stays on show while the histogram is gone, but the next retune sees it as
+    missing: the safety and the surge memory hold instead of counting the old share again."""
+    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": daily()},
+                        signals={"chat": {"slo_on_time_ratio": 0.8, "slo_requests": 600.0}})
+    with ThreadPoolExecutor(1) as pool:
+        h = await start_harness(settings_from_yaml(SLO_CONFIG), source, fit_executor=pool)
+        try:
+            await h.engine.backfill()
+            await h.step(15)
+            await h.engine.retune(h.clock.now())
+            first = h.engine.models["chat"].tuner
+            assert first.recent == ((0.8, 600.0),) and first.safety > 0
+            source.signals = {}
+            await h.step(3600)
+            await h.engine.retune(h.clock.now())
+            held = h.engine.models["chat"].tuner
+            assert held.tuned_at > first.tuned_at  # it did retune
+            assert held.recent == first.recent and held.safety == first.safety
+            assert h.holder.current.decisions["chat"].on_time == 0.8  # still shown
+            source.signals = {"chat": {"slo_on_time_ratio": 1.0, "slo_requests": 600.0}}
+            await h.step(3600)
+            await h.engine.retune(h.clock.now())
+            assert h.engine.models["chat"].tuner.recent == ((0.8, 600.0), (1.0, 600.0))
+        finally:
+            await h.close()
+
+
 def test_slo_on_time_override_needs_an_slo_in_the_config() -> None:
     import pytest
 
