@@ -63,11 +63,15 @@ class DemoSource:
         self.backlog = 0.0
         self.on_time: float | None = None
         """The simulated replicas' on-time share over the SLO window (vLLM's queue-time histogram)."""
+        self.on_time_requests = 0.0
+        """Requests behind ``on_time`` (the histogram's count over the window)."""
 
     def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
         last = self.minute - 1
         demand = float(self.scenario.arrivals[last]) + self.backlog if last >= 0 else None
-        signals = {"slo_on_time_ratio": self.on_time} if self.on_time is not None else {}
+        # Both, as the Prometheus source reads them: the tuner weighs a share by its requests.
+        signals = ({"slo_on_time_ratio": self.on_time, "slo_requests": self.on_time_requests}
+                   if self.on_time is not None else {})
         return {m.name: Observation(model=m.name, at=now, demand=demand, signals=signals) for m in models}
 
     def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
@@ -249,7 +253,7 @@ class Demo:
             now = p.scenario.start + minute * MINUTE
             self.clock.set(now)
             self.source.minute, self.source.backlog = minute, self.fluid.backlog
-            self.source.on_time = self.record.on_time(window=60, delay=1)
+            self.source.on_time, self.source.on_time_requests = self.record.on_time(window=60, delay=1)
             if t % refit_every == 0:
                 await self.engine.refit()  # virtual time waits for the fit (a worker process)
             elif t % 60 == 0:

@@ -39,9 +39,9 @@ class Record:
     def gpu_hours(self) -> float:
         return sum(self.billed) / 60.0
 
-    def on_time(self, *, window: int, delay: int) -> float | None:
-        """On-time share of the ``window`` minutes that ended ``delay`` minutes ago (None: no
-        request finished there): what vLLM's queue-time histogram would show the scaler."""
+    def on_time(self, *, window: int, delay: int) -> tuple[float | None, float]:
+        """(on-time share, requests) of the ``window`` minutes that ended ``delay`` minutes ago
+        (share None: no request finished there): what vLLM's queue-time histogram would show."""
         return on_time_share(self.arrivals, self.late, stop=len(self.arrivals) - delay, window=window)
 
 

@@ -246,14 +246,15 @@ class Cluster:
 
 
 def on_time_share(arrivals: Sequence[float] | FloatArray, late: Sequence[float] | FloatArray, *,
-                  stop: int, window: int) -> float | None:
-    """On-time share of minutes ``[stop - window, stop)``; None when no request arrived there
-    (what vLLM's queue-time histogram would show the scaler over its window)."""
+                  stop: int, window: int) -> tuple[float | None, float]:
+    """(on-time share, requests) of minutes ``[stop - window, stop)``; the share is None when no
+    request arrived there. What vLLM's queue-time histogram would show the scaler over its window:
+    ``slo_on_time_ratio`` and ``slo_requests``."""
     if stop <= 0:
-        return None
+        return None, 0.0
     start = max(0, stop - window)
     arrived = float(np.sum(arrivals[start:stop]))
-    return 1.0 - float(np.sum(late[start:stop])) / arrived if arrived > 0 else None
+    return (1.0 - float(np.sum(late[start:stop])) / arrived if arrived > 0 else None), arrived
 
 
 def _minutes(seconds: float) -> int:

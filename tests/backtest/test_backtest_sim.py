@@ -13,6 +13,7 @@ from scaler.backtest.sim import (
     Metric,
     View,
     hpa_desired,
+    on_time_share,
     simulate,
 )
 from tests.backtest.support import scenario
@@ -188,3 +189,12 @@ class TestNodes:
         assert pool.pending == [(6, 3)]
         pool.set_balloons(1, 4)
         assert pool.tick(6) == (1, 2)
+
+
+def test_on_time_share_of_a_window_with_the_requests_behind_it() -> None:
+    arrivals, late = [10.0, 0.0, 30.0, 60.0], [0.0, 0.0, 3.0, 6.0]
+    assert on_time_share(arrivals, late, stop=4, window=2) == (1.0 - 9.0 / 90.0, 90.0)
+    assert on_time_share(arrivals, late, stop=4, window=99) == (1.0 - 9.0 / 100.0, 100.0)
+    # No request arrived in the window, or the window has not started: no share (missing data).
+    assert on_time_share(arrivals, late, stop=2, window=1) == (None, 0.0)
+    assert on_time_share(arrivals, late, stop=0, window=5) == (None, 0.0)

@@ -78,6 +78,11 @@ def test_source_reports_last_minute_plus_backlog_and_history_of_arrivals() -> No
     assert source.observe([model], now=sc.start + 120)["demo"].demand == 25.0  # a(1) + backlog
     history = source.history(model, start=sc.start + 60, end=sc.start + 180, step_seconds=60)
     assert history.values.tolist() == [20.0, 30.0] and history.start == sc.start + 60
+    assert source.observe([model], now=sc.start + 120)["demo"].signals == {}  # no share measured yet
+    source.on_time, source.on_time_requests = 0.95, 60.0
+    # The share and the requests behind it, as the Prometheus source reads them.
+    assert source.observe([model], now=sc.start + 120)["demo"].signals == {
+        "slo_on_time_ratio": 0.95, "slo_requests": 60.0}
 
 
 @pytest.mark.parametrize(
