@@ -105,8 +105,7 @@ class SelfTuned:
         assert slo is not None
         # Minutes before t - 1 - delay: the minute just completed and the delay are not seen yet.
         stop, window = t - 1 - FEEDBACK_DELAY_MINUTES, round(slo.window / MINUTE)
-        on_time = on_time_share(self.arrivals, self.late, stop=stop, window=window)
-        requests = float(self.arrivals[max(0, stop - window):max(0, stop)].sum())
+        on_time, requests = on_time_share(self.arrivals, self.late, stop=stop, window=window)
         self.tuner = retune(self.tuner, now=view.now, demand=self.demand[:t], base=self.base[:t],
                             spec=self.replay, target=slo.onTime, on_time=on_time,
                             step_seconds=MINUTE, requests=requests)

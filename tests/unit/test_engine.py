@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 import numpy as np
 
 from forecasting.types import Series
 from scaler.core.model import Reason
-from tests.support.harness import T0, FakeSource, settings_from_yaml, start_harness
+from tests.support.harness import T0, FakeSource, Harness, settings_from_yaml, start_harness
 
 CONFIG = """
 replay: {}
@@ -179,50 +181,49 @@ async def test_a_scaledobject_asking_its_own_on_time_target_gets_a_margin_tuned_
             await h.close()
 
 
-async def test_the_tuner_weighs_the_measured_share_by_the_requests_behind_it() -> None:
-    """serve feeds the tuner vLLM's share with its request count (``slo_requests``): a day that
-    fell far short over many requests is a surge (docs/SLO.md), and the count travels with it."""
-    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": daily()},
-                        signals={"chat": {"slo_on_time_ratio": 0.5, "slo_requests": 1200.0}})
+@asynccontextmanager
+async def slo_engine(signals: dict[str, float]) -> AsyncIterator[tuple[Harness, FakeSource]]:
+    """An engine on SLO_CONFIG, backfilled and past its first decision, whose source reports
+    ``signals`` for the model (the SLO histogram's readings)."""
+    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": daily()}, signals={"chat": signals})
     with ThreadPoolExecutor(1) as pool:
         h = await start_harness(settings_from_yaml(SLO_CONFIG), source, fit_executor=pool)
         try:
             await h.engine.backfill()
             await h.step(15)
-            await h.engine.retune(h.clock.now())
-            tuner = h.engine.models["chat"].tuner
-            assert tuner.recent == ((0.5, 1200.0),)
-            assert tuner.surge_until > h.clock.now()
+            yield h, source
         finally:
             await h.close()
+
+
+async def test_the_tuner_weighs_the_measured_share_by_the_requests_behind_it() -> None:
+    """serve feeds the tuner vLLM's share with its request count (``slo_requests``): a day that
+    fell far short over many requests is a surge (docs/SLO.md), and the count travels with it."""
+    async with slo_engine({"slo_on_time_ratio": 0.5, "slo_requests": 1200.0}) as (h, _):
+        await h.engine.retune(h.clock.now())
+        tuner = h.engine.models["chat"].tuner
+        assert tuner.recent == ((0.5, 1200.0),)
+        assert tuner.surge_until > h.clock.now()
 
 
 async def test_a_share_not_read_again_is_not_fed_to_the_tuner_twice() -> None:
     """The last share stays on show while the histogram is gone, but the next retune sees it as
     missing: the safety and the surge memory hold instead of counting the old share again."""
-    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": daily()},
-                        signals={"chat": {"slo_on_time_ratio": 0.8, "slo_requests": 600.0}})
-    with ThreadPoolExecutor(1) as pool:
-        h = await start_harness(settings_from_yaml(SLO_CONFIG), source, fit_executor=pool)
-        try:
-            await h.engine.backfill()
-            await h.step(15)
-            await h.engine.retune(h.clock.now())
-            first = h.engine.models["chat"].tuner
-            assert first.recent == ((0.8, 600.0),) and first.safety > 0
-            source.signals = {}
-            await h.step(3600)
-            await h.engine.retune(h.clock.now())
-            held = h.engine.models["chat"].tuner
-            assert held.tuned_at > first.tuned_at  # it did retune
-            assert held.recent == first.recent and held.safety == first.safety
-            assert h.holder.current.decisions["chat"].on_time == 0.8  # still shown
-            source.signals = {"chat": {"slo_on_time_ratio": 1.0, "slo_requests": 600.0}}
-            await h.step(3600)
-            await h.engine.retune(h.clock.now())
-            assert h.engine.models["chat"].tuner.recent == ((0.8, 600.0), (1.0, 600.0))
-        finally:
-            await h.close()
+    async with slo_engine({"slo_on_time_ratio": 0.8, "slo_requests": 600.0}) as (h, source):
+        await h.engine.retune(h.clock.now())
+        first = h.engine.models["chat"].tuner
+        assert first.recent == ((0.8, 600.0),) and first.safety > 0
+        source.signals = {}
+        await h.step(3600)
+        await h.engine.retune(h.clock.now())
+        held = h.engine.models["chat"].tuner
+        assert held.tuned_at > first.tuned_at  # it did retune
+        assert held.recent == first.recent and held.safety == first.safety
+        assert h.holder.current.decisions["chat"].on_time == 0.8  # still shown
+        source.signals = {"chat": {"slo_on_time_ratio": 1.0, "slo_requests": 600.0}}
+        await h.step(3600)
+        await h.engine.retune(h.clock.now())
+        assert h.engine.models["chat"].tuner.recent == ((0.8, 600.0), (1.0, 600.0))
 
 
 def test_slo_on_time_override_needs_an_slo_in_the_config() -> None:
