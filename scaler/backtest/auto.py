@@ -106,9 +106,7 @@ class SelfTuned:
         # Minutes before t - 1 - delay: the minute just completed and the delay are not seen yet.
         stop, window = t - 1 - FEEDBACK_DELAY_MINUTES, round(slo.window / MINUTE)
         on_time, requests = on_time_share(self.arrivals, self.late, stop=stop, window=window)
-        self.tuner = retune(self.tuner, now=view.now, demand=self.demand[:t], base=self.base[:t],
-                            spec=self.replay, target=slo.onTime, on_time=on_time,
-                            step_seconds=MINUTE, requests=requests)
+        self.tuner = self.retune(view.now, t, target=slo.onTime, on_time=on_time, requests=requests)
         forecast, note = self.forecasts.at(t)
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=self.lead_seconds,
                                 forecast_note=note, node_lead_seconds=self.node_lead_seconds,
@@ -126,6 +124,14 @@ class SelfTuned:
         self.desired[t] = decision.replicas
         return Metric(float(decision.replicas), 1.0, active=decision.active,
                       prewarm=decision.prewarm_replicas)
+
+    def retune(self, now: float, t: int, *, target: float, on_time: float | None,
+               requests: float | None) -> TunerState:
+        """The tuner step serve's engine runs, on the minutes before ``t`` (a seam for
+        ``benchmarks/margin_family.py``, which pins the margin instead)."""
+        return retune(self.tuner, now=now, demand=self.demand[:t], base=self.base[:t],
+                      spec=self.replay, target=target, on_time=on_time, step_seconds=MINUTE,
+                      requests=requests)
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,18 @@ def tune(
     return None if past is None else _choose(past, target=target, safety=safety)
 
 
+def replayed_share(demand: FloatArray, base: FloatArray, spec: ReplaySpec, margin: Margin, *,
+                   step_seconds: float) -> float | None:
+    """The on-time share the tuner's replay gives ``margin`` over the last :data:`REPLAY_SECONDS`
+    of ``demand`` (every step alike: no recency weight, no lower bound), to set beside a simulated
+    or measured share (``benchmarks/margin_family.py``). None with too little history."""
+    past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
+    if past is None:
+        return None
+    late, _ = past.late(margin)
+    return 1.0 - float(late.sum() / past.demand.sum())
+
+
 def candidates(past: _Replay) -> list[Margin]:
     """Every margin the tuner weighs: static counts, then factor x extra x spread x cap x hold."""
     spec, step_seconds = past.spec, past.step_seconds

@@ -1,8 +1,13 @@
-"""Small scenarios for backtest tests: hand-made arrivals or a short synthetic trace."""
+"""Small scenarios for backtest tests: hand-made arrivals or a short synthetic trace; the
+benchmark scripts as modules."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -26,3 +31,14 @@ def synthetic(days: int = 3, *, warmup_days: float = 2.0, peak: float = 200.0,
     series = synthetic_trace(days=days, step_seconds=60, seed=1, peak_per_minute=peak).series
     return scenario_from_series(series, name="synthetic", warmup_seconds=warmup_days * 86400,
                                 peak_replicas=10, capacity=capacity)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (the folder is scripts, not a package)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module

@@ -7,30 +7,18 @@ CSV that ``forecasting.traces.read_trace`` (the reader of ``prewarm backtest``) 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from forecasting.traces import read_trace
+from tests.backtest.support import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("unseen_traffic", ROOT / "benchmarks" / "unseen_traffic.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("unseen_traffic", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-ut = _load()
+ut = load_benchmark("unseen_traffic")
 DAY = 1440
 SELF_CONTAINED = [k for k in ut.KINDS if k != "azure-tiled"]  # azure-tiled reads ../shared/data
 

@@ -260,3 +260,18 @@ def test_a_surge_counts_requests_not_hours() -> None:
     for hour in range(24):
         state = adapt(state, 1.0 if hour < 20 else 0.8, target=0.99, now=hour * 3600.0, requests=10_000.0)
     assert state.surge_until == 23 * 3600.0 + slo.SURGE_SECONDS
+
+
+def test_replayed_share_is_the_tuners_replay_of_the_last_week() -> None:
+    calm = demand_trace(8, cv=0.05, seed=9)
+    stormy = calm.copy()
+    stormy[:DAY - 60] *= 3.0  # a storm on day 1: before the replayed (last) week
+    base = np.full_like(calm, np.nan)
+    margin = Margin(1.5, hold_seconds=11 * 60)
+    share = slo.replayed_share(stormy, base, SPEC, margin, step_seconds=STEP)
+    assert share == slo.replayed_share(calm, base, SPEC, margin, step_seconds=STEP)
+    assert 0.99 < share <= 1.0
+    # a storm inside the week shows, and less than a day of history is no answer
+    stormy[-2 * DAY:-DAY] *= 3.0
+    assert slo.replayed_share(stormy, base, SPEC, margin, step_seconds=STEP) < share
+    assert slo.replayed_share(calm[:DAY // 2], base[:DAY // 2], SPEC, margin, step_seconds=STEP) is None
