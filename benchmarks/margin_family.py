@@ -42,10 +42,11 @@ from typing import Any
 
 import numpy as np
 
+from forecasting.traces import TraceError
 from scaler.backtest.auto import SelfTuned, auto_model
-from scaler.backtest.cli import add_arguments, build_spec, load_scenario
+from scaler.backtest.cli import UsageError, add_arguments, build_spec, load_scenario
 from scaler.backtest.pareto import Point, cost_at_slo, pareto_frontier
-from scaler.backtest.scenario import MINUTE, Scenario
+from scaler.backtest.scenario import MINUTE, Scenario, ScenarioError
 from scaler.backtest.sim import simulate
 from scaler.backtest.sweep import BacktestSpec, run_backtest
 from scaler.core.excursion import excursions
@@ -153,13 +154,14 @@ def label(m: Margin, capacity: float) -> str:
     return f"x{m.factor:g}{extra}{spread} hold {m.hold_seconds / 60:g}m"
 
 
-def floats(text: str, flag: str) -> list[float]:
+def floats(parser: argparse.ArgumentParser, text: str, flag: str) -> list[float]:
+    """A comma-separated list of finite numbers >= 0 (usage error naming ``flag`` otherwise)."""
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise SystemExit(f"margin_family: error: {flag} {text!r}: a comma-separated list of numbers") from None
+        parser.error(f"{flag} {text!r}: a comma-separated list of numbers")
     if not values or not all(math.isfinite(v) and v >= 0 for v in values):
-        raise SystemExit(f"margin_family: error: {flag} {text!r}: needs finite numbers >= 0")
+        parser.error(f"{flag} {text!r}: needs finite numbers >= 0")
     return values
 
 
@@ -236,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", required=True, help="trace CSV (as prewarm backtest --trace)")
     parser.add_argument("--cold-start", default="10m", help="cold start (default 10m)")
     parser.add_argument("--slo", default="0.99", help="the SLO the self-tuned run is given (0.99)")
-    parser.add_argument("--factors", default="1.2,1.35,1.5,1.7,2.0,2.5,3.0")
+    parser.add_argument("--factors", default="1.2,1.35,1.5,1.7,2.0,2.5,3.0",
+                        help="multiplicative margins (1.2,1.35,1.5,1.7,2.0,2.5,3.0)")
     parser.add_argument("--extras", default="0,1", help="additive margins in replicas (0,1)")
     parser.add_argument("--spreads", default="0,0.5,1", help="excursion multipliers (0,0.5,1)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
@@ -245,15 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be at least 1")
-    factors, extras = floats(args.factors, "--factors"), floats(args.extras, "--extras")
-    spreads = floats(args.spreads, "--spreads")
+    factors, extras = floats(parser, args.factors, "--factors"), floats(parser, args.extras, "--extras")
+    spreads = floats(parser, args.spreads, "--spreads")
 
     backtest = argparse.ArgumentParser()
     add_arguments(backtest)
     bt_args = backtest.parse_args(["--trace", args.trace, "--cold-start", args.cold_start,
                                    "--slo", args.slo, "--jobs", str(args.jobs), "--no-progress"])
-    spec = build_spec(bt_args)
-    scenario = load_scenario(bt_args, spec)
+    try:
+        spec = build_spec(bt_args)
+        scenario = load_scenario(bt_args, spec)
+    except (UsageError, ScenarioError, TraceError) as exc:
+        parser.exit(2, f"margin_family: error: {exc}\n")
     started = time.perf_counter()
     bt = run_backtest(scenario, spec)  # forecasts, baselines, oracle and the self-tuned run
     assert bt.tape is not None and bt.auto is not None

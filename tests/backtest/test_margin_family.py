@@ -66,3 +66,18 @@ def test_a_pinned_margin_is_the_one_every_decision_uses() -> None:
     row = family.run_margin(Margin(1.7, hold_seconds=600.0))
     assert 0.0 < row.slo_attainment <= 1.0 and row.gpu_hours > 0
     assert set(row.week_replayed) == set(family.REPLAYS)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--trace", "x.csv", "--factors", "1.2,-1"], "--factors"),
+    (["--trace", "x.csv", "--spreads", "a"], "--spreads"),
+    (["--trace", "x.csv", "--jobs", "0"], "--jobs"),
+    (["--trace", "does-not-exist.csv"], "does-not-exist.csv"),
+    (["--trace", "x.csv", "--cold-start", "soon"], "--cold-start"),
+])
+def test_bad_flags_are_usage_errors_naming_the_flag(argv: list[str], named: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        family.main(argv)
+    assert exit_.value.code == 2
+    assert named in capsys.readouterr().err
