@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from forecasting.traces import TraceError
-from scaler.backtest.auto import SelfTuned, auto_model
+from scaler.backtest.auto import AutoResult, SelfTuned
 from scaler.backtest.cli import UsageError, add_arguments, build_spec, load_scenario
 from scaler.backtest.pareto import Point, cost_at_slo, pareto_frontier
 from scaler.backtest.scenario import MINUTE, Scenario, ScenarioError
@@ -89,7 +89,9 @@ def closed_loop_share(demand: np.ndarray, base: np.ndarray, margin: Margin, *, c
     its own earlier answers left, as serve's demand signal (running + waiting) does.
 
     One step at a time, like the simulation: ``hpa_steps`` > 1 adds the HPA's scale-down window
-    after the margin's own hold. Demand units; missing steps count as no demand.
+    after the margin's own hold. Demand units; missing steps count as no demand, also as the
+    previous step's (the tuner's replay carries the last observed demand over a gap instead; the
+    backtest's scenarios are filled, so the two agree there).
     """
     d = np.nan_to_num(demand, nan=0.0)
     prev = np.concatenate([[0.0], d[:-1]])
@@ -117,9 +119,7 @@ def run_margin(margin: Margin) -> Row:
     """One fixed margin through the whole backtest (in a worker)."""
     scenario: Scenario = _WORLD["scenario"]
     spec: BacktestSpec = _WORLD["spec"]
-    model = auto_model(scenario, slo=spec.slo or 0.99, cluster=spec.cluster, control=spec.control,
-                       seasons_s=spec.seasons_s)
-    c = Pinned(model, _WORLD["tape"], spec.lead_s, spec.cluster.node_provision_s, scenario.minutes)
+    c = Pinned(_WORLD["model"], _WORLD["tape"], spec.lead_s, spec.cluster.node_provision_s, scenario.minutes)
     c.pinned = margin
     run = simulate(scenario, c, spec.cluster, spec.control)
     window, n = scenario.window, scenario.minutes
@@ -165,7 +165,7 @@ def floats(parser: argparse.ArgumentParser, text: str, flag: str) -> list[float]
     return values
 
 
-def report(rows: list[Row], auto: Any, baselines: dict[str, list[Point]], capacity: float,
+def report(rows: list[Row], auto: AutoResult, baselines: dict[str, list[Point]], capacity: float,
            oracle: float) -> dict[str, Any]:
     """Print the two tables; the same as a JSON-ready dict."""
     points = [Point(i, r.slo_attainment, r.gpu_hours, label(r.margin, capacity)) for i, r in enumerate(rows)]
@@ -201,7 +201,7 @@ def report(rows: list[Row], auto: Any, baselines: dict[str, list[Point]], capaci
     }
 
 
-def plot(rows: list[Row], auto: Any, baselines: dict[str, list[Point]], path: Path) -> None:
+def plot(rows: list[Row], auto: AutoResult, baselines: dict[str, list[Point]], path: Path) -> None:
     from forecasting.extras import pyplot
 
     plt = pyplot("margin_family")
@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     margins = family(spec, scenario, factors, extras, spreads)
     print(f"{scenario.name}, cold start {args.cold_start}: baselines and self-tuned run in "
           f"{time.perf_counter() - started:.0f} s; {len(margins)} fixed margins next", file=sys.stderr)
-    _WORLD.update(scenario=scenario, spec=spec, tape=bt.tape)
+    # The self-tuned run's own model settings: every pinned run differs from it in the margin only.
+    _WORLD.update(scenario=scenario, spec=spec, tape=bt.tape, model=auto.controller.model)
     rows: list[Row] = []
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
         for i, row in enumerate(pool.imap(run_margin, margins), 1):

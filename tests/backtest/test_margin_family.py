@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from scaler.backtest.auto import auto_model
 from scaler.backtest.sim import simulate
 from scaler.backtest.sweep import run_backtest
 from scaler.core.slo import Margin, ReplaySpec, replayed_share
@@ -52,7 +53,7 @@ def test_a_pinned_margin_is_the_one_every_decision_uses() -> None:
     spec = dataclasses.replace(SPEC, slo=0.99, policies=("static",))
     bt = run_backtest(scenario, spec)
     assert bt.tape is not None
-    model = family.auto_model(scenario, slo=0.99, cluster=spec.cluster, control=spec.control,
+    model = auto_model(scenario, slo=0.99, cluster=spec.cluster, control=spec.control,
                               seasons_s=spec.seasons_s)
     pinned = family.Pinned(model, bt.tape, spec.lead_s, spec.cluster.node_provision_s, scenario.minutes)
     pinned.pinned = Margin(1.7, hold_seconds=600.0)
@@ -62,7 +63,7 @@ def test_a_pinned_margin_is_the_one_every_decision_uses() -> None:
     assert np.allclose(used, 1.7)  # the margin as a number: provisioned / expected demand
     assert pinned.tuner.margin == pinned.pinned
 
-    family._WORLD.update(scenario=scenario, spec=spec, tape=bt.tape)
+    family._WORLD.update(scenario=scenario, spec=spec, tape=bt.tape, model=model)
     row = family.run_margin(Margin(1.7, hold_seconds=600.0))
     assert 0.0 < row.slo_attainment <= 1.0 and row.gpu_hours > 0
     assert set(row.week_replayed) == set(family.REPLAYS)
