@@ -12,6 +12,9 @@ for the whole trace, runs each through the same backtest, and prints:
    plus the HPA's own scale-down window after prewarm's answer, plus each decision answering its
    own backlog (closed loop), and both. A replay that calls lean margins worse than they are
    steers the tuner to fat ones.
+3. one margin chosen on the warmup: for each aim, the cheapest margin whose warmup share (after
+   its first day) reached it, and how it then did on the scored window - what a perfect replay
+   of the past, pinned for the week and never re-tuned, would have bought.
 
 ::
 
@@ -75,6 +78,9 @@ class Row:
     """On-time share of the last week (the replayed one), simulated."""
     week_replayed: dict[str, float | None]
     """The same week's share in each replay model (see :data:`REPLAYS`)."""
+    warmup_attainment: float = math.nan
+    """On-time share over the warmup after its first day (what a user could have judged it on)."""
+    warmup_gpu_hours: float = math.nan
 
 
 REPLAYS = ("tuner", "+hpa", "+backlog", "both")
@@ -133,9 +139,11 @@ def run_margin(margin: Margin) -> Row:
         "+backlog": closed_loop_share(c.demand, c.base, margin, cold_steps=cold, hpa_steps=1, capacity=cap),
         "both": closed_loop_share(c.demand, c.base, margin, cold_steps=cold, hpa_steps=hpa, capacity=cap),
     }
-    return Row(margin, run.attainment(scenario.arrivals, window),
-               run.gpu_hours(spec.cluster.gpus_per_replica, window),
-               run.attainment(scenario.arrivals, week), replays)
+    past = slice(min(1440, scenario.warmup_minutes), scenario.warmup_minutes)
+    gpus = spec.cluster.gpus_per_replica
+    return Row(margin, run.attainment(scenario.arrivals, window), run.gpu_hours(gpus, window),
+               run.attainment(scenario.arrivals, week), replays,
+               run.attainment(scenario.arrivals, past), run.gpu_hours(gpus, past))
 
 
 def family(spec: BacktestSpec, scenario: Scenario, factors: list[float], extras: list[float],
@@ -190,15 +198,47 @@ def report(rows: list[Row], auto: AutoResult, baselines: dict[str, list[Point]],
         print(f"| {label(r.margin, capacity)}{mark} | {r.slo_attainment:.4f} | {r.gpu_hours:,.0f} | "
               f"{r.week_simulated:.4f} | {shares} |")
     print("\n(* on the family's frontier)")
+    chosen = warmup_choices(rows, fronts, capacity)
+    print("\nOne margin chosen on the warmup (the cheapest there reaching the aim), scored on the window:\n")
+    print("| aim on the warmup | margin | warmup | scored | GPU-h | / cheapest hindsight baseline |")
+    print("|---|---|---|---|---|---|")
+    for c in chosen:
+        ratio = "-" if c["vs_best_baseline"] is None else f"{c['vs_best_baseline']:.3f}"
+        print(f"| {c['aim']} | {c['label']} | {c['warmup']:.4f} | {c['slo_attainment']:.4f} | "
+              f"{c['gpu_hours']:,.0f} | {ratio} |")
     return {
         "self_tuned": {"slo_attainment": auto.slo_attainment, "gpu_hours": auto.gpu_hours},
         "oracle_gpu_hours": oracle, "cost_at": levels,
         "margins": [{"factor": r.margin.factor, "extra_replicas": r.margin.extra / capacity,
                      "spread": r.margin.spread, "hold_s": r.margin.hold_seconds,
                      "slo_attainment": r.slo_attainment, "gpu_hours": r.gpu_hours,
-                     "week_simulated": r.week_simulated, "week_replayed": r.week_replayed}
+                     "week_simulated": r.week_simulated, "week_replayed": r.week_replayed,
+                     "warmup_attainment": r.warmup_attainment, "warmup_gpu_hours": r.warmup_gpu_hours}
                     for r in rows],
+        "chosen_on_warmup": chosen,
     }
+
+
+WARMUP_AIMS = (0.99, 0.995, 0.998)
+
+
+def warmup_choices(rows: list[Row], fronts: dict[str, list[Point]], capacity: float) -> list[dict[str, Any]]:
+    """For each aim: the margin a user would pin after the warmup - the cheapest one whose warmup
+    share reached the aim (a perfect replay of the past, no online tuning) - and how it did on
+    the scored window, against the cheapest baseline's hindsight cost at the attainment it got."""
+    out: list[dict[str, Any]] = []
+    baselines = {n: p for n, p in fronts.items() if n != "family"}
+    for aim in WARMUP_AIMS:
+        ok = [r for r in rows if r.warmup_attainment >= aim]
+        if not ok:
+            continue
+        r = min(ok, key=lambda r: r.warmup_gpu_hours)
+        costs = [c for c in (cost_at_slo(p, r.slo_attainment) for p in baselines.values()) if c]
+        out.append({"aim": aim, "label": label(r.margin, capacity),
+                    "warmup": r.warmup_attainment, "slo_attainment": r.slo_attainment,
+                    "gpu_hours": r.gpu_hours,
+                    "vs_best_baseline": r.gpu_hours / min(costs) if costs else None})
+    return out
 
 
 def plot(rows: list[Row], auto: AutoResult, baselines: dict[str, list[Point]], path: Path) -> None:

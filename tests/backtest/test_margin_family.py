@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from scaler.backtest.auto import auto_model
+from scaler.backtest.pareto import Point
 from scaler.backtest.sim import simulate
 from scaler.backtest.sweep import run_backtest
 from scaler.core.slo import Margin, ReplaySpec, replayed_share
@@ -67,6 +68,23 @@ def test_a_pinned_margin_is_the_one_every_decision_uses() -> None:
     row = family.run_margin(Margin(1.7, hold_seconds=600.0))
     assert 0.0 < row.slo_attainment <= 1.0 and row.gpu_hours > 0
     assert set(row.week_replayed) == set(family.REPLAYS)
+    assert 0.0 < row.warmup_attainment <= 1.0 and row.warmup_gpu_hours > 0
+
+
+def test_warmup_choice_is_the_cheapest_margin_reaching_the_aim_on_the_warmup() -> None:
+    def row(factor: float, warmup: float, warmup_gpu: float, scored: float, gpu: float) -> family.Row:
+        return family.Row(Margin(factor), scored, gpu, scored, {}, warmup, warmup_gpu)
+
+    rows = [row(1.2, 0.991, 100.0, 0.97, 110.0), row(1.5, 0.996, 120.0, 0.993, 130.0),
+            row(2.0, 0.999, 150.0, 0.998, 160.0)]
+    static = [Point(0, 0.99, 120.0), Point(1, 0.999, 200.0)]
+    chosen = {c["aim"]: c for c in family.warmup_choices(rows, {"family": [], "static": static}, 1.0)}
+    assert chosen[0.99]["label"].startswith("x1.2") and chosen[0.995]["label"].startswith("x1.5")
+    assert chosen[0.998]["slo_attainment"] == 0.998
+    # 1.5 scored 0.993: static's hindsight cost there is 120 + (200 - 120) / 3 = 146.7
+    assert chosen[0.995]["vs_best_baseline"] == pytest.approx(130.0 / (120.0 + 80.0 / 3))
+    assert chosen[0.99]["vs_best_baseline"] == pytest.approx(110.0 / 120.0)  # the frontier's first point
+    assert family.warmup_choices(rows[:1], {"static": static}, 1.0)[0]["aim"] == 0.99  # none reach 0.995
 
 
 @pytest.mark.parametrize("argv, named", [
