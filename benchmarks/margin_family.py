@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from forecasting.traces import TraceError
-from scaler.backtest.auto import AutoResult, SelfTuned
+from scaler.backtest.auto import AutoResult, SelfTuned, versus, warmup_past
 from scaler.backtest.cli import UsageError, add_arguments, build_spec, load_scenario
 from scaler.backtest.pareto import Point, cost_at_slo, pareto_frontier
 from scaler.backtest.scenario import MINUTE, Scenario, ScenarioError
@@ -81,6 +81,7 @@ class Row:
     warmup_attainment: float = math.nan
     """On-time share over the warmup after its first day (what a user could have judged it on)."""
     warmup_gpu_hours: float = math.nan
+    """GPU-hours over the same minutes."""
 
 
 REPLAYS = ("tuner", "+hpa", "+backlog", "both")
@@ -139,7 +140,7 @@ def run_margin(margin: Margin) -> Row:
         "+backlog": closed_loop_share(c.demand, c.base, margin, cold_steps=cold, hpa_steps=1, capacity=cap),
         "both": closed_loop_share(c.demand, c.base, margin, cold_steps=cold, hpa_steps=hpa, capacity=cap),
     }
-    past = slice(min(1440, scenario.warmup_minutes), scenario.warmup_minutes)
+    past = warmup_past(scenario)
     gpus = spec.cluster.gpus_per_replica
     return Row(margin, run.attainment(scenario.arrivals, window), run.gpu_hours(gpus, window),
                run.attainment(scenario.arrivals, week), replays,
@@ -233,11 +234,10 @@ def warmup_choices(rows: list[Row], fronts: dict[str, list[Point]], capacity: fl
         if not ok:
             continue
         r = min(ok, key=lambda r: r.warmup_gpu_hours)
-        costs = [c for c in (cost_at_slo(p, r.slo_attainment) for p in baselines.values()) if c]
+        _, _, best_ratio = versus(r.gpu_hours, r.slo_attainment, baselines)
         out.append({"aim": aim, "label": label(r.margin, capacity),
                     "warmup": r.warmup_attainment, "slo_attainment": r.slo_attainment,
-                    "gpu_hours": r.gpu_hours,
-                    "vs_best_baseline": r.gpu_hours / min(costs) if costs else None})
+                    "gpu_hours": r.gpu_hours, "vs_best_baseline": best_ratio})
     return out
 
 

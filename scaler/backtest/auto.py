@@ -178,6 +178,12 @@ def versus(gpu_hours: float, attainment: float,
     return ratios, best, reached[best]
 
 
+def warmup_past(scenario: Scenario) -> slice:
+    """The minutes a user could judge a knob on: the warmup after its first day (the first day
+    is every policy's start from cold)."""
+    return slice(min(1440, scenario.warmup_minutes), scenario.warmup_minutes)
+
+
 def tuned_on_past(points: list[Point], runs: list[RunResult], scenario: Scenario, *, slo: float,
                   gpus_per_replica: int) -> TunedOnPast | None:
     """The cheapest knob reaching ``slo`` over the warmup after its first day, scored on the window.
@@ -185,7 +191,7 @@ def tuned_on_past(points: list[Point], runs: list[RunResult], scenario: Scenario
     None when the warmup is a day or shorter (nothing to tune on). If no knob reached ``slo`` on
     the warmup, the one that came closest (a user would pick the safest one seen).
     """
-    past = slice(min(1440, scenario.warmup_minutes), scenario.warmup_minutes)
+    past = warmup_past(scenario)
     if past.stop - past.start < 60:
         return None
     scored = [(run.attainment(scenario.arrivals, past), run.gpu_hours(gpus_per_replica, past), i)
