@@ -7,11 +7,9 @@ for the whole trace, runs each through the same backtest, and prints:
 1. the family's hindsight frontier (the cheapest fixed margin reaching 0.99, 0.9925, 0.995) beside
    each baseline's hindsight frontier and the self-tuned run: can prewarm's margins win at all,
    and how far is the tuner's choice from the best of them?
-2. how well the tuner's replay predicts each margin: the simulated on-time share of the last week
-   against the replayed share of the same week, in four replay models - the tuner's (open loop),
-   plus the HPA's own scale-down window after prewarm's answer, plus each decision answering its
-   own backlog (closed loop), and both. A replay that calls lean margins worse than they are
-   steers the tuner to fat ones.
+2. how well the tuner's replay predicts each margin: the simulated on-time share of the replayed
+   window (the last two weeks) against the tuner's replayed share of the same minutes. A replay
+   that calls lean margins worse than they are steers the tuner to fat ones.
 3. one margin chosen on the warmup: for each aim, the cheapest margin whose warmup share (after
    its first day) reached it, and how it then did on the scored window - what a perfect replay
    of the past, pinned for the week and never re-tuned, would have bought.
@@ -23,8 +21,7 @@ for the whole trace, runs each through the same backtest, and prints:
     .venv/bin/python benchmarks/margin_family.py --trace ... --factors 1.35,2.0 --extras 0 --spreads 0
 
 Every run is the code ``prewarm backtest --slo`` runs (scenario, forecast tape, baselines, the
-self-tuned run), with the tuner's step replaced by a fixed margin (``SelfTuned.retune``). The
-closed-loop replay here is a diagnostic model written for this benchmark, not the tuner's.
+self-tuned run), with the tuner's step replaced by a fixed margin (``SelfTuned.retune``).
 Runtime on 2 cores: the backtest once (~90 s on a two-week ServeGen trace), then ~2 s per margin
 with ``--jobs 2`` (the 84 default margins: ~3 minutes).
 """
@@ -38,12 +35,9 @@ import math
 import multiprocessing
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from forecasting.traces import TraceError
 from scaler.backtest.auto import AutoResult, SelfTuned, versus, warmup_past
@@ -52,7 +46,6 @@ from scaler.backtest.pareto import Point, cost_at_slo, pareto_frontier
 from scaler.backtest.scenario import MINUTE, Scenario, ScenarioError
 from scaler.backtest.sim import simulate
 from scaler.backtest.sweep import BacktestSpec, run_backtest
-from scaler.core.excursion import excursions
 from scaler.core.slo import REPLAY_SECONDS, Margin, TunerState, replayed_share
 
 LEVELS = (0.99, 0.9925, 0.995)
@@ -75,71 +68,33 @@ class Row:
     slo_attainment: float
     gpu_hours: float
     week_simulated: float
-    """On-time share of the last week (the replayed one), simulated."""
+    """On-time share of the replayed window (the last :data:`REPLAY_SECONDS`), simulated."""
     week_replayed: dict[str, float | None]
-    """The same week's share in each replay model (see :data:`REPLAYS`)."""
+    """The same minutes' share in each replay model (see :data:`REPLAYS`)."""
     warmup_attainment: float = math.nan
     """On-time share over the warmup after its first day (what a user could have judged it on)."""
     warmup_gpu_hours: float = math.nan
     """GPU-hours over the same minutes."""
 
 
-REPLAYS = ("tuner", "+hpa", "+backlog", "both")
+REPLAYS = ("tuner",)
+"""Replay models set beside the simulation: the tuner's own (closed loop, with the HPA window)."""
 
 # Set in the parent before the pool forks, read by the workers (the tape is too big to pickle).
 _WORLD: dict[str, Any] = {}
-
-
-def closed_loop_share(demand: np.ndarray, base: np.ndarray, margin: Margin, *, cold_steps: int,
-                      hpa_steps: int, capacity: float) -> float:
-    """Replayed on-time share of the last week with each decision seeing arrivals plus the backlog
-    its own earlier answers left, as serve's demand signal (running + waiting) does.
-
-    One step at a time, like the simulation: ``hpa_steps`` > 1 adds the HPA's scale-down window
-    after the margin's own hold. Demand units; missing steps count as no demand, also as the
-    previous step's (the tuner's replay carries the last observed demand over a gap instead; the
-    backtest's scenarios are filled, so the two agree there).
-    """
-    d = np.nan_to_num(demand, nan=0.0)
-    prev = np.concatenate([[0.0], d[:-1]])
-    exc = excursions(demand, step_seconds=MINUTE, lead_steps=cold_steps)
-    b = np.where(np.isfinite(base), base, prev)
-    start = max(0, len(d) - WEEK)
-    hold = max(1, round(margin.hold_seconds / MINUTE)) + max(hpa_steps - 1, 0)
-    asked: deque[float] = deque(maxlen=hold)
-    held: deque[float] = deque(maxlen=cold_steps + 1)
-    queue = late = 0.0
-    for t in range(start, len(d)):
-        seen = prev[t] + queue
-        need = max(seen, min(margin.factor * max(b[t], seen) + margin.extra + margin.spread * exc[t],
-                             margin.cap))
-        asked.append(math.ceil(need / capacity - 1e-9))
-        held.append(max(asked))
-        served = min(held) * capacity  # a replica serves once it was held for a whole cold start
-        late += max(d[t] - max(served - queue, 0.0), 0.0)
-        queue = max(queue + d[t] - served, 0.0)
-    total = float(d[start:].sum())
-    return 1.0 - late / total if total > 0 else math.nan
 
 
 def run_margin(margin: Margin) -> Row:
     """One fixed margin through the whole backtest (in a worker)."""
     scenario: Scenario = _WORLD["scenario"]
     spec: BacktestSpec = _WORLD["spec"]
-    c = Pinned(_WORLD["model"], _WORLD["tape"], spec.lead_s, spec.cluster.node_provision_s, scenario.minutes)
+    c = Pinned(_WORLD["model"], _WORLD["tape"], spec.lead_s, spec.cluster.node_provision_s, scenario.minutes,
+               hpa_window_seconds=spec.control.scale_down_window_s)
     c.pinned = margin
     run = simulate(scenario, c, spec.cluster, spec.control)
     window, n = scenario.window, scenario.minutes
     week = slice(max(0, n - WEEK), n)
-    hpa = max(1, round(spec.control.scale_down_window_s / MINUTE))
-    widened = replace(margin, hold_seconds=margin.hold_seconds + (hpa - 1) * MINUTE)
-    cold, cap = c.replay.cold_steps, scenario.capacity
-    replays = {
-        "tuner": replayed_share(c.demand, c.base, c.replay, margin, step_seconds=MINUTE),
-        "+hpa": replayed_share(c.demand, c.base, c.replay, widened, step_seconds=MINUTE),
-        "+backlog": closed_loop_share(c.demand, c.base, margin, cold_steps=cold, hpa_steps=1, capacity=cap),
-        "both": closed_loop_share(c.demand, c.base, margin, cold_steps=cold, hpa_steps=hpa, capacity=cap),
-    }
+    replays = {"tuner": replayed_share(c.demand, c.base, c.replay, margin, step_seconds=MINUTE)}
     past = warmup_past(scenario)
     gpus = spec.cluster.gpus_per_replica
     return Row(margin, run.attainment(scenario.arrivals, window), run.gpu_hours(gpus, window),
@@ -190,7 +145,7 @@ def report(rows: list[Row], auto: AutoResult, baselines: dict[str, list[Point]],
         base = [c for n, c in costs.items() if n != "family" and c is not None]
         ratio = f"{costs['family'] / min(base):.2f}x" if costs["family"] and base else "-"
         print(f"| {x} | " + " | ".join(f"{c:,.0f}" if c else "-" for c in costs.values()) + f" | {ratio} |")
-    print("\n| margin | attainment | GPU-h | last week simulated | " + " | ".join(REPLAYS) + " |")
+    print("\n| margin | attainment | GPU-h | replayed window simulated | " + " | ".join(REPLAYS) + " |")
     print("|---" * (4 + len(REPLAYS)) + "|")
     frontier = {p.knob for p in pareto_frontier(points)}
     for i, r in enumerate(rows):

@@ -23,7 +23,7 @@ from forecasting.types import Forecast
 from scaler.core.clock import Clock
 from scaler.core.coldstart import configured_cold_start, lead_seconds
 from scaler.core.config import ModelSettings, Overrides, Settings
-from scaler.core.decision import DecisionInputs, decide, finish_all, for_target
+from scaler.core.decision import DecisionInputs, decide, finish_all, for_target, recalled
 from scaler.core.errors import SourceError
 from scaler.core.excursion import excursion
 from scaler.core.fleet import ClusterView, Published
@@ -108,6 +108,8 @@ class Engine:
                 log.warning("history for %s unavailable (%s); will retry", m.name, exc)
                 continue
             rt.history.backfill(series)
+            # A restart must not forget the peak a running prewarm would still hold.
+            rt.state = recalled(rt.state, rt.history.completed(now), m.capacityPerReplica, now=now)
             rt.backfilled = True
             log.info("history for %s: %d steps of %ds", m.name, len(series), series.step_seconds)
 
@@ -244,7 +246,7 @@ class Engine:
             return tuner
         demand, base, spec = replay
         # A share not read again since the last retune is missing data to the tuner: fed again,
-        # it would count twice in the integral and in the surge memory.
+        # it would count twice in the week's error budget.
         fresh = rt.on_time_at > tuner.tuned_at
         try:
             return await asyncio.get_running_loop().run_in_executor(

@@ -34,7 +34,7 @@ from scaler.backtest.sim import (
 from scaler.core.config import ModelSettings, parse_settings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
 from scaler.core.excursion import SEASONAL_DAYS, excursion
-from scaler.core.slo import ReplaySpec, TunerState, retune
+from scaler.core.slo import HPA_WINDOW_SECONDS, ReplaySpec, TunerState, retune
 
 BASELINES = ("reactive-util", "reactive-queue", "static")
 FEEDBACK_DELAY_MINUTES = 1
@@ -74,6 +74,8 @@ class SelfTuned:
     lead_seconds: float
     node_lead_seconds: float
     minutes: int
+    hpa_window_seconds: float = HPA_WINDOW_SECONDS
+    """The simulated HPA's scale-down window (``--scale-down-window``): the tuner replays it."""
     state: DecisionState = field(default_factory=DecisionState)
     tuner: TunerState = field(default_factory=TunerState)
     demand: FloatArray = field(init=False)
@@ -89,7 +91,8 @@ class SelfTuned:
         self.arrivals, self.late = np.zeros(n), np.zeros(n)
         self.replay = ReplaySpec.for_lead(self.lead_seconds, step_seconds=MINUTE,
                                           capacity=self.model.capacityPerReplica,
-                                          stabilization_seconds=self.model.policy.stabilization_seconds)
+                                          stabilization_seconds=self.model.policy.stabilization_seconds,
+                                          hpa_window_seconds=self.hpa_window_seconds)
         self.lookback = (SEASONAL_DAYS + 1) * 1440
 
     def metric(self, view: View) -> Metric:
@@ -211,7 +214,8 @@ def run_auto(scenario: Scenario, model: ModelSettings, forecasts: ForecastSource
     started = time.perf_counter()
     slo = model.policy.slo
     assert slo is not None
-    controller = SelfTuned(model, forecasts, lead_s, cluster.node_provision_s, scenario.minutes)
+    controller = SelfTuned(model, forecasts, lead_s, cluster.node_provision_s, scenario.minutes,
+                           hpa_window_seconds=control.scale_down_window_s)
     run = simulate(scenario, controller, cluster, control)
     window, gpus = scenario.window, cluster.gpus_per_replica
     attainment, gpu_hours = run.attainment(scenario.arrivals, window), run.gpu_hours(gpus, window)

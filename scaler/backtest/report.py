@@ -136,9 +136,9 @@ def auto_json(auto: AutoResult) -> dict[str, Any]:
             for name, t in auto.tuned_on_past.items()},
         "best_baseline": auto.best_baseline,
         "last_margin": {"factor": margin.factor, "extra": margin.extra,
-                        "cap": margin.cap if math.isfinite(margin.cap) else None,
+                        "spread": margin.spread, "cap": margin.cap if math.isfinite(margin.cap) else None,
                         "hold_s": margin.hold_seconds, "expected": margin.expected,
-                        "aim": margin.aim, "safety": auto.controller.tuner.safety},
+                        "aim": margin.aim, "budget_spent": auto.controller.tuner.spent},
     }
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from forecasting.types import Forecast
+from forecasting.types import Forecast, Series
 from scaler.core.config import ModelSettings, Overrides, Settings
 from scaler.core.model import Decision, Reason
 from scaler.core.slo import Margin
@@ -130,6 +130,30 @@ def stabilize(
     """
     kept = (*tuple((t, n) for t, n in needs if t > now - window_seconds), (now, need))
     return max(n for _, n in kept), kept
+
+
+RECALL_SECONDS = 2 * 3600.0
+"""How much backfilled demand a (re)started decision recalls into its stabilization window: more
+than any hold the tuner chooses (a lead) or a usual ``scaleDown.stabilization``."""
+
+
+def recalled(state: DecisionState, demand: Series | None, capacity: float, *, now: float) -> DecisionState:
+    """A (re)started model's stabilization window, recalled from its backfilled demand: the
+    reactive need of every step that ended in the last :data:`RECALL_SECONDS`.
+
+    A running prewarm holds the recent peak for its window; one restarted by a rolling update
+    would otherwise answer the demand of one step and let replicas go that the old pod held (and
+    the HPA keeps them only for its own 5 minutes). Each decision keeps only the needs inside its
+    own window (:func:`stabilize`), so recalling more than that costs nothing. A state that
+    already has needs is returned as it is.
+    """
+    if state.needs or demand is None:
+        return state
+    ends = demand.start + (np.arange(len(demand.values)) + 1) * demand.step_seconds
+    keep = (ends > now - RECALL_SECONDS) & (ends <= now) & np.isfinite(demand.values)
+    needs = tuple((float(t), replicas_for(max(0.0, float(v)), capacity))
+                  for t, v in zip(ends[keep], demand.values[keep], strict=True))
+    return replace(state, needs=needs)
 
 
 def apply_bounds(need: int, need_reason: Reason, bounds: Bounds) -> tuple[int, Reason]:

@@ -94,8 +94,9 @@ class Decision:
     base: float | None = None
     """Expected demand the margin applies to: max(demand now, forecast peak over the lead)."""
     slo_aim: float | None = None
-    """On-time share the tuner's replay chose the margin for: ``slo.onTime`` + reserve + learned
-    safety, at its ceiling for 2 days after a surge (``scaler.core.slo``); None: not tuned yet."""
+    """On-time share the tuner's replay chose the margin for: ``slo.onTime`` + half the error
+    budget in a calm week, + 0.9 of it while the week's budget is spent (``scaler.core.slo``);
+    None: not tuned yet."""
     expires_at: float = 0.0
     """After this (Unix seconds) the decision is stale: GetMetrics fails UNAVAILABLE."""
     sampled_at: float | None = None

@@ -17,31 +17,36 @@ would: above it only real demand (the reactive floor) raises the count. ``hold``
 ordered within the last cold start: dropping one and re-ordering it minutes later leaves the
 gap unserved for a whole cold start.
 
-**How the margin is chosen** (:func:`tune`, every :data:`RETUNE_SECONDS`). The model's own recent
-history - the demand it saw and the base the decision had at each step - is replayed for every
-candidate margin through a fluid model of the Deployment: a replica asked for at ``s`` serves from
-``s + cold start``, one dropped is gone at once, so the replicas serving at ``t`` are the fewest
-asked for over ``[t - cold start, t]``. Each candidate gets an on-time share (requests in demand
-units served in the step they arrive, recent days weighted more) and a cost (replica-steps); the
-cheapest candidate whose share reaches the target plus a reserve of half the error budget
-(:data:`RESERVE`: the coming week may be burstier than the replayed one) plus the learned
-``safety`` wins; all candidates are replayed together, in batches. The candidates span "follow the
-forecast closely" to "hold a static count", so where nothing is forecastable the tuner lands on
-the static count that meets the SLO, by itself.
+**How the margin is chosen** (:func:`tune`). The model's own recent history - up to
+:data:`REPLAY_SECONDS` of the demand it saw and the base the decision had at each step - is
+replayed for every candidate margin, step by step, through a model of the Deployment behind it:
+each decision sees the last step's demand plus the backlog the candidate itself left, the HPA
+keeps the highest answer of its scale-down window (``ReplaySpec.window_steps``) on top of the
+margin's hold, a replica asked for at ``s`` serves from ``s + cold start``, and one dropped is gone
+at once. Each candidate gets an on-time share (requests, in demand units, served in the step they
+arrive) and a cost (replica-steps); the cheapest candidate whose share reaches the aim wins. The
+candidates span "follow the forecast closely" to "hold a static count", so where nothing is
+forecastable the tuner lands on the static count that meets the SLO, by itself.
 
-**How it adapts** (:func:`adapt`). The replay is an estimate (it ignores the backlog and the
-spread of cold starts), and the next days may be burstier than the last ones. The measured on-time
-share (serve: vLLM's ``request_queue_time_seconds`` histogram; backtest: the simulated late share,
-as late as serve would see it) feeds an integral controller on ``safety``: every shortfall against
-the target raises it, every surplus lowers it, within ``[0, (1 - target) x 0.9]``. A surge - the
-last day's measured shares, weighted by their requests, spending more than
-:data:`SURGE_BUDGETS` error budgets - pins the aim at that ceiling for
-:data:`SURGE_SECONDS`: bursty days come in runs, and the integral forgets within hours. A missing
-measurement leaves the safety, the surge memory and the margin where they are: no data never
-lowers any of them.
+**When it is chosen, and at what aim** (:func:`retune`, every :data:`RETUNE_SECONDS`). Bursts that
+do not recur must not buy a fat margin for days, and bursts that do must. So the tuner keeps the
+last week of measured on-time shares (serve: vLLM's ``request_queue_time_seconds`` histogram;
+backtest: the simulated late share, as late as serve would see it), each weighted by its requests:
+
+- *calm* - the week's share is at least target + :data:`SPENT_BELOW` of the error budget (with
+  less than a week recorded, its late requests are within that share of a week's budget): the
+  margin is chosen once a day (:data:`CHOOSE_SECONDS`) on the replay with every day weighted
+  alike, aiming at target + :data:`CALM_RESERVE` of the budget (0.995 for 0.99): one bad day
+  moves neither the choice nor the cost;
+- *spent* - below that, the bursts are recurring: the margin is re-chosen every hour on the
+  replay with recent days weighted more (half-life :data:`HALF_LIFE_SECONDS`), aiming at target +
+  :data:`SPENT_RESERVE` of the budget (0.999); the calm daily choice resumes at once when the
+  week recovers.
+
+A missing measurement records nothing and never buys a cheaper margin than the one in use.
 
 E.g. target 0.99, capacity 10, demand 40 rising to 80 within a 30-minute lead at 13:00 on most
-days: the replay finds that factor 1.35 with cap 95 meets 0.993 on the last week at the least
+days: the replay finds that factor 1.35 with cap 95 meets 0.995 on the last two weeks at the least
 cost, so at 12:40 with a forecast peak of 70 the need is min(1.35 x 70, 95) = 94.5 -> 10 replicas.
 """
 
@@ -53,29 +58,37 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from scaler.core.excursion import SEASONAL_DAYS, excursions, trailing
+from scaler.core.excursion import SEASONAL_DAYS, excursions
 
 FloatArray = npt.NDArray[np.float64]
 
 RETUNE_SECONDS = 3600.0
-"""How often the margin is re-chosen from the replayed history."""
+"""How often the tuner records the measured share and checks the week's error budget."""
+CHOOSE_SECONDS = 86400.0
+"""How often a calm tuner re-chooses the margin: daily, so an hour's burst does not move it."""
 MIN_HISTORY_SECONDS = 86400.0
 """Less observed history than this and the margin stays at :data:`STARTING_MARGIN`."""
-REPLAY_SECONDS = 7 * 86400.0
-"""History replayed to choose a margin (a week: every weekday and hour seen once)."""
+REPLAY_SECONDS = 14 * 86400.0
+"""History replayed to choose a margin: two weeks, every weekday and hour seen twice, so one
+bursty day is a fourteenth of the judgement and not a seventh."""
 HALF_LIFE_SECONDS = 2 * 86400.0
-"""Weight of a replayed step halves with this age: recent bursts count more than old ones."""
-FEEDBACK_GAIN = 0.1
-"""Safety change per unit of measured shortfall (or surplus), per retune: one hour at 0.9 against
-0.99 adds 0.009, and hours at 1.0 give it back at 0.001 each, so a surge is remembered for hours,
-not days."""
-RESERVE = 0.5
-"""Share of the error budget (1 - target) the replay must leave unspent: a hedge against a week
-burstier than the replayed one."""
-CONFIDENCE = 1.0
-"""Standard errors of the weekly on-time share the replay holds in reserve (see ``_lower_bound``)."""
+"""In a spent week, a replayed step's weight halves with this age: the recurring bursts count."""
+BUDGET_HOURS = 168
+"""Measured shares (one per retune) kept to tell a spent week: the trailing week."""
+SPENT_BELOW = 0.5
+"""The week is spent when its request-weighted share falls below target + this share of the
+error budget (0.995 for 0.99). A lower bar (the target itself) reacts only after the week's
+budget is gone, too late to save it; a higher one reacts to single bad days that do not recur."""
+CALM_RESERVE = 0.5
+"""Share of the error budget the calm choice leaves unspent on the replay (aim 0.995 for 0.99):
+a hedge against a coming week burstier than the replayed two."""
+SPENT_RESERVE = 0.9
+"""Share of the error budget the spent-week choice leaves unspent (aim 0.999 for 0.99)."""
+HPA_WINDOW_SECONDS = 300.0
+"""The HPA's scale-down stabilization window when the caller does not know it (Kubernetes'
+default, and the ``scaleDown`` the deploy examples set): the replicas kept are the most asked
+for over it, so the replay must hold them as long."""
 
 FACTORS = (1.0, 1.1, 1.2, 1.35, 1.5, 1.7, 2.0, 2.5, 3.0)
 """Multiplicative margins tried."""
@@ -85,17 +98,6 @@ SPREADS = (0.0, 0.5, 1.0, 2.0)
 """Multipliers of the recent excursion tried."""
 CAP_QUANTILES = (0.98, 1.0)
 """Caps tried: these quantiles of the replayed demand, and no cap."""
-SURGE_WINDOW = 24
-"""Measured shares (one per retune: the last day) whose request-weighted mean tells a surge (see
-:data:`SURGE_BUDGETS`): the traffic has left what the replayed week showed. Weighted, because a
-quiet hour with two late requests out of ten is noise, not a surge."""
-SURGE_BUDGETS = 2.0
-"""A day is a surge when it spent more than this many error budgets (below 0.98 for 0.99); one
-bad day within the budget is what the budget is for."""
-SURGE_SECONDS = 2 * 86400.0
-"""After a surge the replay aims at the safety's ceiling this long: bursty days come in runs
-(ServeGen m-small's scored week: bursts on days 9, 11 and 13, none in the week before), and the
-integral feedback alone forgets a surge within hours."""
 STATIC_QUANTILES = (0.95, 0.98, 0.99, 0.999, 1.0)
 """Static counts tried: these quantiles of the replayed demand (and above its peak)."""
 
@@ -120,7 +122,8 @@ class Margin:
     expected: float | None = None
     """On-time share the replay predicts for this margin (None: not tuned yet)."""
     aim: float | None = None
-    """Share the replay had to reach: target + reserve + safety at the time of tuning."""
+    """Share the replay had to reach: target + :data:`CALM_RESERVE` of the error budget, or
+    :data:`SPENT_RESERVE` of it in a spent week."""
     cost: float = math.inf
     """Replica-steps the replay charged this margin (what the tuner minimised)."""
 
@@ -142,13 +145,14 @@ class TunerState:
     """What the tuner carries between calls (returned anew, never mutated)."""
 
     margin: Margin = STARTING_MARGIN
-    safety: float = 0.0
-    """Extra on-time share the replay must reach on top of the target (feedback-learned)."""
     tuned_at: float = -math.inf
-    surge_until: float = -math.inf
-    """Until then the replay aims at the safety's ceiling (:data:`SURGE_SECONDS`)."""
+    """Last hourly step (:data:`RETUNE_SECONDS`)."""
+    chosen_at: float = -math.inf
+    """Last time a margin was chosen (or kept for want of a measurement)."""
+    spent: bool = False
+    """The trailing week's measured share is below target + :data:`SPENT_BELOW` of the budget."""
     recent: tuple[tuple[float, float], ...] = ()
-    """The last :data:`SURGE_WINDOW` measured shares, with the requests behind each."""
+    """The last :data:`BUDGET_HOURS` measured shares, with the requests behind each."""
 
 
 def lead_steps(seconds: float, step_seconds: float) -> int:
@@ -169,14 +173,18 @@ class ReplaySpec:
     """Demand one replica serves."""
     min_hold_steps: int = 0
     """Stabilization the config sets anyway (``scaleDown.stabilization``), in steps."""
+    window_steps: int = 1
+    """The HPA's scale-down window in steps (1: none): it keeps the most asked for over it."""
 
     @classmethod
     def for_lead(cls, lead_seconds: float, *, step_seconds: float, capacity: float,
-                 stabilization_seconds: float = 0.0) -> ReplaySpec:
+                 stabilization_seconds: float = 0.0,
+                 hpa_window_seconds: float = HPA_WINDOW_SECONDS) -> ReplaySpec:
         """A Deployment whose replicas serve one lead after they are asked for."""
         cold = lead_steps(lead_seconds, step_seconds)
         return cls(cold_steps=cold, hold_steps=cold + 1, capacity=capacity,
-                   min_hold_steps=lead_steps(stabilization_seconds, step_seconds))
+                   min_hold_steps=lead_steps(stabilization_seconds, step_seconds),
+                   window_steps=max(1, lead_steps(hpa_window_seconds, step_seconds)))
 
     def holds(self) -> list[int]:
         """Stabilizations tried, in steps: half a lead (bursts shorter than that are let go) and
@@ -193,17 +201,39 @@ def due(state: TunerState, now: float) -> bool:
     return now - state.tuned_at >= RETUNE_SECONDS
 
 
+def aim(target: float, *, spent: bool) -> float:
+    """The replayed share a choice must reach: target plus the reserve of the error budget."""
+    return min(target + (SPENT_RESERVE if spent else CALM_RESERVE) * (1.0 - target), 1.0)
+
+
+def budget_spent(recent: tuple[tuple[float, float], ...], target: float) -> bool:
+    """The trailing week's late requests exceed ``1 - SPENT_BELOW`` of its error budget: over a
+    full week, its request-weighted measured share is below target + :data:`SPENT_BELOW` of the
+    budget. Counted in requests, because a quiet hour with two late out of ten is noise.
+
+    The budget is ``1 - target`` of the week's requests; with less than a week recorded (after a
+    start or a restart) the week's requests are extrapolated from the hours recorded, so one bad
+    first hour is a share of a week's budget, not a spent week.
+    """
+    requests = sum(w for _, w in recent)
+    if requests <= 0:
+        return False
+    late = sum((1.0 - s) * w for s, w in recent)
+    week = requests * BUDGET_HOURS / len(recent)
+    return late > (1.0 - SPENT_BELOW) * (1.0 - target) * week
+
+
 def tune(
     demand: FloatArray,
     base: FloatArray,
     spec: ReplaySpec,
     *,
     target: float,
-    safety: float,
     step_seconds: float,
+    spent: bool = False,
 ) -> Margin | None:
-    """The cheapest candidate margin whose replayed on-time share reaches the target plus
-    :data:`RESERVE` of the error budget plus ``safety``.
+    """The cheapest candidate margin whose replayed on-time share reaches :func:`aim`: the calm
+    choice (every replayed day alike), or with ``spent`` the spent-week one (recent days first).
 
     ``demand[i]`` is the demand observed in step ``i`` (NaN = missing), ``base[i]`` the base the
     decision had at step ``i`` (NaN where unknown: the previous step's demand is used). The last
@@ -211,19 +241,20 @@ def tune(
     When no candidate reaches the aim, the one with the highest share (cheapest among equals).
     """
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
-    return None if past is None else _choose(past, target=target, safety=safety)
+    if past is None:
+        return None
+    margins = candidates(past)
+    share, cost = past.judge(margins, recency=spent)
+    return _pick(past, margins, share, cost, aim=aim(target, spent=spent))
 
 
 def replayed_share(demand: FloatArray, base: FloatArray, spec: ReplaySpec, margin: Margin, *,
                    step_seconds: float) -> float | None:
     """The on-time share the tuner's replay gives ``margin`` over the last :data:`REPLAY_SECONDS`
-    of ``demand`` (every step alike: no recency weight, no lower bound), to set beside a simulated
-    or measured share (``benchmarks/margin_family.py``). None with too little history."""
+    of ``demand`` (every step alike), to set beside a simulated or measured share
+    (``benchmarks/margin_family.py``). None with too little history."""
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
-    if past is None:
-        return None
-    late, _ = past.late(margin)
-    return 1.0 - float(late.sum() / past.demand.sum())
+    return None if past is None else float(past.judge([margin], recency=False)[0][0])
 
 
 def candidates(past: _Replay) -> list[Margin]:
@@ -239,14 +270,10 @@ def candidates(past: _Replay) -> list[Margin]:
     return out
 
 
-def _choose(past: _Replay, *, target: float, safety: float) -> Margin | None:
-    """:func:`tune` on a prepared replay: every candidate replayed at once, the cheapest that
-    reaches the aim wins (the highest share, cheapest among equals, when none does)."""
-    aim = min(target + RESERVE * (1.0 - target) + safety, 1.0)
-    margins = candidates(past)
-    share, cost = past.judge(margins)
+def _pick(past: _Replay, margins: list[Margin], share: FloatArray, cost: FloatArray, *,
+          aim: float) -> Margin:
+    """Reaching the aim: the cheapest. Short of it: the highest share, cheapest among equals."""
     reached = np.flatnonzero(share >= aim)
-    # Reaching the aim: the cheapest. Short of it: the highest share, cheapest among equals.
     pick = int(reached[np.argmin(cost[reached])]) if reached.size else int(np.lexsort((cost, -share))[0])
     return replace(margins[pick], expected=float(share[pick]), aim=aim, cost=float(cost[pick]),
                    forecast=past.knows_forecasts)
@@ -258,16 +285,16 @@ class _Replay:
 
     demand: FloatArray
     """Observed demand, 0 where missing (a missing step is neither served nor late)."""
+    seen: FloatArray
+    """Demand the decision at each step saw: the last observed step's (before the backlog)."""
     base: FloatArray
-    floor: FloatArray
-    """Reactive floor in replicas: the previous step's demand."""
-    weight: FloatArray
-    total: float
-    spec: ReplaySpec
-    day: npt.NDArray[np.intp]
-    """Start index of each replayed day (counted back from the newest step)."""
+    """The base each decision had (its forecast peak, or ``seen`` where not recorded)."""
     excursion: FloatArray
     """:func:`excursion` as each step's decision saw it (over the steps before it)."""
+    observed: npt.NDArray[np.bool_]
+    age: FloatArray
+    """Seconds from each step to the newest."""
+    spec: ReplaySpec
     step_seconds: float
     known_base: npt.NDArray[np.bool_]
     """Steps whose decision base was recorded."""
@@ -279,121 +306,114 @@ class _Replay:
         demand, base = np.asarray(demand, dtype=np.float64), np.asarray(base, dtype=np.float64)
         if demand.shape != base.shape:
             raise ValueError(f"demand and base differ in length: {demand.shape} vs {base.shape}")
-        # The excursion needs the week before the replayed one (its time-of-day part looks back),
+        # The excursion needs the week before the replayed days (its time-of-day part looks back),
         # and the first replayed step the demand of the step before it.
         history = demand[-(keep + (SEASONAL_DAYS + 1) * int(86400 // step_seconds)):]
         spells = excursions(history, step_seconds=step_seconds, lead_steps=spec.cold_steps)[-keep:]
-        # Where the decision had no base, it fell back to the last observed demand.
-        prev = np.nan_to_num(_forward_fill(np.concatenate([[np.nan], history[:-1]])), nan=0.0)[-keep:]
+        # Where a step is missing, the decision saw the last observed demand before it; before
+        # the first observed step, the replay starts as if that demand had held all along.
+        first = history[np.isfinite(history)][:1]
+        prev = _forward_fill(np.concatenate([first if first.size else [0.0], history[:-1]]))[-keep:]
+        prev = np.nan_to_num(prev, nan=0.0)
         demand, base = demand[-keep:], base[-keep:]
-        seen = np.isfinite(demand)
-        if seen.sum() * step_seconds < MIN_HISTORY_SECONDS:
+        observed = np.isfinite(demand)
+        if observed.sum() * step_seconds < MIN_HISTORY_SECONDS:
             return None
-        d = np.where(seen, demand, 0.0)
+        d = np.where(observed, demand, 0.0)
+        if d.sum() <= 0:
+            return None
         b = np.maximum(np.where(np.isfinite(base), base, prev), prev)
-        age = (len(d) - 1 - np.arange(len(d))) * step_seconds
-        weight = np.where(seen, 0.5 ** (age / HALF_LIFE_SECONDS), 0.0)
-        total = float((weight * d).sum())
-        if total <= 0:
-            return None
-        floor = np.ceil(prev / spec.capacity - 1e-9)
-        per_day = max(1, int(86400 // step_seconds))
-        day = np.arange(len(d) % per_day, len(d), per_day)
-        day = np.concatenate([[0], day]) if day.size == 0 or day[0] != 0 else day
-        return cls(d, b, floor, weight, total, spec, day, spells, step_seconds, np.isfinite(base))
+        age = (len(d) - 1 - np.arange(len(d), dtype=np.float64)) * step_seconds
+        return cls(d, prev, b, spells, observed, age, spec, step_seconds, np.isfinite(base))
 
     @property
     def knows_forecasts(self) -> bool:
         """Most replayed steps recorded the base their decision had (forecast included)."""
-        seen = self.weight > 0
-        return bool(self.known_base[seen].mean() >= 0.5) if seen.any() else False
+        return bool(self.known_base[self.observed].mean() >= 0.5) if self.observed.any() else False
 
     def caps(self) -> list[float]:
-        seen = self.demand[self.weight > 0]
+        seen = self.demand[self.observed]
         return sorted({float(np.quantile(seen, q)) for q in CAP_QUANTILES} | {math.inf})
 
     def static_levels(self) -> list[float]:
         """Static counts worth trying: high quantiles of the replayed demand, and above its peak
         (the next burst may be bigger than the last), in whole replicas."""
-        seen = self.demand[self.weight > 0]
+        seen = self.demand[self.observed]
         top = float(seen.max())
         levels = [float(np.quantile(seen, q)) for q in STATIC_QUANTILES] + [1.25 * top, 1.5 * top]
         c = self.spec.capacity
         return sorted({math.ceil(level / c - 1e-9) * c for level in levels if level > 0})
 
-    def run(self, margin: Margin) -> tuple[float, float]:
-        """(on-time share the coming week can count on, replica-steps) of one margin all day."""
-        late, replicas = self.late(margin)
-        missed = np.add.reduceat(self.weight * late, self.day)
-        return _lower_bound(self.arrived(), missed), float(replicas.sum())
+    def weights(self, *, recency: bool) -> FloatArray:
+        """Weight of each replayed step: observed steps alike, or halving with age."""
+        w = 0.5 ** (self.age / HALF_LIFE_SECONDS) if recency else np.ones_like(self.age)
+        return np.where(self.observed, w, 0.0)
 
-    def arrived(self) -> FloatArray:
-        """Recency-weighted demand per replayed day."""
-        return np.add.reduceat(self.weight * self.demand, self.day)
+    def judge(self, margins: list[Margin], *, recency: bool) -> tuple[FloatArray, FloatArray]:
+        """(on-time share, weighted replica-steps) of each margin over the replayed history."""
+        w = self.weights(recency=recency)
+        late, held = self.closed_loop(margins, w)
+        return 1.0 - late / float((w * self.demand).sum()), held
 
-    def late(self, margin: Margin) -> tuple[FloatArray, FloatArray]:
-        """Late demand and replicas asked for, per replayed step, under ``margin``."""
-        late, replicas = self.late_many([margin])
-        return late[0], replicas[0]
+    def closed_loop(self, margins: list[Margin], weight: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Weighted late demand and weighted replicas held of each margin, replayed step by step
+        with every candidate at once (a vector each), the way serve and the HPA would run it.
 
-    def late_many(self, margins: list[Margin]) -> tuple[FloatArray, FloatArray]:
-        """:meth:`late` of many margins at once: arrays [margin, step]."""
-        spec = self.spec
+        Per step: the decision sees the last step's demand plus the candidate's own backlog; it
+        asks for ``ceil(max(seen, margin.apply(max(base, seen), excursion)) / capacity)``; the HPA
+        keeps the most asked over the margin's hold plus its own scale-down window; the replicas
+        serving are the fewest kept over the last cold start (a dropped one restarts cold); and
+        the backlog is served first (FIFO), so after a shortfall this step's arrivals wait too.
+        A loop over steps, not a closed form: the backlog feeds the next decision.
+        """
+        spec, n = self.spec, len(margins)
+        windows = np.array([max(1, spec.min_hold_steps, round(m.hold_seconds / self.step_seconds))
+                            + spec.window_steps - 1 for m in margins])
+        # Sorted by window, each window's candidates are one contiguous slice of every vector.
+        order = np.argsort(windows, kind="stable")
+        ms = [margins[i] for i in order]
 
         def column(name: str) -> FloatArray:
-            return np.array([getattr(m, name) for m in margins], dtype=np.float64)[:, None]
+            return np.array([getattr(m, name) for m in ms], dtype=np.float64)
 
-        wanted = np.minimum(column("factor") * self.base + column("extra")
-                            + column("spread") * self.excursion, column("cap"))
-        replicas = np.maximum(self.floor, np.ceil(wanted / spec.capacity - 1e-9))
-        holds = np.array([max(spec.min_hold_steps, round(m.hold_seconds / self.step_seconds))
-                          for m in margins])
-        for hold in np.unique(holds):
-            rows = holds == hold
-            replicas[rows] = trailing(maximum_filter1d, replicas[rows], int(hold))
-        # Serving at t: the fewest asked for over [t - cold, t] (a dropped replica restarts cold).
-        served = trailing(minimum_filter1d, replicas, spec.cold_steps + 1) * spec.capacity
-        backlog = _fifo_backlog(self.demand - served)
-        # FIFO: the backlog is served first, so after a shortfall this step's arrivals wait too.
-        waiting = np.concatenate([np.zeros((len(margins), 1)), backlog[:, :-1]], axis=1)
-        return np.maximum(0.0, self.demand - np.maximum(0.0, served - waiting)), replicas
-
-    def judge(self, margins: list[Margin], *, chunk: int = 64) -> tuple[FloatArray, FloatArray]:
-        """(on-time share the coming week can count on, recency-weighted replica-steps) of each
-        margin, replayed in chunks (a chunk of 64 over a week of minutes is ~5 MB per array)."""
-        arrived = self.arrived()
-        share, cost = np.empty(len(margins)), np.empty(len(margins))
-        for i in range(0, len(margins), chunk):
-            late, replicas = self.late_many(margins[i:i + chunk])
-            missed = np.add.reduceat(late * self.weight, self.day, axis=1)
-            share[i:i + chunk] = [_lower_bound(arrived, m) for m in missed]
-            cost[i:i + chunk] = (replicas * self.weight).sum(axis=1)
-        return share, cost
-
-
-def _lower_bound(arrived: FloatArray, missed: FloatArray) -> float:
-    """On-time share the coming week can count on: the weighted mean over the replayed days, less
-    :data:`CONFIDENCE` standard errors of it (the next week may be burstier than the average of
-    the last one; a week with one bad day has a wide spread, a calm one not)."""
-    ok = arrived > 0
-    shares, w = 1.0 - missed[ok] / arrived[ok], arrived[ok]
-    mean = float((w * shares).sum() / w.sum())
-    if shares.shape[0] < 2:
-        return mean
-    spread = float((w * (shares - mean) ** 2).sum() / w.sum())
-    n_eff = float(w.sum() ** 2 / (w ** 2).sum())
-    return mean - CONFIDENCE * math.sqrt(spread / n_eff)
+        factor, extra, spread, cap = column("factor"), column("extra"), column("spread"), column("cap")
+        groups = [(int(w), int(lo), int(hi)) for w, lo, hi in _runs(windows[order])]
+        width, cold = int(windows.max()), spec.cold_steps + 1
+        # Ring buffers written twice (at i and i + size): the last k entries are one slice.
+        asked_ring, held_ring = np.zeros((2 * width, n)), np.zeros((2 * cold, n))
+        queue, late_sum, held_sum = np.zeros(n), np.zeros(n), np.zeros(n)
+        held, c = np.empty(n), spec.capacity
+        for t in range(len(self.demand)):
+            seen = self.seen[t] + queue
+            wanted = np.minimum(factor * np.maximum(self.base[t], seen) + extra
+                                + spread * self.excursion[t], cap)
+            asked = np.ceil(np.maximum(seen, wanted) / c - 1e-9)
+            if t == 0:  # the Deployment before the replay: as if this answer had held all along
+                asked_ring[:] = asked
+            i = t % width
+            asked_ring[i] = asked_ring[i + width] = asked
+            for w, lo, hi in groups:
+                held[lo:hi] = asked_ring[i + width - w + 1:i + width + 1, lo:hi].max(axis=0)
+            if t == 0:
+                held_ring[:] = held
+            j = t % cold
+            held_ring[j] = held_ring[j + cold] = held
+            served = held_ring[j + 1:j + cold + 1].min(axis=0) * c
+            d = self.demand[t]
+            late_sum += weight[t] * np.maximum(0.0, d - np.maximum(0.0, served - queue))
+            held_sum += weight[t] * held
+            queue = np.maximum(0.0, queue + d - served)
+        late, cost = np.empty(n), np.empty(n)
+        late[order], cost[order] = late_sum, held_sum
+        return late, cost
 
 
-def _fifo_backlog(excess: FloatArray) -> FloatArray:
-    """Backlog after each step of a fluid queue, ``q(t) = max(0, q(t-1) + excess(t))``, q(-1) = 0.
-
-    Lindley's closed form ``q(t) = S(t) - min(0, min over j <= t of S(j))`` with ``S`` the running
-    sum of ``excess``: the queue recursion without a Python loop, so hundreds of candidates can
-    be replayed over a week of minutes in well under a second.
-    """
-    total = np.cumsum(excess, axis=-1)
-    return total - np.minimum(np.minimum.accumulate(total, axis=-1), 0.0)
+def _runs(sorted_values: npt.NDArray[np.intp]) -> list[tuple[int, int, int]]:
+    """(value, start, stop) of each run of equal values in a sorted array."""
+    edges = np.flatnonzero(np.diff(sorted_values)) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [len(sorted_values)]])
+    return [(int(sorted_values[a]), int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
 
 
 def _forward_fill(x: FloatArray) -> FloatArray:
@@ -415,47 +435,39 @@ def retune(
     step_seconds: float,
     requests: float | None = None,
 ) -> TunerState:
-    """One tuner step at ``now``: feed back the measured share, then re-choose the margin.
+    """One tuner step at ``now``: record the measured share, then re-choose the margin if due.
 
-    Called at every decision; does work only every :data:`RETUNE_SECONDS`. Without a valid
-    measurement the margin may rise with what the history shows but never fall (fail static).
+    Called at every decision; does work only every :data:`RETUNE_SECONDS`. The margin is chosen
+    every hour in a spent week, on leaving one, and otherwise every :data:`CHOOSE_SECONDS`.
+    Without a valid measurement the margin may rise with what the history shows but never fall
+    (fail static).
     """
     if not due(state, now):
         return state
-    state = adapt(state, on_time, target=target, now=now, requests=requests)
+    state = adapt(state, on_time, requests=requests)
+    spent = budget_spent(state.recent, target)
+    # Leaving a spent week re-chooses at once: the spent choice is the expensive one.
+    choose = spent or state.spent or now - state.chosen_at >= CHOOSE_SECONDS
+    state = replace(state, tuned_at=now, spent=spent)
+    if not choose:
+        return state
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
-    # After a surge, aim at the safety's ceiling for a while (see SURGE_SECONDS).
-    safety = max(state.safety, _ceiling(target)) if now < state.surge_until else state.safety
-    margin = _choose(past, target=target, safety=safety) if past is not None else None
-    if margin is None or past is None:
-        return replace(state, tuned_at=now)
-    # No measurement: never a margin cheaper than the one in use (on the same replay).
-    if not usable(on_time) and state.margin.expected is not None and past.run(margin)[1] < past.run(state.margin)[1]:
-        return replace(state, tuned_at=now)
-    return replace(state, margin=margin, tuned_at=now)
+    if past is None:  # too little history yet: try again next hour
+        return state
+    margins = candidates(past)
+    # No measurement: never a margin cheaper than the one in use, judged on the same replay.
+    hold = not usable(on_time) and state.margin.expected is not None
+    share, cost = past.judge([*margins, state.margin] if hold else margins, recency=spent)
+    margin = _pick(past, margins, share[:len(margins)], cost[:len(margins)], aim=aim(target, spent=spent))
+    if hold and margin.cost < cost[-1]:
+        return replace(state, chosen_at=now)
+    return replace(state, margin=margin, chosen_at=now)
 
 
-def adapt(state: TunerState, on_time: float | None, *, target: float, now: float = -math.inf,
-          requests: float | None = None) -> TunerState:
-    """Integral feedback of a measured on-time share on the safety, and the surge memory
-    (:data:`SURGE_SECONDS` from ``now`` when the last day's shares spent more than
-    :data:`SURGE_BUDGETS` error budgets).
-    ``requests`` behind the share weigh it in that mean (unknown: 1). None or a bad share holds
-    both."""
+def adapt(state: TunerState, on_time: float | None, *, requests: float | None = None) -> TunerState:
+    """Record a measured on-time share, with the ``requests`` behind it (unknown: 1), in the
+    trailing week :func:`budget_spent` reads. None or a bad share records nothing."""
     if on_time is None or not usable(on_time):
         return state
-    ceiling = _ceiling(target)
-    # Symmetric integral action: the safety settles where the measured share averages the
-    # target (an asymmetric rule would ratchet up on noise and never come down).
-    safety = state.safety + FEEDBACK_GAIN * (target - on_time)
     weight = requests if requests is not None and math.isfinite(requests) and requests > 0 else 1.0
-    recent = (*state.recent, (on_time, weight))[-SURGE_WINDOW:]
-    surge = sum(s * w for s, w in recent) / sum(w for _, w in recent) < 1.0 - SURGE_BUDGETS * (1.0 - target)
-    return replace(state, safety=min(max(safety, 0.0), ceiling), recent=recent,
-                   surge_until=now + SURGE_SECONDS if surge else state.surge_until)
-
-
-def _ceiling(target: float) -> float:
-    """Highest safety: 0.9 of the error budget. With the reserve on top the aim can pass 1; it
-    is capped there, and the replay then takes the highest share it can reach."""
-    return 0.9 * (1.0 - target)
+    return replace(state, recent=(*state.recent, (on_time, weight))[-BUDGET_HOURS:])

@@ -11,41 +11,12 @@ from scaler.backtest.auto import auto_model
 from scaler.backtest.pareto import Point
 from scaler.backtest.sim import simulate
 from scaler.backtest.sweep import run_backtest
-from scaler.core.slo import Margin, ReplaySpec, replayed_share
+from scaler.core.slo import Margin
 from tests.backtest.support import load_benchmark
 from tests.backtest.test_backtest_lookahead import KS, SPEC, build, raw_trace
-from tests.unit.test_slo import demand_trace
 
 family = load_benchmark("margin_family")
 STEP = 60.0
-
-
-@pytest.mark.parametrize("factor", [1.0, 1.2, 1.5])
-def test_answering_the_backlog_and_the_hpa_window_only_add_replicas(factor: float) -> None:
-    demand = demand_trace(8, cv=0.5, seed=4)
-    base = np.concatenate([[np.nan], demand[:-1]])
-    spec = ReplaySpec.for_lead(10 * 60 + 30, step_seconds=STEP, capacity=10.0)
-    margin = Margin(factor, hold_seconds=6 * 60)
-    open_loop = replayed_share(demand, base, spec, margin, step_seconds=STEP)
-    closed = family.closed_loop_share(demand, base, margin, cold_steps=spec.cold_steps, hpa_steps=1,
-                                      capacity=10.0)
-    both = family.closed_loop_share(demand, base, margin, cold_steps=spec.cold_steps, hpa_steps=5,
-                                    capacity=10.0)
-    assert open_loop is not None
-    # More replicas at every step can only serve more on time; a lean margin gains the most.
-    assert open_loop <= closed + 1e-9 <= both + 2e-9 <= 1.0 + 2e-9
-    if factor == 1.0:
-        assert closed > open_loop
-
-
-def test_with_no_backlog_the_closed_loop_is_the_tuners_replay() -> None:
-    demand = demand_trace(8, cv=0.1, seed=5)
-    base = np.concatenate([[np.nan], demand[:-1]])
-    spec = ReplaySpec.for_lead(10 * 60 + 30, step_seconds=STEP, capacity=10.0)
-    margin = Margin(3.0, hold_seconds=6 * 60)
-    assert replayed_share(demand, base, spec, margin, step_seconds=STEP) == 1.0
-    assert family.closed_loop_share(demand, base, margin, cold_steps=spec.cold_steps, hpa_steps=1,
-                                    capacity=10.0) == 1.0
 
 
 @pytest.mark.slow

@@ -212,3 +212,24 @@ def test_scale_down_is_rate_limited(series, b) -> None:
         window = raw[max(0, i - 4): i + 1]  # (now - 5 min, now] at 1-minute steps
         assert d.need == max(window)
         assert b[0] <= d.replicas
+
+
+def test_a_restart_recalls_the_reactive_needs_of_the_backfilled_demand() -> None:
+    from forecasting.types import Series
+    from scaler.core.decision import RECALL_SECONDS, recalled
+
+    now = T0 + 3600.0
+    # 10-minute steps up to now; the last two ended at now - 600 and now.
+    values = np.array([10.0] * 20 + [np.nan, 95.0, 31.0])
+    demand = Series(start=now - 23 * 600.0, step_seconds=600, values=values)
+    state = recalled(DecisionState(), demand, 10.0, now=now)
+    assert state.needs[-2:] == ((now - 600.0, 10), (now, 4))
+    assert all(t > now - RECALL_SECONDS for t, _ in state.needs)
+    assert len(state.needs) == int(RECALL_SECONDS // 600) - 1  # the missing step recalls nothing
+    # The window of the first decision keeps only what falls inside it.
+    assert stabilize(state.needs, 2, now=now + 60.0, window_seconds=300.0)[0] == 4
+    assert stabilize(state.needs, 2, now=now + 60.0, window_seconds=900.0)[0] == 10
+    # A state that already decided, or no history, is left alone.
+    decided = DecisionState(needs=((now, 3),))
+    assert recalled(decided, demand, 10.0, now=now) is decided
+    assert recalled(DecisionState(), None, 10.0, now=now) == DecisionState()

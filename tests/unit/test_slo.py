@@ -1,4 +1,5 @@
-"""The SLO margin tuner (scaler/core/slo.py): replay arithmetic, convergence, step change, missing data."""
+"""The SLO margin tuner (scaler/core/slo.py): the closed-loop replay by hand, convergence on a fresh
+week, the calm daily choice, the spent-week reaction, a step change, missing data."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from scaler.core import slo
 from scaler.core.excursion import excursion, excursions
-from scaler.core.slo import Margin, ReplaySpec, TunerState, adapt, retune, tune
+from scaler.core.slo import Margin, ReplaySpec, TunerState, adapt, budget_spent, retune, tune
 
 STEP = 60.0
 DAY = 1440
@@ -29,99 +30,176 @@ SPEC = ReplaySpec.for_lead(10 * 60 + 30, step_seconds=STEP, capacity=10.0)
 
 
 def attained(margin: Margin, demand: np.ndarray, spec: ReplaySpec = SPEC, *, last: int = 0) -> float:
-    """Plain on-time share of ``margin`` replayed over ``demand`` (over the ``last`` steps only)."""
+    """The replay's on-time share of ``margin`` over ``demand`` (over the ``last`` steps only)."""
     past = slo._Replay.of(demand, np.full_like(demand, np.nan), spec, step_seconds=STEP)
     assert past is not None
-    late, _ = past.late(margin)
-    return 1.0 - float(late[-last:].sum()) / float(past.demand[-last:].sum())
+    weight = np.zeros_like(past.demand)
+    weight[-last:] = 1.0
+    late, _ = past.closed_loop([margin], weight)
+    return 1.0 - float(late[0]) / float((weight * past.demand).sum())
 
 
-def test_fifo_backlog_is_the_queue_recursion() -> None:
-    excess = np.random.default_rng(3).normal(0.0, 5.0, 500)
-    queue, expected = 0.0, []
-    for x in excess:
-        queue = max(0.0, queue + x)
-        expected.append(queue)
-    assert np.allclose(slo._fifo_backlog(excess), expected)
+def by_hand_spec(window_steps: int = 1) -> ReplaySpec:
+    return ReplaySpec(cold_steps=1, hold_steps=1, capacity=10.0, window_steps=window_steps)
 
 
-def test_replay_by_hand() -> None:
-    # capacity 10, cold 2 steps, hold 3: demand 10 then a step to 30 at i=3.
-    spec = ReplaySpec(cold_steps=2, hold_steps=3, capacity=10.0)
-    demand = np.array([10.0, 10, 10, 30, 30, 30, 30, 30] * 200)
-    past = slo._Replay.of(demand, np.full_like(demand, np.nan), spec, step_seconds=600.0)
+def test_closed_loop_replay_by_hand() -> None:
+    """10-minute steps, capacity 10, one step of cold start, no margin: demand steps from 10 to 30.
+
+    step   seen (demand + backlog)  asked  served  late  backlog after
+    k      10 + 0                   1      10      20    20
+    k+1    30 + 20                  5      10      30    40   (the backlog is served first)
+    k+2    30 + 40                  7      50      20    20
+    k+3    30 + 20                  5      50       0     0
+    k+4    30                       3      30       0     0
+    """
+    demand = np.array([10.0] * 200 + [30.0] * 100)
+    past = slo._Replay.of(demand, np.full_like(demand, np.nan), by_hand_spec(), step_seconds=600.0)
     assert past is not None
-    share, cost = past.run(Margin(factor=1.0))
-    # Without margin the step up is late for the cold start (2 steps of 20 missing, then backlog).
-    assert share < 0.95
-    late, _ = past.late(Margin(factor=3.0))
-    assert late.sum() == 0
-    assert cost > 0
+    margin = Margin(factor=1.0, hold_seconds=600.0)
+    late, held = past.closed_loop([margin], np.ones_like(demand))
+    assert late[0] == pytest.approx(70.0)
+    assert held[0] == pytest.approx(200 * 1 + 1 + 5 + 7 + 5 + 96 * 3)
+    share, cost = past.judge([margin], recency=False)
+    assert share[0] == pytest.approx(1 - 70 / 5000) and cost[0] == held[0]
+    # The HPA's window (3 steps) keeps the most asked of the last three: 7 at k+2..k+4, 5 at
+    # k+5, then 3. No less late (the shortfall is before them), more replicas held.
+    past3 = slo._Replay.of(demand, np.full_like(demand, np.nan), by_hand_spec(3), step_seconds=600.0)
+    assert past3 is not None
+    late3, held3 = past3.closed_loop([margin], np.ones_like(demand))
+    assert late3[0] == pytest.approx(70.0)
+    assert held3[0] == pytest.approx(200 + 1 + 5 + 7 + 7 + 7 + 5 + 94 * 3)
+    # Twice the margin: 2 replicas before the step, 8 asked at k+1 but serving only at k+2, so
+    # the step is still late for its cold start: 10 at k, 20 at k+1, none after.
+    late2, _ = past.closed_loop([Margin(factor=2.0, hold_seconds=600.0)], np.ones_like(demand))
+    assert late2[0] == pytest.approx(30.0)
+
+
+def test_replaying_many_margins_at_once_equals_one_at_a_time() -> None:
+    """The batched replay the tuner uses (mixed holds, caps, statics) is the single replay."""
+    demand = demand_trace(3, cv=0.3, seed=11)
+    base = demand * 1.1
+    base[:300] = np.nan
+    past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
+    assert past is not None
+    margins = slo.candidates(past)[::37]
+    assert len({m.hold_seconds for m in margins}) > 1
+    weight = past.weights(recency=True)
+    late, held = past.closed_loop(margins, weight)
+    for i, margin in enumerate(margins):
+        one_late, one_held = past.closed_loop([margin], weight)
+        assert late[i] == pytest.approx(one_late[0], rel=1e-12) and held[i] == pytest.approx(one_held[0], rel=1e-12)
 
 
 def test_tune_meets_the_target_on_unseen_data_from_the_same_process() -> None:
-    history, future = demand_trace(7, cv=0.25, seed=1), demand_trace(7, cv=0.25, seed=2)
-    margin = tune(history, np.full_like(history, np.nan), SPEC, target=0.99, safety=0.0, step_seconds=STEP)
-    assert margin is not None and margin.expected is not None and margin.expected >= 0.99
-    # Converges to the target, not to the safest margin: near 0.99 on a fresh week, and cheaper
-    # than a flat x3.
-    assert 0.985 <= attained(margin, future) <= 0.9995
-    cheap = slo._Replay.of(future, np.full_like(future, np.nan), SPEC, step_seconds=STEP)
-    assert cheap is not None
-    assert cheap.run(margin)[1] < cheap.run(Margin(factor=3.0))[1]
+    history, future = demand_trace(14, cv=0.25, seed=1), demand_trace(14, cv=0.25, seed=2)
+    margin = tune(history, np.full_like(history, np.nan), SPEC, target=0.99, step_seconds=STEP)
+    assert margin is not None and margin.expected is not None and margin.expected >= 0.995
+    assert margin.aim == pytest.approx(0.995)
+    # Converges to the target, not to the safest margin: near 0.99 on a fresh fortnight, and
+    # cheaper than a flat x3.
+    assert 0.99 <= attained(margin, future) <= 0.9995
+    fresh = slo._Replay.of(future, np.full_like(future, np.nan), SPEC, step_seconds=STEP)
+    assert fresh is not None
+    _, cost = fresh.judge([margin, Margin(factor=3.0, hold_seconds=margin.hold_seconds)], recency=False)
+    assert cost[0] < 0.8 * cost[1]
 
 
 def test_tune_needs_a_day_of_history() -> None:
     empty = np.zeros(0)
-    assert tune(empty, empty, SPEC, target=0.99, safety=0.0, step_seconds=STEP) is None
+    assert tune(empty, empty, SPEC, target=0.99, step_seconds=STEP) is None
     short = demand_trace(1, cv=0.2, seed=1)[: DAY - 60]
-    assert tune(short, np.full_like(short, np.nan), SPEC, target=0.99, safety=0.0, step_seconds=STEP) is None
+    assert tune(short, np.full_like(short, np.nan), SPEC, target=0.99, step_seconds=STEP) is None
 
 
-def test_feedback_rises_on_shortfalls_decays_on_surplus_and_is_bounded() -> None:
+def test_a_spent_week_counts_requests_not_hours() -> None:
+    """Quiet hours with a few late requests are noise: the week's budget is counted in requests."""
+    good = ((1.0, 10_000.0),) * 162
+    # Six busy hours at 0.8: 12,000 late of 1.68M requests, over half the 1 % budget (8,400).
+    assert budget_spent((*good, *((0.8, 10_000.0),) * 6), 0.99)
+    # Six quiet night hours at 0.8 (2 of 10 late): 12 late requests, nothing.
+    assert not budget_spent((*good, *((0.8, 10.0),) * 6), 0.99)
+    # Over a full week the bar is target + half the budget on the request-weighted share.
+    assert not budget_spent(((0.9951, 1.0),) * 168, 0.99) and budget_spent(((0.9949, 1.0),) * 168, 0.99)
     state = TunerState()
-    for _ in range(100):
-        state = adapt(state, 0.95, target=0.99)
-    assert state.safety == pytest.approx(0.9 * 0.01)
-    peak = state.safety
-    for _ in range(5):
-        state = adapt(state, 0.999, target=0.99)
-    assert 0 < state.safety < peak
-    for _ in range(20):
-        state = adapt(state, 1.0, target=0.99)
-    assert state.safety == 0
-    # Stationary noise around the target: the safety settles, it does not ratchet to the cap.
-    rng = np.random.default_rng(0)
+    for _ in range(slo.BUDGET_HOURS + 10):
+        state = adapt(state, 1.0, requests=10_000.0)
+    assert len(state.recent) == slo.BUDGET_HOURS and not budget_spent(state.recent, 0.99)
+
+
+def test_a_short_record_is_a_share_of_a_weeks_budget() -> None:
+    """After a start or a restart one bad hour is not a spent week: the week's requests are
+    extrapolated from the hours recorded. Hours at 0.9 spend half of 1 % of 168 hours in 9."""
     state = TunerState()
-    for _ in range(2000):
-        state = adapt(state, float(np.clip(rng.normal(0.991, 0.002), 0, 1)), target=0.99)
-    assert state.safety < 0.9 * 0.01 * 0.5
+    for hour in range(1, 10):
+        state = adapt(state, 0.9, requests=100.0)
+        assert budget_spent(state.recent, 0.99) == (hour >= 9), hour
 
 
 @pytest.mark.parametrize("bad", [None, math.nan, -0.1, 1.5])
-def test_missing_or_bad_measurement_holds_the_safety_and_never_lowers_the_margin(bad: float | None) -> None:
+def test_a_missing_measurement_records_nothing(bad: float | None) -> None:
+    state = adapt(TunerState(), 0.999, requests=100.0)
+    assert adapt(state, bad, requests=100.0) == state
+
+
+def hourly(state: TunerState, now: float, demand: np.ndarray, on_time: float | None) -> TunerState:
+    return retune(state, now=now, demand=demand, base=np.full_like(demand, np.nan), spec=SPEC,
+                  target=0.99, on_time=on_time, step_seconds=STEP)
+
+
+def test_a_calm_margin_is_chosen_once_a_day() -> None:
+    """A calm week: the margin is chosen at the first retune with a day of history, and an
+    hour's burst after it moves nothing until the next day's choice."""
+    demand = demand_trace(3, cv=0.1, seed=3)
+    state = hourly(TunerState(), 0.0, demand, 0.999)
+    chosen = state.margin
+    assert chosen.expected is not None and chosen.aim == pytest.approx(0.995) and not state.spent
+    burst = demand.copy()
+    burst[-60:] *= 4.0
+    for hour in range(1, 24):
+        state = hourly(state, hour * 3600.0, burst, 0.999)
+        assert state.margin == chosen and state.chosen_at == 0.0
+    state = hourly(state, 24 * 3600.0, burst, 0.999)
+    assert state.chosen_at == 24 * 3600.0 and state.margin != chosen
+
+
+def test_a_spent_week_rechooses_hourly_at_the_higher_aim_and_recovers() -> None:
+    demand = demand_trace(3, cv=0.25, seed=4)
+    state = hourly(TunerState(), 0.0, demand, 0.999)
+    calm = state.margin
+    # A week at 0.97: three times the budget, spent.
+    state = hourly(dataclasses.replace(state, recent=((0.97, 1.0),) * 167), 3600.0, demand, 0.97)
+    assert state.spent and state.chosen_at == 3600.0
+    assert state.margin.aim == pytest.approx(0.999)
+    # A wider margin than the calm one, on the same replay.
+    spent_share, calm_share = (slo.replayed_share(demand, np.full_like(demand, np.nan), SPEC, m, step_seconds=STEP)
+                               for m in (state.margin, calm))
+    assert spent_share is not None and calm_share is not None and spent_share > calm_share
+    state = hourly(state, 7200.0, demand, 0.95)
+    assert state.spent and state.chosen_at == 7200.0  # every hour while spent
+    # The week recovered: the calm choice at once (not a day later), the same as the first.
+    state = hourly(dataclasses.replace(state, recent=((1.0, 1.0),) * 167), 10800.0, demand, 1.0)
+    assert not state.spent and state.chosen_at == 10800.0
+    assert state.margin.aim == pytest.approx(0.995) and state.margin == calm
+
+
+@pytest.mark.parametrize("bad", [None, math.nan, -0.1, 1.5])
+def test_without_a_measurement_the_margin_never_gets_cheaper(bad: float | None) -> None:
     calm, wild = demand_trace(7, cv=0.05, seed=4), demand_trace(7, cv=0.4, seed=5)
-    base = np.full_like(wild, np.nan)
-    tuned = retune(TunerState(safety=0.004), now=0.0, demand=wild, base=base, spec=SPEC, target=0.99,
-                   on_time=0.99, step_seconds=STEP)
+    tuned = hourly(TunerState(), 0.0, wild, 0.999)
     assert tuned.margin.expected is not None
-    held = retune(dataclasses.replace(tuned, tuned_at=-math.inf), now=1e6, demand=calm, base=base,
-                  spec=SPEC, target=0.99, on_time=bad, step_seconds=STEP)
-    assert held.safety == tuned.safety
+    later = 2 * slo.CHOOSE_SECONDS
+    held = hourly(tuned, later, calm, bad)
     # The calm week alone would allow a cheaper margin; without a measurement it is not taken.
-    assert held.margin == tuned.margin
-    measured = retune(dataclasses.replace(tuned, tuned_at=-math.inf), now=1e6, demand=calm, base=base,
-                      spec=SPEC, target=0.99, on_time=0.999, step_seconds=STEP)
-    assert measured.margin != tuned.margin
+    assert held.margin == tuned.margin and held.recent == tuned.recent and held.chosen_at == later
+    measured = hourly(tuned, later, calm, 0.999)
+    assert measured.margin != tuned.margin and measured.margin.cost < held.margin.cost
 
 
 def test_retune_only_when_due() -> None:
     demand = demand_trace(2, cv=0.2, seed=1)
-    base = np.full_like(demand, np.nan)
-    first = retune(TunerState(), now=1000.0, demand=demand, base=base, spec=SPEC, target=0.99,
-                   on_time=None, step_seconds=STEP)
-    again = retune(first, now=1000.0 + slo.RETUNE_SECONDS - 1, demand=demand * 3, base=base, spec=SPEC,
-                   target=0.99, on_time=None, step_seconds=STEP)
+    first = hourly(TunerState(), 1000.0, demand, None)
+    again = hourly(first, 1000.0 + slo.RETUNE_SECONDS - 1, demand * 3, None)
     assert again is first
 
 
@@ -134,33 +212,33 @@ def test_answers_a_level_step_at_once() -> None:
 
 
 def test_answers_a_step_change_in_burstiness_within_bounded_time() -> None:
-    """Bursts grow from cv 0.1 to 0.4. Retuning hourly on what it measured, the tuner notices
-    within hours and holds most of the new regime within a day, and better within three.
-    (Measured: 0.43 on the new regime at the change, 0.980 after 24 h, 0.982 after 72 h - the
-    surge memory aims high for two days after the first bad day; the last points are the
-    sampling noise of 3 days of a heavy-tailed process.)"""
-    calm, wild = demand_trace(7, cv=0.1, seed=6), demand_trace(3, cv=0.4, seed=7)
+    """Bursts grow from cv 0.1 to 0.4 after a calm week. Retuning hourly on what it measured,
+    the tuner finds the week's budget spent within hours, re-chooses every hour on the recent
+    days, and holds most of the new regime within half a day.
+    (Measured on a fresh week of the new regime: 0.747 at the change; spent after 4 hours, with
+    0.50, 0.92 and 0.81 measured; 0.979 after 12 h, 0.981 after 24 h - the replay still holds
+    the calm days then.)"""
+    calm, wild = demand_trace(7, cv=0.1, seed=6), demand_trace(2, cv=0.4, seed=7)
     trace = np.concatenate([calm, wild])
     fresh = demand_trace(7, cv=0.4, seed=8)
-    state, start = TunerState(), calm.shape[0]
+    # A calm week measured before the change (0.999 an hour, 1000 requests each).
+    state, start = TunerState(recent=((0.999, 1000.0),) * 168), calm.shape[0]
     reached: dict[int, float] = {}
-    safety_after_6h = 0.0
-    for hour in range(73):
+    spent_at = None
+    for hour in range(25):
         stop = start + hour * 60
         seen = trace[:stop]
         # What serve would measure: the on-time share of the last hour under the margin in use.
-        measured = attained(state.margin, seen, last=60) if hour else None
-        state = retune(dataclasses.replace(state, tuned_at=-math.inf), now=stop * STEP, demand=seen,
-                       base=np.full_like(seen, np.nan), spec=SPEC, target=0.99, on_time=measured,
-                       step_seconds=STEP)
-        if hour in (0, 24, 72):
+        measured = attained(state.margin, seen, last=60) if hour else 0.999
+        state = retune(state, now=stop * STEP, demand=seen, base=np.full_like(seen, np.nan), spec=SPEC,
+                       target=0.99, on_time=measured, step_seconds=STEP, requests=1000.0)
+        if state.spent and spent_at is None:
+            spent_at = hour
+        if hour in (0, 12, 24):
             reached[hour] = attained(state.margin, fresh)
-        if hour == 6:
-            safety_after_6h = state.safety
     assert reached[0] < 0.8  # the calm week's margin does not hold the new regime
-    assert safety_after_6h > 0
-    assert reached[24] >= 0.93
-    assert reached[72] >= 0.96
+    assert spent_at is not None and spent_at <= 6
+    assert reached[12] >= 0.975 and reached[24] >= 0.978
 
 
 def test_excursion_per_decision_equals_the_replays_vector() -> None:
@@ -185,93 +263,24 @@ def test_excursion_sees_this_time_of_day_on_past_days() -> None:
 def test_a_margin_judged_without_recorded_forecasts_applies_to_demand_alone() -> None:
     """After a restart the replay has no record of past forecasts: the margin it picks was judged
     on demand, so the decision applies it to demand, not to the (higher) forecast peak."""
-    demand = demand_trace(7, cv=0.25, seed=1)
-    blind = tune(demand, np.full_like(demand, np.nan), SPEC, target=0.99, safety=0.0, step_seconds=STEP)
-    seeing = tune(demand, demand * 1.05, SPEC, target=0.99, safety=0.0, step_seconds=STEP)
+    demand = demand_trace(3, cv=0.25, seed=1)
+    blind = tune(demand, np.full_like(demand, np.nan), SPEC, target=0.99, step_seconds=STEP)
+    seeing = tune(demand, demand * 1.05, SPEC, target=0.99, step_seconds=STEP)
     assert blind is not None and not blind.forecast
     assert seeing is not None and seeing.forecast
 
 
-def test_replaying_many_margins_at_once_equals_one_at_a_time() -> None:
-    """The batched replay the tuner uses (mixed holds, caps, statics) is the single replay."""
-    demand = demand_trace(8, cv=0.3, seed=11)
-    base = demand * 1.1
-    base[:300] = np.nan
-    past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
-    assert past is not None
-    margins = slo.candidates(past)[::37]
-    assert len({m.hold_seconds for m in margins}) > 1
-    late, replicas = past.late_many(margins)
-    shares, _ = past.judge(margins, chunk=5)
-    for i, margin in enumerate(margins):
-        one_late, one_replicas = past.late(margin)
-        assert np.array_equal(late[i], one_late) and np.array_equal(replicas[i], one_replicas)
-        assert shares[i] == pytest.approx(past.run(margin)[0])
-
-
-def test_a_day_short_of_the_target_raises_the_aim_for_two_days() -> None:
-    """A surge (the last day's measured shares average below the target) makes the replay aim at
-    the safety's ceiling for SURGE_SECONDS, then the aim falls back to what the safety says."""
-    demand = demand_trace(2, cv=0.25, seed=1)  # a short history: 70 retunes stay quick
-    base = np.full_like(demand, np.nan)
-    ceiling = 0.9 * (1 - 0.99)
-    calm = 0.99 + slo.RESERVE * 0.01
-    surged = min(calm + ceiling, 1.0)
-
-    def step(state: TunerState, now: float, on_time: float) -> TunerState:
-        return retune(dataclasses.replace(state, tuned_at=-math.inf), now=now, demand=demand, base=base,
-                      spec=SPEC, target=0.99, on_time=on_time, step_seconds=STEP)
-
-    state = TunerState()
-    for hour in range(24):  # a good day: no surge
-        state = step(state, hour * 3600.0, 0.995)
-    assert state.surge_until == -math.inf and state.margin.aim == pytest.approx(calm)
-    for hour in range(24, 30):  # a few bad hours drag the day's mean below the target
-        state = step(state, hour * 3600.0, 0.9)
-    started = state.surge_until - slo.SURGE_SECONDS
-    assert state.margin.aim == pytest.approx(surged)
-    # Good hours again: the integral safety decays within hours, the surge aim holds for days.
-    for hour in range(30, 30 + 40):
-        state = step(state, hour * 3600.0, 1.0)
-    assert state.safety == 0 and state.margin.aim == pytest.approx(surged)
-    after = state.surge_until + 1.0
-    assert after - started <= slo.SURGE_SECONDS + 24 * 3600.0
-    state = step(state, after, 1.0)
-    assert state.margin.aim == pytest.approx(calm)
-
-
-def test_surge_memory_ignores_missing_measurements() -> None:
-    state = adapt(TunerState(), None, target=0.99, now=0.0)
-    assert state.recent == () and state.surge_until == -math.inf
-    state = adapt(state, math.nan, target=0.99, now=0.0)
-    assert state.recent == () and state.surge_until == -math.inf
-
-
-def test_a_surge_counts_requests_not_hours() -> None:
-    """Quiet hours with a few late requests are noise: the day's share is weighted by requests."""
-    state = TunerState()
-    for hour in range(20):  # busy hours, all on time
-        state = adapt(state, 1.0, target=0.99, now=hour * 3600.0, requests=10_000.0)
-    for hour in range(20, 24):  # quiet night hours: 2 of 10 late
-        state = adapt(state, 0.8, target=0.99, now=hour * 3600.0, requests=10.0)
-    assert state.surge_until == -math.inf
-    # The same shares over as many requests each are a surge (day mean 0.967 < 0.98).
-    state = TunerState()
-    for hour in range(24):
-        state = adapt(state, 1.0 if hour < 20 else 0.8, target=0.99, now=hour * 3600.0, requests=10_000.0)
-    assert state.surge_until == 23 * 3600.0 + slo.SURGE_SECONDS
-
-
-def test_replayed_share_is_the_tuners_replay_of_the_last_week() -> None:
-    calm = demand_trace(8, cv=0.05, seed=9)
+def test_replayed_share_is_the_tuners_replay_of_the_last_two_weeks() -> None:
+    calm = demand_trace(15, cv=0.05, seed=9)
     stormy = calm.copy()
-    stormy[:DAY - 60] *= 3.0  # a storm on day 1: before the replayed (last) week
+    stormy[:DAY - 60] *= 3.0  # a storm on day 1: before the replayed (last) two weeks
     base = np.full_like(calm, np.nan)
     margin = Margin(1.5, hold_seconds=11 * 60)
     share = slo.replayed_share(stormy, base, SPEC, margin, step_seconds=STEP)
     assert share == slo.replayed_share(calm, base, SPEC, margin, step_seconds=STEP)
-    assert 0.99 < share <= 1.0
-    # a storm inside the week shows, and less than a day of history is no answer
+    assert share is not None and 0.99 < share <= 1.0
+    # a storm inside the window shows, and less than a day of history is no answer
     stormy[-2 * DAY:-DAY] *= 3.0
-    assert slo.replayed_share(stormy, base, SPEC, margin, step_seconds=STEP) < share
+    stormy_share = slo.replayed_share(stormy, base, SPEC, margin, step_seconds=STEP)
+    assert stormy_share is not None and stormy_share < share
     assert slo.replayed_share(calm[:DAY // 2], base[:DAY // 2], SPEC, margin, step_seconds=STEP) is None
