@@ -170,7 +170,7 @@ def test_a_spent_week_rechooses_hourly_at_the_higher_aim_and_recovers() -> None:
     # A week at 0.97: three times the budget, spent.
     state = hourly(dataclasses.replace(state, recent=((0.97, 1.0),) * 167), 3600.0, demand, 0.97)
     assert state.spent and state.chosen_at == 3600.0
-    assert state.margin.aim == pytest.approx(0.999)
+    assert state.margin.aim == pytest.approx(0.9995)
     # A wider margin than the calm one, on the same replay.
     spent_share, calm_share = (slo.replayed_share(demand, np.full_like(demand, np.nan), SPEC, m, step_seconds=STEP)
                                for m in (state.margin, calm))
@@ -216,7 +216,7 @@ def test_answers_a_step_change_in_burstiness_within_bounded_time() -> None:
     the tuner finds the week's budget spent within hours, re-chooses every hour on the recent
     days, and holds most of the new regime within half a day.
     (Measured on a fresh week of the new regime: 0.747 at the change; spent after 4 hours, with
-    0.50, 0.92 and 0.81 measured; 0.979 after 12 h, 0.981 after 24 h - the replay still holds
+    0.50, 0.92 and 0.81 measured; 0.981 after 12 h and after 24 h - the replay still holds
     the calm days then.)"""
     calm, wild = demand_trace(7, cv=0.1, seed=6), demand_trace(2, cv=0.4, seed=7)
     trace = np.concatenate([calm, wild])
