@@ -257,7 +257,7 @@ class Demo:
             if t % refit_every == 0:
                 await self.engine.refit()  # virtual time waits for the fit (a worker process)
             elif t % 60 == 0:
-                await self.engine.retune()  # the SLO margin, hourly between refits
+                await self.engine.retune()  # the SLO tuner's hourly step, between refits
             await self.engine.refresh()
             self.fluid.scale(await poller.poll(), minute, now)
             self._step(minute)
