@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from scaler.core.model import Reason
+from scaler.core.slo import aim as tuner_aim
 from scaler.snapshot import Snapshot
 
 REASONS = {
@@ -133,7 +134,10 @@ def render(e: dict[str, Any]) -> str:
                      f"{_num(slo['max_queue_seconds'], 3)}s; measured {measured}; margin x{_num(slo['margin'], 2)} "
                      f"on base {_num(slo['base_demand'])}"
                      + ("" if slo.get("aim") is None
-                        else f", chosen to reach {100 * slo['aim']:.2f}% on the replayed week"))
+                        else f", chosen to reach {100 * slo['aim']:.2f}% on the replayed two weeks"
+                        + (" (week's error budget spent: re-chosen hourly)"
+                           if slo["aim"] >= tuner_aim(slo["on_time_target"], spent=True) - 1e-12
+                           else " (re-chosen daily)")))
     lines.append(f"  scale-down     window {_duration(sd['stabilization_seconds'])}; need {sd['need']} "
                  f"({sd['need_reason']})")
     lines.append(f"  bounds         min {b['min']}, max {b['max']}, standby {b['standby']}")

@@ -26,10 +26,11 @@ median and a self-tuned margin (``scaler.core.slo``) goes on top, never below de
     stabilized      = max(need over the margin's hold: half a lead or a lead, tuned;
                       at least scaleDown.stabilization when that is set)
 
-``factor``, ``extra``, ``spread``, ``cap`` and the hold are re-chosen hourly as the cheapest that would have
-kept ``onTime`` on the model's own replayed week, with a reserve learned from the measured
-on-time share (docs/SLO.md). An explicit ``quantile`` pins the level the base is read at instead of
-the median; ``standbyReplicas`` still adds on top.
+``factor``, ``extra``, ``spread``, ``cap`` and the hold are chosen as the cheapest that would have
+kept ``onTime`` plus a reserve of the error budget on the model's own replayed two weeks: once a
+day while the measured on-time share keeps the week within its budget, hourly and with a larger
+reserve once the week has spent half of it (``scaler.core.slo``, docs/SLO.md). An explicit
+``quantile`` pins the level the base is read at instead of the median; ``standbyReplicas`` still adds on top.
 """
 
 from __future__ import annotations

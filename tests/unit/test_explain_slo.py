@@ -13,7 +13,10 @@ def test_explain_shows_the_slo_the_margin_and_the_share_the_tuner_aimed_at() -> 
                            "margin": 1.3, "base_demand": None, "aim": 0.995}
     line = next(x for x in render(page).splitlines() if x.startswith("  SLO"))
     assert "99% of requests queued <= 1s; measured 95.00%; margin x1.3" in line
-    assert line.endswith("chosen to reach 99.50% on the replayed week")
+    assert line.endswith("chosen to reach 99.50% on the replayed two weeks (re-chosen daily)")
+    page["slo"]["aim"] = 0.9995
+    line = next(x for x in render(page).splitlines() if x.startswith("  SLO"))
+    assert line.endswith("chosen to reach 99.95% on the replayed two weeks (week's error budget spent: re-chosen hourly)")
 
 
 def test_explain_without_a_tuned_margin_says_nothing_of_an_aim() -> None:
