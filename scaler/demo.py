@@ -80,6 +80,11 @@ class DemoSource:
         stop = max(first, min(sc.minutes, math.floor((end - sc.start) / MINUTE)))
         return Series(sc.start + first * MINUTE, MINUTE, sc.arrivals[first:stop])
 
+    def on_time_history(self, model: ModelSettings, *, start: float, end: float,
+                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+        """Nothing was served before the demo starts: no measured share to recall."""
+        return ()
+
 
 # --- KEDA, as a client ---------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from scaler.core.fleet import ClusterView, Published
 from scaler.core.forecasts import catch_up, demotion_note, fit_horizon_steps, fit_job, forecast_steps
 from scaler.core.model import ColdStart, Decision, Observation
 from scaler.core.ports import MetricSource
-from scaler.core.slo import ReplaySpec, TunerState, due, lead_steps, retune
+from scaler.core.slo import BUDGET_HOURS, RETUNE_SECONDS, ReplaySpec, TunerState, due, lead_steps, retune
 from scaler.fitpool import is_broken
 from scaler.history import History
 from scaler.runtime import EngineStats, ModelRuntime, Track, on_grid, record_base
@@ -110,8 +110,29 @@ class Engine:
             rt.history.backfill(series)
             # A restart must not forget the peak a running prewarm would still hold.
             rt.state = recalled(rt.state, rt.history.completed(now), m.capacityPerReplica, now=now)
+            await self._recall_on_time(m, rt, now)
             rt.backfilled = True
             log.info("history for %s: %d steps of %ds", m.name, len(series), series.step_seconds)
+
+    async def _recall_on_time(self, m: ModelSettings, rt: ModelRuntime, now: float) -> None:
+        """A (re)started tuner's week of measured on-time shares, read back from the source:
+        without it a rolling update forgets a spent error budget (docs/SLO.md). Best effort: a
+        failed read leaves the record empty, which only makes the tuner calmer for a while."""
+        if m.policy.slo is None or rt.tuner.recent:
+            return
+        try:
+            points = await asyncio.to_thread(
+                self.source.on_time_history, m, start=now - BUDGET_HOURS * RETUNE_SECONDS, end=now,
+                step_seconds=int(RETUNE_SECONDS))
+        except SourceError as exc:
+            self._count_source_error(exc.reason)
+            log.warning("measured on-time shares of %s unavailable (%s); the SLO tuner starts a new week",
+                        m.name, exc)
+            return
+        recent = tuple((share, requests) for _, share, requests in points)[-BUDGET_HOURS:]
+        rt.tuner = replace(rt.tuner, recent=recent)
+        if recent:
+            log.info("SLO tuner of %s: %d hourly on-time shares recalled", m.name, len(recent))
 
     async def refresh(self) -> Snapshot:
         """One refresh: observe all models in one batched read, decide each, publish."""
@@ -337,7 +358,9 @@ class Engine:
         rt.bases = record_base(rt.bases, decision, now=now, step=step, span=span)
         targets: dict[float, Decision] = {}
         for target in self._asked_targets(m):
-            track = rt.targets.setdefault(target, Track())
+            # A new target's tuner starts from the model's week of measured shares (the same
+            # measurement, judged against its own target).
+            track = rt.targets.setdefault(target, Track(tuner=TunerState(recent=rt.tuner.recent)))
             targets[target], track.state = decide(replace(inputs, margin=track.tuner.margin),
                                                   for_target(m, target), track.state, now=now)
             track.bases = record_base(track.bases, targets[target], now=now, step=step, span=span)

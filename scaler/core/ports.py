@@ -29,3 +29,11 @@ class MetricSource(Protocol):
     ) -> Series:
         """Demand over [start, end) at ``step_seconds``; NaN where unknown."""
         ...
+
+    def on_time_history(
+        self, model: ModelSettings, *, start: float, end: float, step_seconds: int
+    ) -> Sequence[tuple[float, float, float]]:
+        """The SLO's measured on-time share over [start, end) at ``step_seconds``, each over the
+        model's ``slo.window``: (time, share, requests) where known, in time order; empty for a
+        model without ``slo`` or a source that keeps no such history (a replayed trace)."""
+        ...

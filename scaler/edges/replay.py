@@ -69,6 +69,11 @@ class ReplaySource:
         values = self.demand_at(times[:, None] + offsets[None, :]).mean(axis=1)
         return Series(start=float(first), step_seconds=step_seconds, values=values)
 
+    def on_time_history(self, model: ModelSettings, *, start: float, end: float,
+                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+        """A trace has demand only: no measured share to recall."""
+        return ()
+
 
 class ReplayEdge(Edge):
     """The replay source as an edge: the trace is read once; a changed ``replay:`` waits for a
@@ -87,6 +92,10 @@ class ReplayEdge(Edge):
 
     def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
         return self.source.history(model, start=start, end=end, step_seconds=step_seconds)
+
+    def on_time_history(self, model: ModelSettings, *, start: float, end: float,
+                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+        return self.source.on_time_history(model, start=start, end=end, step_seconds=step_seconds)
 
     def apply(self, settings: Settings) -> None:
         if settings.replay != self._settings:

@@ -108,6 +108,26 @@ def test_on_time_share_is_the_exporters(
     assert sum(source.rejected_samples_total.values()) == 0
 
 
+def test_on_time_history_reads_the_live_share_back(
+    prom_env: promenv.PromEnv, exporter: promenv.ExporterProcess, source: PrometheusSource
+) -> None:
+    """What a restarted SLO tuner reads back at startup (``Engine.backfill``): the live signal's
+    query as a range query, both of SMALL's pods added bound by bound at every step."""
+    models = slo_settings(prom_env.prometheus.url).models
+    want = {"small": share(prom_env, SMALL, 1.0), "mid": share(prom_env, MID, 2.5)}
+    observe_shares(source, models[:2], want, prom_env)
+    now = time.time()
+    for m in models[:2]:
+        points = source.on_time_history(m, start=now - 2 * WINDOW, end=now, step_seconds=15)
+        assert points, m.name
+        times = [t for t, _, _ in points]
+        assert times == sorted(times) and now - 2 * WINDOW <= times[0] and times[-1] < now
+        # The share is the exporter's at every step with requests in its window; the count is >0.
+        assert all(v == pytest.approx(want[m.name], abs=0.01) and r > 0 for _, v, r in points), points
+    assert source.on_time_history(models[2], start=now - WINDOW, end=now, step_seconds=15) == []
+    assert sum(source.rejected_samples_total.values()) == 0
+
+
 def test_one_query_for_every_slo_window_and_none_without_an_slo(
     prom_env: promenv.PromEnv, exporter: promenv.ExporterProcess
 ) -> None:

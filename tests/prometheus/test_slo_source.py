@@ -15,7 +15,7 @@ import pytest
 from scaler.core.config import Settings, parse_settings
 from scaler.edges.prometheus import promql
 from scaler.edges.prometheus.source import PrometheusSource
-from tests.prometheus.fakeprom import FakePrometheus, Reply, Request, vector
+from tests.prometheus.fakeprom import FakePrometheus, Reply, Request, matrix, vector
 
 NOW = 1_767_225_600.0
 A, B = "llama", "qwen"
@@ -143,3 +143,36 @@ def test_per_model_override_answers_one_histogram_with_any_labels(fake: FakeProm
     assert signals["slo_on_time_ratio"] == pytest.approx(0.9)
     [query] = [q for q in fake.queries() if "gateway" in q]
     assert query == 'sum by (le) (increase(gateway_wait_seconds_bucket{route="/a"}[1800s]))'
+
+
+def test_on_time_history_reads_the_range_bound_by_bound(fake: FakePrometheus) -> None:
+    """What a restarted tuner reads back: the live query as a range query, read bound by bound at
+    each step (bounds spelled "1.0" and "1" by two pods' clients add up). A step without
+    ``+Inf`` or with nothing finished is left out; a NaN bucket is refused and counted."""
+    step, start = 3600, NOW - 4 * 3600
+    times = [start + i * step for i in range(4)]
+
+    def series(le: str, values: Sequence[str]) -> tuple[dict[str, str], list[tuple[float, str]]]:
+        return {"model_name": A, "le": le}, list(zip(times, values, strict=True))
+
+    answer = matrix(series("1.0", ["30", "40", "0", "NaN"]), series("1", ["40", "45", "0", "40"]),
+                    series("+Inf", ["100", "100", "0", "100"]))
+    answer["data"]["result"][2]["values"].pop(1)  # no +Inf at the second step
+    requests: list[Request] = []
+
+    def handle(request: Request) -> Reply:
+        requests.append(request)
+        return Reply(body=answer)
+
+    fake.handler = handle
+    settings = settings_for(fake.url)
+    assert settings.prometheus is not None
+    with PrometheusSource(settings.prometheus, settings.defaults, sleep=lambda s: None) as source:
+        points = source.on_time_history(settings.models[0], start=start, end=NOW, step_seconds=step)
+        assert source.on_time_history(settings.models[1], start=start, end=NOW, step_seconds=step) == []
+        rejected = {k: v for k, v in source.rejected_samples_total.items() if v}
+    assert points == [(times[0], 0.7, 100.0)]
+    assert rejected == {"nan": 1}
+    (request,) = requests  # the model without an slo asks nothing
+    assert is_slo(request) and float(request.params["step"]) == step
+    assert float(request.params["start"]) == start and float(request.params["end"]) == times[-1]

@@ -39,6 +39,10 @@ class FakeSource:
     observe_calls: int = 0
     signals: dict[str, dict[str, float]] = field(default_factory=dict)
     """Other signals per model (e.g. ``slo_on_time_ratio``), as the Prometheus source yields them."""
+    on_time_values: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    """(time, share, requests) per model: what ``on_time_history`` answers within [start, end)."""
+    on_time_fail: str | None = None
+    """Only ``on_time_history`` fails, with this reason."""
 
     def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
         self.observe_calls += 1
@@ -55,6 +59,13 @@ class FakeSource:
             return self.history_values[model.name]
         n = int((end - start) // step_seconds)
         return Series(start=start, step_seconds=step_seconds, values=np.full(n, np.nan))
+
+    def on_time_history(self, model: ModelSettings, *, start: float, end: float,
+                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+        if self.fail or self.on_time_fail:
+            reason = self.fail or self.on_time_fail
+            raise SourceError("fake source down", reason=reason or "")
+        return [p for p in self.on_time_values.get(model.name, []) if start <= p[0] < end]
 
 
 @dataclass

@@ -264,3 +264,35 @@ async def test_a_restarted_engine_recalls_the_peak_it_would_still_hold() -> None
         assert h.holder.current.decisions["chat"].replicas == 5
     finally:
         await h.close()
+
+
+async def test_a_restarted_tuner_recalls_its_week_of_measured_shares() -> None:
+    """A rolling update must not forget a spent error budget: at backfill the tuner reads the
+    last week's hourly on-time shares back from the source (Prometheus keeps vLLM's histogram)."""
+    week = [(T0 - (168 - i) * 3600.0, 0.97, 1000.0) for i in range(200)]  # also older and later ones
+    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": daily()},
+                        on_time_values={"chat": week})
+    with ThreadPoolExecutor(1) as pool:
+        h = await start_harness(settings_from_yaml(SLO_CONFIG), source, fit_executor=pool)
+        try:
+            await h.engine.backfill()
+            tuner = h.engine.models["chat"].tuner
+            assert tuner.recent == ((0.97, 1000.0),) * 168
+            # Against 0.9 the week is calm (0.97 > 0.95); the first retune records on top of it.
+            await h.engine.retune(h.clock.now())
+            assert len(h.engine.models["chat"].tuner.recent) == 168
+        finally:
+            await h.close()
+
+
+async def test_a_failed_recall_starts_a_new_week_and_keeps_the_demand_history() -> None:
+    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": daily()}, on_time_fail="timeout")
+    h = await start_harness(settings_from_yaml(SLO_CONFIG), source)
+    try:
+        await h.engine.backfill()
+        rt = h.engine.models["chat"]
+        assert rt.backfilled and rt.history.completed(h.clock.now()) is not None
+        assert rt.tuner.recent == ()
+        assert h.engine.stats.source_errors == {"timeout": 1}
+    finally:
+        await h.close()

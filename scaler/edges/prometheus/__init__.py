@@ -49,6 +49,10 @@ class PrometheusEdge(Edge):
     def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
         return self.source.history(model, start=start, end=end, step_seconds=step_seconds)
 
+    def on_time_history(self, model: ModelSettings, *, start: float, end: float,
+                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+        return self.source.on_time_history(model, start=start, end=end, step_seconds=step_seconds)
+
     @property
     def errors_total(self) -> Mapping[str, int]:
         return self.source.errors_total

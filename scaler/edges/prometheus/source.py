@@ -240,6 +240,49 @@ class PrometheusSource(SourceCounters):
             self._fill(values, samples, plan, start, step_seconds)
         return Series(start=start, step_seconds=step_seconds, values=values)
 
+    def on_time_history(
+        self, model: ModelSettings, *, start: float, end: float, step_seconds: int
+    ) -> list[tuple[float, float, float]]:
+        """The SLO's on-time share over [start, end) at ``step_seconds``, each over the model's
+        ``slo.window``: the live signal's query as a range query, read bound by bound at every
+        step (time, share, requests). Steps without a usable reading are left out; a refused
+        one is counted as the live signal's would be."""
+        slo = model.policy.slo
+        if slo is None or bad_override(promql.SLO_SIGNAL, model):
+            return []
+        count = max(0, math.ceil((end - start) / step_seconds - 1e-9))
+        window = promql.duration(self._rate_window)
+        out: list[tuple[float, float, float]] = []
+        for plan in promql.plans(promql.SLO_SIGNAL, [model], self._defaults.queries, window=window,
+                                 max_query_chars=MAX_QUERY_CHARS):
+            for first in range(0, count, MAX_POINTS_PER_QUERY):
+                n = min(MAX_POINTS_PER_QUERY, count - first)
+                t0 = start + first * step_seconds
+                samples = self._request_range(plan.query, t0, t0 + (n - 1) * step_seconds, step_seconds)
+                out += self._on_time_points(plan, samples, model.name, slo.maxQueueTime)
+        return sorted(out)
+
+    def _on_time_points(self, plan: promql.Plan, samples: list[promql.Sample], name: str,
+                        max_queue_time: float) -> list[tuple[float, float, float]]:
+        """A range answer's histograms, summed bound by bound per step, as on-time shares."""
+        steps: dict[float, dict[frozenset[tuple[str, str]], dict[float, float]]] = {}
+        for s in samples:
+            rest, bound = _bucket_of(s.labels)
+            if plan.model_for(s.labels) != name or bound is None:
+                self._reject("unexpected_series")
+                continue
+            for ts, value in s.points:
+                buckets = steps.setdefault(ts, {}).setdefault(rest, {})
+                buckets[bound] = buckets.get(bound, 0.0) + value
+        out = []
+        for ts, histograms in steps.items():
+            reading, reason = slo_reading(list(histograms.values()), max_queue_time)
+            if reason:
+                self._reject(reason)
+            elif "slo_on_time_ratio" in reading:
+                out.append((ts, reading["slo_on_time_ratio"], reading["slo_requests"]))
+        return out
+
     # --- one signal -------------------------------------------------------------------------------
 
     def _read_signal(
@@ -318,12 +361,10 @@ class PrometheusSource(SourceCounters):
         # a second label set (e.g. an override that kept `engine`) is several series: ambiguous.
         found: dict[str, dict[frozenset[tuple[str, str]], dict[float, float]]] = {}
         for name, s, value in self._mapped(plan, samples, now):
-            bound = promql.bound(s.labels.get("le", ""))
+            rest, bound = _bucket_of(s.labels)
             if bound is None:
                 self._reject("unexpected_series")
                 continue
-            rest = frozenset((k, v) for k, v in s.labels.items()
-                             if k not in ("le", promql.GROUP_LABEL))
             buckets = found.setdefault(name, {}).setdefault(rest, {})
             buckets[bound] = buckets.get(bound, 0.0) + value
         slos = {m.name: m.policy.slo for m in models}
@@ -398,3 +439,10 @@ class PrometheusSource(SourceCounters):
         """Exponential backoff with "equal jitter": base * 2^attempt, scaled into [50%, 100%]."""
         base, cap = self._backoff
         return min(cap, base * 2.0**attempt) * (0.5 + 0.5 * self._rng.random())
+
+
+def _bucket_of(labels: Mapping[str, str]) -> tuple[frozenset[tuple[str, str]], float | None]:
+    """A histogram bucket series' histogram (its labels but ``le`` and the group label) and bound
+    (None: no parsable ``le``)."""
+    rest = frozenset((k, v) for k, v in labels.items() if k not in ("le", promql.GROUP_LABEL))
+    return rest, promql.bound(labels.get("le", ""))
