@@ -168,10 +168,16 @@ def test_counter_reset_keeps_the_share(
         now = time.time()
         readings.append((now, source.observe(models, now=now)))
         time.sleep(0.5)
+    # SMALL's two pods restart and are scraped at slightly different moments, so for a few
+    # seconds increase() may weigh one pod's requests a little more than the other's: the share
+    # then moves within the span of the two pods' own shares, never outside it (and MID, one
+    # pod, not at all). A reset read as a drop to zero would leave that span.
+    lo, hi = sorted(share(prom_env, SMALL, 1.0, [i]) for i in (0, 1))
+    span = {"small": (lo - 0.005, hi + 0.005), "mid": (want["mid"] - 0.02, want["mid"] + 0.02)}
     for now, observed in readings:
         for name, served in (("small", SMALL), ("mid", MID)):
             signals = observed[name].signals
-            assert signals["slo_on_time_ratio"] == pytest.approx(want[name], abs=0.02)
+            assert span[name][0] <= signals["slo_on_time_ratio"] <= span[name][1], (name, signals)
             # increase() adds the counts after the reset to those before: no dip, no spike
             assert signals["slo_requests"] == pytest.approx(finished_in_window(prom_env, served, now), rel=0.15)
     assert sum(source.rejected_samples_total.values()) == 0
