@@ -233,10 +233,7 @@ class PrometheusSource(SourceCounters):
         window = promql.duration(max(2.0 * step_seconds, self._rate_window))
         groups = promql.group_models(model.policy.demand, [model], self._defaults.queries)
         plan = promql.plan(model.policy.demand, groups, window=window)
-        for first in range(0, count, MAX_POINTS_PER_QUERY):
-            n = min(MAX_POINTS_PER_QUERY, count - first)
-            t0 = start + first * step_seconds
-            samples = self._request_range(plan.query, t0, t0 + (n - 1) * step_seconds, step_seconds)
+        for samples in self._range_chunks(plan.query, start, count, step_seconds):
             self._fill(values, samples, plan, start, step_seconds)
         return Series(start=start, step_seconds=step_seconds, values=values)
 
@@ -255,12 +252,17 @@ class PrometheusSource(SourceCounters):
         out: list[tuple[float, float, float]] = []
         for plan in promql.plans(promql.SLO_SIGNAL, [model], self._defaults.queries, window=window,
                                  max_query_chars=MAX_QUERY_CHARS):
-            for first in range(0, count, MAX_POINTS_PER_QUERY):
-                n = min(MAX_POINTS_PER_QUERY, count - first)
-                t0 = start + first * step_seconds
-                samples = self._request_range(plan.query, t0, t0 + (n - 1) * step_seconds, step_seconds)
+            for samples in self._range_chunks(plan.query, start, count, step_seconds):
                 out += self._on_time_points(plan, samples, model.name, slo.maxQueueTime)
         return sorted(out)
+
+    def _range_chunks(self, query: str, start: float, count: int, step: int) -> Iterator[list[promql.Sample]]:
+        """``count`` steps of ``query`` from ``start``, in range requests of at most
+        :data:`MAX_POINTS_PER_QUERY` points (Prometheus refuses more than 11,000 per series)."""
+        for first in range(0, count, MAX_POINTS_PER_QUERY):
+            n = min(MAX_POINTS_PER_QUERY, count - first)
+            t0 = start + first * step
+            yield self._request_range(query, t0, t0 + (n - 1) * step, step)
 
     def _on_time_points(self, plan: promql.Plan, samples: list[promql.Sample], name: str,
                         max_queue_time: float) -> list[tuple[float, float, float]]:
@@ -274,14 +276,8 @@ class PrometheusSource(SourceCounters):
             for ts, value in s.points:
                 buckets = steps.setdefault(ts, {}).setdefault(rest, {})
                 buckets[bound] = buckets.get(bound, 0.0) + value
-        out = []
-        for ts, histograms in steps.items():
-            reading, reason = slo_reading(list(histograms.values()), max_queue_time)
-            if reason:
-                self._reject(reason)
-            elif "slo_on_time_ratio" in reading:
-                out.append((ts, reading["slo_on_time_ratio"], reading["slo_requests"]))
-        return out
+        readings = ((ts, self._slo_reading(histograms, max_queue_time)) for ts, histograms in steps.items())
+        return [(ts, r["slo_on_time_ratio"], r["slo_requests"]) for ts, r in readings if "slo_on_time_ratio" in r]
 
     # --- one signal -------------------------------------------------------------------------------
 
@@ -373,12 +369,19 @@ class PrometheusSource(SourceCounters):
             slo = slos.get(name)
             if slo is None:
                 continue
-            reading, reason = slo_reading(list(histograms.values()), slo.maxQueueTime)
-            if reason:
-                self._reject(reason)
-            elif reading:
+            reading = self._slo_reading(histograms, slo.maxQueueTime)
+            if reading:
                 out[name] = reading
         return out
+
+    def _slo_reading(self, histograms: Mapping[frozenset[tuple[str, str]], Mapping[float, float]],
+                     max_queue_time: float) -> dict[str, float]:
+        """``slo_reading`` of one model's histograms (by label set), a refusal counted: empty."""
+        reading, reason = slo_reading(list(histograms.values()), max_queue_time)
+        if reason:
+            self._reject(reason)
+            return {}
+        return reading
 
     def _fill(
         self, values: np.ndarray[Any, np.dtype[np.float64]], samples: list[promql.Sample],
