@@ -19,6 +19,7 @@ Stankeviciute, K., Alaa, A., van der Schaar, M. (2021) Conformal time-series for
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,21 +59,20 @@ class Calibration:
         """
         h = raw_mean.shape[0]
         mean = np.maximum(np.nan_to_num(raw_mean, nan=0.0), 0.0)
-        cols = np.minimum(np.arange(h), max(self.offsets.shape[1] - 1, 0))
+        levels = sorted(self.levels)
+        if not levels:
+            return mean, {}
+        # Every level in one array, lowest first (a forecast is made at every decision: hot).
+        rows = self.offsets[np.argsort(self.levels, kind="stable")]
+        cols = np.minimum(np.arange(h), max(rows.shape[1] - 1, 0))
+        offset = rows[:, cols] if rows.shape[1] else np.zeros((len(levels), h))
         scale = np.maximum(mean, self.floor) ** self.power
-        paths: dict[float, FloatArray] = {}
-        previous = np.zeros(h)
-        for i, level in enumerate(sorted(self.levels)):
-            row = self.offsets[self.levels.index(level)]
-            offset = row[cols] if row.shape[0] else np.zeros(h)
-            path = np.maximum(np.nan_to_num(raw_mean + offset * scale, nan=0.0), 0.0)
-            if level < 0.5:
-                path = np.minimum(path, mean)
-            elif level > 0.5:
-                path = np.maximum(path, mean)
-            path = np.maximum(path, previous) if i else path
-            previous = path
-            paths[level] = path
+        path = np.maximum(np.nan_to_num(raw_mean + offset * scale, nan=0.0), 0.0)
+        low, high = bisect_left(levels, 0.5), bisect_right(levels, 0.5)
+        path[:low] = np.minimum(path[:low], mean)
+        path[high:] = np.maximum(path[high:], mean)
+        np.maximum.accumulate(path, axis=0, out=path)  # non-decreasing in the level
+        paths = dict(zip(levels, path, strict=True))
         return mean, paths
 
 

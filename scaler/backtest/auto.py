@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from scaler.backtest.sim import (
 )
 from scaler.core.config import ModelSettings, parse_settings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
-from scaler.core.excursion import SEASONAL_DAYS, excursion
+from scaler.core.excursion import Running
 from scaler.core.slo import HPA_WINDOW_SECONDS, ReplaySpec, TunerState, retune
 
 BASELINES = ("reactive-util", "reactive-queue", "static")
@@ -76,6 +77,8 @@ class SelfTuned:
     minutes: int
     hpa_window_seconds: float = HPA_WINDOW_SECONDS
     """The simulated HPA's scale-down window (``--scale-down-window``): the tuner replays it."""
+    progress: Callable[[int], None] | None = None
+    """Called with 1 after each simulated day."""
     state: DecisionState = field(default_factory=DecisionState)
     tuner: TunerState = field(default_factory=TunerState)
     demand: FloatArray = field(init=False)
@@ -84,26 +87,30 @@ class SelfTuned:
     margin: FloatArray = field(init=False)
     arrivals: FloatArray = field(init=False)
     late: FloatArray = field(init=False)
+    seen: FloatArray = field(init=False)
+    """``demand`` with its missing minutes 0 (what the excursion reads)."""
 
     def __post_init__(self) -> None:
         n = self.minutes
         self.demand, self.base, self.desired, self.margin = (np.full(n, np.nan) for _ in range(4))
-        self.arrivals, self.late = np.zeros(n), np.zeros(n)
+        self.arrivals, self.late, self.seen = np.zeros(n), np.zeros(n), np.zeros(n)
         self.replay = ReplaySpec.for_lead(self.lead_seconds, step_seconds=MINUTE,
                                           capacity=self.model.capacityPerReplica,
                                           stabilization_seconds=self.model.policy.stabilization_seconds,
                                           hpa_window_seconds=self.hpa_window_seconds)
-        self.lookback = (SEASONAL_DAYS + 1) * 1440
+        self.excursion = Running(step_seconds=MINUTE, lead_steps=self.replay.cold_steps)
 
     def metric(self, view: View) -> Metric:
         t = view.t
+        if self.progress is not None and t and t % 1440 == 0:
+            self.progress(1)
         demand = view.arrivals_prev + view.queue_prev if view.observed_prev else None
         if t > 0:
             self.arrivals[t - 1], self.late[t - 1] = view.arrivals_prev, view.late_prev
             if view.observed_prev:
                 # The tuner replays a rate: arrivals, not arrivals + backlog (a backlog is the
                 # cost of past under-provisioning, and would count again in every replayed step).
-                self.demand[t - 1] = view.arrivals_prev
+                self.demand[t - 1] = self.seen[t - 1] = view.arrivals_prev
         slo = self.model.policy.slo
         assert slo is not None
         # Minutes before t - 1 - delay: the minute just completed and the delay are not seen yet.
@@ -114,9 +121,7 @@ class SelfTuned:
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=self.lead_seconds,
                                 forecast_note=note, node_lead_seconds=self.node_lead_seconds,
                                 margin=self.tuner.margin, on_time=on_time,
-                                excursion=excursion(self.demand[max(0, t - self.lookback):t],
-                                                    step_seconds=MINUTE,
-                                                    lead_steps=self.replay.cold_steps))
+                                excursion=self.excursion.at(self.seen, t))
         decision, self.state = decide(inputs, self.model, self.state, now=view.now)
         peak = decision.forecast_peak if decision.forecast_peak is not None else 0.0
         self.base[t] = max(view.arrivals_prev, peak) if view.observed_prev else np.nan
@@ -165,6 +170,7 @@ class AutoResult:
     run: RunResult
     controller: SelfTuned
     seconds: float
+    """Wall time of the simulated run."""
 
 
 def versus(gpu_hours: float, attainment: float,
@@ -205,18 +211,30 @@ def tuned_on_past(points: list[Point], runs: list[RunResult], scenario: Scenario
     return TunedOnPast(p.knob, p.label, bool(reaching), p.slo_attainment, p.gpu_hours)
 
 
+Baselines = Mapping[str, tuple[list[Point], list[RunResult]]]
+
+
 def run_auto(scenario: Scenario, model: ModelSettings, forecasts: ForecastSource, *,
              cluster: ClusterSpec, control: ControlSpec, lead_s: float, oracle_gpu_hours: float,
-             baselines: dict[str, tuple[list[Point], list[RunResult]]]) -> AutoResult:
-    """Run the self-tuned policy once and compare it (no sweep, no hindsight)."""
+             baselines: Baselines | Callable[[], Baselines],
+             progress: Callable[[int], None] | None = None) -> AutoResult:
+    """Run the self-tuned policy once and compare it (no sweep, no hindsight).
+
+    ``baselines`` (each one's sweep points and runs) may be a callable, called after the run:
+    they may still be simulating in another process. ``progress`` hears of each simulated day.
+    """
     import time
 
     started = time.perf_counter()
     slo = model.policy.slo
     assert slo is not None
     controller = SelfTuned(model, forecasts, lead_s, cluster.node_provision_s, scenario.minutes,
-                           hpa_window_seconds=control.scale_down_window_s)
+                           hpa_window_seconds=control.scale_down_window_s, progress=progress)
     run = simulate(scenario, controller, cluster, control)
+    controller.progress = None
+    seconds = time.perf_counter() - started
+    if callable(baselines):
+        baselines = baselines()
     window, gpus = scenario.window, cluster.gpus_per_replica
     attainment, gpu_hours = run.attainment(scenario.arrivals, window), run.gpu_hours(gpus, window)
     frontiers = {name: points for name, (points, _) in baselines.items()}
@@ -230,8 +248,7 @@ def run_auto(scenario: Scenario, model: ModelSettings, forecasts: ForecastSource
         slo=slo.onTime, slo_attainment=attainment, gpu_hours=gpu_hours,
         vs_oracle=gpu_hours / oracle_gpu_hours if oracle_gpu_hours > 0 else math.nan,
         vs_baselines=ratios, best_baseline=best, best_baseline_ratio=best_ratio,
-        tuned_on_past=past, run=run, controller=controller,
-        seconds=time.perf_counter() - started)
+        tuned_on_past=past, run=run, controller=controller, seconds=seconds)
 
 
 TIMELINE_COLUMNS = ("timestamp_utc", "arrivals", "observed_demand", "desired", "ready", "billed",

@@ -37,9 +37,8 @@ from scaler.backtest.sweep import (
     PREDICTIVE_QUANTILES,
     Backtest,
     BacktestSpec,
-    fit_count,
+    progress_steps,
     run_backtest,
-    sweep_points,
 )
 from scaler.core.errors import ConfigError, SourceError
 
@@ -263,11 +262,10 @@ def load_scenario(args: argparse.Namespace, spec: BacktestSpec) -> Scenario:
 
 
 def execute(scenario: Scenario, spec: BacktestSpec, *, progress: bool) -> Backtest:
-    """Run with a progress bar on stderr (fits + simulated sweep points)."""
+    """Run with a progress bar on stderr (fits, simulated sweep points, the self-tuned run's days)."""
     from forecasting.extras import progress as tqdm  # no bar without the plot extra
 
-    fits = "predictive" in spec.policies or spec.slo is not None
-    total = (fit_count(scenario, spec) if fits else 0) + sweep_points(spec)
+    total = progress_steps(scenario, spec)
     with tqdm(total=total, desc="backtest", unit="step", file=sys.stderr,
               disable=True if not progress else None) as bar:
         return run_backtest(scenario, spec, progress=bar.update)

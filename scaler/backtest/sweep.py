@@ -7,8 +7,10 @@ shared by all of its sweep points.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -25,7 +27,7 @@ from scaler.backtest.policies import (
 )
 from scaler.backtest.scenario import MINUTE, Scenario
 from scaler.backtest.sim import ClusterSpec, Controller, ControlSpec, IntArray, RunResult, simulate
-from scaler.backtest.tape import ForecastTape, TapeSpec, fit_all
+from scaler.backtest.tape import ForecastTape, TapeSpec, worker_pool
 from scaler.core.config import ModelSettings, parse_settings
 from scaler.core.forecasts import fit_horizon_steps
 
@@ -98,7 +100,8 @@ class Backtest:
     sweeps: dict[str, Sweep]
     tape: ForecastTape | None
     seconds: dict[str, float]
-    """Wall time by phase (fits, sims)."""
+    """Wall time by phase: ``forecasts`` (until the tape was complete), each policy's runs,
+    ``auto``. They overlap: the tape fills in worker processes while policies run."""
     auto: AutoResult | None = None
     """The self-tuned run (``spec.slo``), compared without hindsight."""
 
@@ -170,12 +173,14 @@ def controllers(name: str, scenario: Scenario, spec: BacktestSpec,
                 Predictive, model, tape, spec.lead_s, spec.cluster.node_provision_s)
 
 
-def sweep_points(spec: BacktestSpec) -> int:
-    """Number of simulated runs (for progress bars)."""
+def progress_steps(scenario: Scenario, spec: BacktestSpec) -> int:
+    """Steps of the progress bar: fits, simulated sweep points, and the self-tuned run's days."""
     sizes = {"reactive-util": len(UTILIZATIONS), "reactive-queue": len(THRESHOLDS),
              "static": len({max(1, round(f * spec.peak_replicas)) for f in STATIC_FACTORS}),
              "predictive": len(spec.predictive_knobs)}
-    return sum(sizes[p] for p in spec.policies) + (spec.slo is not None)
+    fits = "predictive" in spec.policies or spec.slo is not None
+    days = (scenario.minutes - 1) // 1440 + 1 if spec.slo is not None else 0
+    return (fit_count(scenario, spec) if fits else 0) + sum(sizes[p] for p in spec.policies) + days
 
 
 def run_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastSource | None,
@@ -194,10 +199,9 @@ def run_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastS
 
 
 def build_tape(scenario: Scenario, spec: BacktestSpec, progress: Progress | None = None) -> ForecastTape:
-    """Fit on the schedule and record every decision minute's forecast (past data only)."""
-    ts = tape_spec(scenario, spec)
-    fits = fit_all(scenario, ts, jobs=spec.jobs, progress=progress)
-    return ForecastTape(scenario, ts, fits)
+    """Fit on the schedule and record every decision minute's forecast (past data only). With
+    ``spec.jobs`` > 1 the tape fills in worker processes while the caller goes on."""
+    return ForecastTape(scenario, tape_spec(scenario, spec), jobs=spec.jobs, progress=progress)
 
 
 def fit_count(scenario: Scenario, spec: BacktestSpec) -> int:
@@ -205,30 +209,68 @@ def fit_count(scenario: Scenario, spec: BacktestSpec) -> int:
 
 
 def run_backtest(scenario: Scenario, spec: BacktestSpec, progress: Progress | None = None) -> Backtest:
-    """Every requested policy swept, plus the oracle, over ``scenario``."""
+    """Every requested policy swept, plus the oracle, over ``scenario``.
+
+    With ``spec.jobs`` > 1 the work is spread over processes: the forecast tape fills in a pool
+    while the policies that need no forecasts run in another process, and the predictive sweep
+    and the self-tuned run read the tape here as it fills. So the phases in ``Backtest.seconds``
+    overlap: each is the wall time from the start of its work to its end.
+    """
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
     wants_tape = "predictive" in spec.policies or spec.slo is not None
-    tape = build_tape(scenario, spec, progress) if wants_tape else None
-    seconds["forecasts"] = time.perf_counter() - started
+    with contextlib.ExitStack() as stack:
+        tape = build_tape(scenario, spec, progress) if wants_tape else None
+        if tape is not None:
+            stack.callback(tape.close)  # on an error: stop fitting
+        # One process for the baselines while this one reads the tape (with only baselines to
+        # run, they run here).
+        aside = stack.enter_context(worker_pool(1)) if spec.jobs > 1 and tape is not None else None
+        return _run(scenario, spec, tape, aside, seconds, progress)
+
+
+def _run(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None, aside: Executor | None,
+         seconds: dict[str, float], progress: Progress | None) -> Backtest:
+    started = time.perf_counter()
+    pending: dict[str, Future[Sweep]] = {}
     sweeps: dict[str, Sweep] = {}
-    for name in spec.policies:
-        started = time.perf_counter()
+
+    def here(name: str) -> None:
+        began = time.perf_counter()
         sweeps[name] = run_sweep(name, scenario, spec, tape, progress)
-        seconds[name] = time.perf_counter() - started
+        seconds[name] = time.perf_counter() - began
+
+    def collect() -> dict[str, Sweep]:
+        for name, future in pending.items():
+            sweeps[name] = future.result()
+            seconds[name] = time.perf_counter() - started
+            if progress:
+                progress(len(sweeps[name].points))
+        pending.clear()
+        return sweeps
+
+    for name in spec.policies:
+        if name != "predictive" and aside is not None:
+            pending[name] = aside.submit(run_sweep, name, scenario, spec, None)
+        elif name != "predictive":
+            here(name)
+    if "predictive" in spec.policies:
+        here("predictive")
     oracle = oracle_billed(
         scenario.demand, min_replicas=spec.control.min_replicas,
         cold_start_minutes=oracle_cold_minutes(spec.cluster.cold_start_s, spec.cluster.node_provision_s))
-    result = Backtest(scenario, spec, oracle, sweeps, tape, seconds)
-    if spec.slo is None or tape is None:
-        return result
-    model = auto_model(scenario, slo=spec.slo, cluster=spec.cluster, control=spec.control,
-                       seasons_s=spec.seasons_s)
-    baselines = {n: (s.points, s.runs) for n, s in sweeps.items() if n in BASELINES}
-    auto = run_auto(scenario, model, tape, cluster=spec.cluster, control=spec.control,
-                    lead_s=spec.lead_s, oracle_gpu_hours=result.oracle_gpu_hours, baselines=baselines)
-    seconds["auto"] = auto.seconds
-    if progress:
-        progress(1)
-    return replace(result, auto=auto)
-
+    result = Backtest(scenario, spec, oracle, {}, tape, seconds)
+    auto = None
+    if spec.slo is not None and tape is not None:
+        model = auto_model(scenario, slo=spec.slo, cluster=spec.cluster, control=spec.control,
+                           seasons_s=spec.seasons_s)
+        auto = run_auto(scenario, model, tape, cluster=spec.cluster, control=spec.control,
+                        lead_s=spec.lead_s, oracle_gpu_hours=result.oracle_gpu_hours, progress=progress,
+                        baselines=lambda: {n: (s.points, s.runs) for n, s in collect().items()
+                                           if n in BASELINES})
+        seconds["auto"] = auto.seconds
+        if progress:
+            progress(1)
+    collect()
+    if tape is not None:
+        seconds["forecasts"] = tape.complete().seconds
+    return replace(result, sweeps={name: sweeps[name] for name in spec.policies}, auto=auto)

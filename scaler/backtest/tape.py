@@ -8,14 +8,20 @@ sees minutes ``[T - history, T)``; the forecast at minute ``t`` has seen up to `
 The bound also keeps a fit's cost flat along a long trace instead of growing with it.
 
 Forecasts do not depend on the policy's knob (every quantile is kept), so one tape serves every
-sweep point. Fits are independent of each other, so they run in a process pool, and are cached
-per (trace content, fit minute, horizon) for the life of the process.
+sweep point. The tape is made of segments, one per fit: the fit and the forecasts of the decision
+minutes up to the next fit. Segments are independent of each other, so a process pool makes them
+while the caller already simulates (the baselines need no forecasts, and a policy that does reads
+the tape as it fills: :meth:`ForecastTape.at` waits for the segment it needs). Fits are cached per
+(trace content, fit minute, horizon) for the life of the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -29,6 +35,9 @@ from scaler.core.forecasts import QUANTILES, demotion_note, fit_job, forecast_st
 
 HISTORY = round(Defaults().history / MINUTE)
 """Minutes a fit sees by default: serve's ``defaults.history`` (21 days)."""
+
+BACKGROUND_NICENESS = 10
+"""Niceness of the backtest's worker processes (the caller's own work comes first)."""
 
 FitKey = tuple[str, int, int, int, tuple[float, ...], tuple[int, ...]]
 _CACHE: dict[FitKey, FittedForecaster] = {}
@@ -63,40 +72,97 @@ class TapeSpec:
         return scenario.history(t, start=t - max(1, self.history))
 
 
-class ForecastTape:
-    """Forecast (or the reason there is none) at every decision minute from ``first_fit`` on."""
+@dataclass(frozen=True)
+class Segment:
+    """One fit and the forecasts made from it: decision minutes ``[start, stop)``."""
 
-    def __init__(self, scenario: Scenario, spec: TapeSpec, fits: dict[int, FittedForecaster]) -> None:
+    start: int
+    stop: int
+    fitted: FittedForecaster
+    forecasts: dict[int, Forecast | None]
+    """None where the forecast was demoted (the reason is in ``notes``)."""
+    notes: dict[int, str]
+
+
+def segment_job(spec: TapeSpec, start: int, stop: int, *, seen: Series,
+                fitted: FittedForecaster | None = None, history: Series | None = None) -> Segment:
+    """Runs in a worker process: fit on ``history`` (or take ``fitted``, the fit at ``start``),
+    then forecast at every decision minute ``t`` in ``[start, stop)`` after feeding the fit the
+    minutes ``[start, t)`` of ``seen`` - the minutes completed since the fit, and nothing later."""
+    if fitted is None:
+        assert history is not None
+        fitted = fit_job(history, spec.fit_horizon_steps, spec.seasons)
+    h = forecast_steps(origin=0.0, now=0.0, horizon_seconds=spec.horizon_seconds, step_seconds=MINUTE)
+    forecasts: dict[int, Forecast | None] = {}
+    notes: dict[int, str] = {}
+    current, known = fitted, start  # ``current`` has seen the minutes before ``known``
+    for t in range(start, stop):
+        if t % spec.every:
+            continue
+        if known < t:
+            current = current.update(Series(current.end, MINUTE, seen.values[known - start:t - start]))
+            known = t
+        demoted = demotion_note(current.name, current.skill, spec.max_skill)
+        if demoted is not None:
+            forecasts[t], notes[t] = None, demoted
+        else:
+            forecasts[t] = current.forecast(h)
+    return Segment(start, stop, fitted, forecasts, notes)
+
+
+class ForecastTape:
+    """Forecast (or the reason there is none) at every decision minute from ``first_fit`` on.
+
+    Filled in time order, segment by segment: by a pool of ``jobs`` worker processes fed from a
+    thread (``jobs`` > 1), or in this process as :meth:`at` asks for later minutes.
+    """
+
+    def __init__(self, scenario: Scenario, spec: TapeSpec, *, jobs: int = 1,
+                 progress: Progress | None = None) -> None:
         self.spec = spec
-        self.fits = fits
+        self.fits: dict[int, FittedForecaster] = {}
         self.forecasts: dict[int, Forecast | None] = {}
         self.notes: dict[int, str] = {}
-        self._build(scenario)
+        self.seconds = 0.0
+        """Wall seconds from the start until the last segment was on the tape."""
+        self._started = time.perf_counter()
+        self._until = self._end = scenario.minutes
+        minutes = spec.fit_minutes(scenario.minutes)
+        if minutes:
+            self._until = minutes[0]  # minutes before this are on the tape (no forecast)
+        segments = _segments(scenario, spec, minutes, jobs=jobs, progress=progress)
+        self._feed = _Feed(segments) if jobs > 1 and len(minutes) > 1 else None
+        self._segments = segments
 
     def at(self, t: int) -> tuple[Forecast | None, str]:
+        self._fill(t)
         if t in self.forecasts:
             return self.forecasts[t], self.notes.get(t, "")
         return None, "no forecaster fitted yet"
 
-    def _build(self, scenario: Scenario) -> None:
-        spec, n = self.spec, scenario.minutes
-        values = scenario.history(n).values
-        fitted: FittedForecaster | None = None
-        h = forecast_steps(origin=0.0, now=0.0, horizon_seconds=spec.horizon_seconds, step_seconds=MINUTE)
-        for t in range(max(1, spec.first_fit), n):
-            if t in self.fits:
-                fitted = self.fits[t]
-            if fitted is None or t % spec.every:
-                continue
-            seen = round((fitted.end - scenario.start) / MINUTE)
-            if seen < t:  # the minutes completed since the fit or the last update
-                fitted = fitted.update(Series(fitted.end, MINUTE, values[seen:t]))
-            demoted = demotion_note(fitted.name, fitted.skill, spec.max_skill)
-            if demoted is not None:
-                self.forecasts[t] = None
-                self.notes[t] = demoted
-                continue
-            self.forecasts[t] = fitted.forecast(h)
+    def complete(self) -> ForecastTape:
+        """Wait for every segment (the report reads the whole tape)."""
+        self._fill(self._end - 1)
+        if self._feed is not None and self._feed.finished_at is not None:
+            self.seconds = self._feed.finished_at - self._started
+        return self
+
+    def close(self) -> None:
+        """Stop making segments (the caller gave up; the tape stays as far as it got)."""
+        if self._feed is not None:
+            self._feed.stop.set()
+
+    def _fill(self, t: int) -> None:
+        while self._until <= t < self._end:
+            segment = self._feed.take() if self._feed is not None else next(self._segments, None)
+            if segment is None:
+                break
+            self.fits[segment.start] = segment.fitted
+            self.forecasts.update(segment.forecasts)
+            self.notes.update(segment.notes)
+            self._until = segment.stop
+            if segment.stop >= self._end:
+                self.seconds = time.perf_counter() - self._started
 
     def demoted_share(self) -> float:
         """Share of decision minutes with a fit where the forecast was demoted to reactive."""
@@ -112,49 +178,107 @@ class ForecastTape:
         return out
 
 
-def fit_all(scenario: Scenario, spec: TapeSpec, *, jobs: int = 1,
-            progress: Progress | None = None) -> dict[int, FittedForecaster]:
-    """Every fit of the schedule (cached), ``jobs`` processes at a time."""
-    minutes = spec.fit_minutes(scenario.minutes)
-    keys = {t: (scenario.key, t, spec.history, spec.fit_horizon_steps, QUANTILES, spec.seasons)
-            for t in minutes}
-    todo = [t for t in minutes if keys[t] not in _CACHE]
-    for t, fitted in _run_fits(scenario, spec, todo, jobs):
-        _CACHE[keys[t]] = fitted
+class _Feed:
+    """A thread that moves segments from the pool onto a queue as they finish, so the workers
+    keep fitting while the caller simulates something else."""
+
+    def __init__(self, segments: Iterator[Segment]) -> None:
+        self.ready: deque[Segment] = deque()
+        self.done = threading.Condition()
+        self.finished = False
+        self.finished_at: float | None = None
+        """When the last segment arrived (perf_counter), None before."""
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self._segments = segments
+        threading.Thread(target=self._run, name="forecast-tape", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for segment in self._segments:
+                with self.done:
+                    self.ready.append(segment)
+                    self.done.notify_all()
+                if self.stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the reader, which raises it
+            self.error = exc
+        finally:
+            with self.done:
+                self.finished, self.finished_at = True, time.perf_counter()
+                self.done.notify_all()
+
+    def take(self) -> Segment | None:
+        """The next segment in time order (waits for it); None after the last."""
+        with self.done:
+            self.done.wait_for(lambda: bool(self.ready) or self.finished)
+            if self.ready:
+                return self.ready.popleft()
+        if self.error is not None:
+            raise self.error
+        return None
+
+
+def _segments(scenario: Scenario, spec: TapeSpec, minutes: list[int], *, jobs: int,
+              progress: Progress | None) -> Iterator[Segment]:
+    """Every segment of the schedule in time order; fits come from the cache where it has them."""
+    stops = [*minutes[1:], scenario.minutes]
+    values = scenario.history(scenario.minutes).values
+
+    def job(start: int, stop: int) -> tuple[Callable[..., Segment], tuple[object, ...], dict[str, object]]:
+        seen = Series(scenario.start + start * MINUTE, MINUTE, values[start:max(start, stop - 1)])
+        cached = _CACHE.get(_key(scenario, spec, start))
+        history = None if cached is not None else spec.fit_history(scenario, start)
+        return segment_job, (spec, start, stop), {"seen": seen, "fitted": cached, "history": history}
+
+    for segment in _run(map(job, minutes, stops), jobs):
+        _CACHE[_key(scenario, spec, segment.start)] = segment.fitted
         if progress:
             progress(1)
-    if progress and len(todo) < len(minutes):
-        progress(len(minutes) - len(todo))
-    return {t: _CACHE[keys[t]] for t in minutes}
+        yield segment
 
 
-def _run_fits(scenario: Scenario, spec: TapeSpec, minutes: list[int],
-              jobs: int) -> Iterator[tuple[int, FittedForecaster]]:
-    if jobs <= 1 or len(minutes) <= 1:
-        for t in minutes:
-            yield t, fit_job(spec.fit_history(scenario, t), spec.fit_horizon_steps, spec.seasons)
+def _key(scenario: Scenario, spec: TapeSpec, t: int) -> FitKey:
+    return (scenario.key, t, spec.history, spec.fit_horizon_steps, QUANTILES, spec.seasons)
+
+
+Job = tuple[Callable[..., Segment], tuple[object, ...], dict[str, object]]
+
+
+def _run(jobs_: Iterator[Job], workers: int) -> Iterator[Segment]:
+    """Each job's result in order: here, or in a pool of ``workers`` processes."""
+    if workers <= 1:
+        for fn, args, kwargs in jobs_:
+            yield fn(*args, **kwargs)
         return
-    workers = min(jobs, len(minutes))
-    with _pool(workers) as pool:
-        # A few fits in flight, not all: each carries its history (21 days of minutes, 240 kB),
+    with worker_pool(workers) as pool:
+        # A few jobs in flight, not all: each carries its history (21 days of minutes, 240 kB),
         # so queueing a long trace's hundreds of fits at once would hold them all in memory.
-        pending: deque[tuple[int, Future[FittedForecaster]]] = deque()
-        for t in minutes:
-            pending.append((t, pool.submit(fit_job, spec.fit_history(scenario, t),
-                                           spec.fit_horizon_steps, spec.seasons)))
+        pending: deque[Future[Segment]] = deque()
+        for fn, args, kwargs in jobs_:
+            pending.append(pool.submit(fn, *args, **kwargs))
             if len(pending) > 2 * workers:
-                done, future = pending.popleft()
-                yield done, future.result()
-        for done, future in pending:
-            yield done, future.result()
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
-def _pool(workers: int) -> Executor:
+def worker_pool(workers: int) -> Executor:
+    """A pool of ``workers`` fresh (spawned) processes, one BLAS thread each."""
     # One BLAS thread per worker: two workers on two busy cores otherwise spin against each
     # other (benchmarks/forecast_throughput.py measured 2-5x slower fits).
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_background)
+
+
+def _background() -> None:
+    """Worker initializer: yield the CPU to the process that waits for the results. Its
+    self-tuned run is the longest chain of work, one step after another; the workers fill the
+    tape ahead of it and run the baselines beside it, and take all cores when it waits."""
+    with contextlib.suppress(OSError):
+        os.nice(BACKGROUND_NICENESS)
 
 
 def clear_cache() -> None:

@@ -48,6 +48,42 @@ def excursion(history: FloatArray, *, step_seconds: float, lead_steps: int) -> f
     return best
 
 
+class Running:
+    """:func:`excursion` at each step of a history that grows one step at a time (the backtest's
+    decisions, every minute of a long trace). Each past day's window is measured once, when it is
+    complete, and kept, instead of the last week being read again at every step: the same windows,
+    the same arithmetic, so the same floats as :func:`excursion` (a test keeps them equal).
+    """
+
+    def __init__(self, *, step_seconds: float, lead_steps: int) -> None:
+        self.spell = max(1, int(EXCURSION_SECONDS // step_seconds))
+        self.per_day = int(86400 // step_seconds)
+        self.slack = int(SEASONAL_SLACK_SECONDS // step_seconds)
+        self.lead = lead_steps
+        self._days: dict[int, float] = {}
+        """Spread of the window around step ``j`` (may be negative: a window clipped at the start)."""
+
+    def at(self, x: FloatArray, n: int) -> float:
+        """``excursion(x[:n])`` for a history ``x`` whose first ``n`` steps are final and whose
+        missing steps are already 0."""
+        best = _spread(x[max(0, n - self.spell):n])
+        for d in range(1, SEASONAL_DAYS + 1):
+            j = n - d * self.per_day
+            hi = j + self.lead + self.slack
+            if hi <= 0:
+                break
+            spread = self._days.get(j)
+            if spread is None:
+                spread = _spread(x[max(0, j - self.slack):min(hi, n)])
+                if hi <= n:  # complete: no later step sees it differently
+                    self._days[j] = spread
+            best = max(best, spread)
+        if len(self._days) > 2 * (SEASONAL_DAYS + 1) * self.per_day:  # forget what no later step reads
+            oldest = n - SEASONAL_DAYS * self.per_day
+            self._days = {j: v for j, v in self._days.items() if j >= oldest}
+        return best
+
+
 def _spread(window: FloatArray) -> float:
     return float(window.max() - window.mean()) if window.size else 0.0
 

@@ -13,7 +13,7 @@ from forecasting.traces import read_trace
 from forecasting.types import Series
 from scaler.backtest import tape
 from scaler.backtest.scenario import fill_from_past, scenario_from_series
-from scaler.backtest.tape import TapeSpec, fit_all
+from scaler.backtest.tape import ForecastTape, TapeSpec
 from tests.backtest.support import T0, synthetic
 
 SERVEGEN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "servegen"
@@ -94,7 +94,8 @@ def test_fits_see_at_most_the_history_window(monkeypatch: pytest.MonkeyPatch) ->
     tape.clear_cache()
     spec = TapeSpec(horizon_seconds=600, fit_horizon_steps=10, refit_every=360, first_fit=720,
                     history=1000)
-    fits = fit_all(sc, spec)
+    fits = ForecastTape(sc, spec).complete().fits
+    assert sorted(fits) == spec.fit_minutes(sc.minutes)
     for (start, n), (t, fitted) in zip(seen, sorted(fits.items()), strict=True):
         assert n == min(t, 1000) and start == sc.start + (t - n) * 60
         assert fitted.end == sc.start + t * 60  # the forecast origin is the fit minute

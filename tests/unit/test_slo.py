@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scaler.core import slo
-from scaler.core.excursion import excursion, excursions
+from scaler.core.excursion import SEASONAL_DAYS, Running, excursion, excursions
 from scaler.core.slo import Margin, ReplaySpec, TunerState, adapt, budget_spent, retune, tune
 
 STEP = 60.0
@@ -284,3 +284,16 @@ def test_replayed_share_is_the_tuners_replay_of_the_last_two_weeks() -> None:
     stormy_share = slo.replayed_share(stormy, base, SPEC, margin, step_seconds=STEP)
     assert stormy_share is not None and stormy_share < share
     assert slo.replayed_share(calm[:DAY // 2], base[:DAY // 2], SPEC, margin, step_seconds=STEP) is None
+
+
+def test_running_excursion_equals_the_decisions() -> None:
+    """The backtest's step-by-step excursion is exactly the decision's, at every step."""
+    rng = np.random.default_rng(1)
+    x = rng.gamma(2.0, 50.0, 9 * DAY + 100)
+    x[500:530] = np.nan
+    zero = np.nan_to_num(x, nan=0.0)
+    for lead in (1, 31, 2000):  # 2000: past days' windows reach into the last day
+        running = Running(step_seconds=STEP, lead_steps=lead)
+        for i in range(0, x.shape[0], 7):
+            lookback = x[max(0, i - (SEASONAL_DAYS + 1) * DAY):i]
+            assert running.at(zero, i) == excursion(lookback, step_seconds=STEP, lead_steps=lead), (lead, i)
