@@ -96,7 +96,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="replay collection gaps as zero traffic (default: interpolate them)")
     run_group.add_argument("--seed", type=int, default=0, help="seed of cold-start draws (a range only)")
     run_group.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                           help="processes for forecaster fits (default min(2, CPUs))")
+                           help="worker processes for the forecast tape (the fits and their forecasts, "
+                                "while the policies run), plus one for the baselines beside the "
+                                "self-tuned run; 1 runs everything in this process "
+                                "(default min(2, CPUs))")
     run_group.add_argument("--json", metavar="OUT", help="write the JSON report here")
     run_group.add_argument("--plot", metavar="PNG", help="write forecast/replicas/Pareto plots here")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -198,6 +198,12 @@ def run_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastS
     return Sweep(name, points, runs)
 
 
+def timed_sweep(name: str, scenario: Scenario, spec: BacktestSpec) -> tuple[Sweep, float]:
+    """:func:`run_sweep` of a policy that needs no forecasts, in another process, and its wall time."""
+    started = time.perf_counter()
+    return run_sweep(name, scenario, spec, None), time.perf_counter() - started
+
+
 def build_tape(scenario: Scenario, spec: BacktestSpec, progress: Progress | None = None) -> ForecastTape:
     """Fit on the schedule and record every decision minute's forecast (past data only). With
     ``spec.jobs`` > 1 the tape fills in worker processes while the caller goes on."""
@@ -214,7 +220,7 @@ def run_backtest(scenario: Scenario, spec: BacktestSpec, progress: Progress | No
     With ``spec.jobs`` > 1 the work is spread over processes: the forecast tape fills in a pool
     while the policies that need no forecasts run in another process, and the predictive sweep
     and the self-tuned run read the tape here as it fills. So the phases in ``Backtest.seconds``
-    overlap: each is the wall time from the start of its work to its end.
+    overlap: each is the wall time of its own work (``forecasts``: until the tape was complete).
     """
     seconds: dict[str, float] = {}
     wants_tape = "predictive" in spec.policies or spec.slo is not None
@@ -230,8 +236,7 @@ def run_backtest(scenario: Scenario, spec: BacktestSpec, progress: Progress | No
 
 def _run(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None, aside: Executor | None,
          seconds: dict[str, float], progress: Progress | None) -> Backtest:
-    started = time.perf_counter()
-    pending: dict[str, Future[Sweep]] = {}
+    pending: dict[str, Future[tuple[Sweep, float]]] = {}
     sweeps: dict[str, Sweep] = {}
 
     def here(name: str) -> None:
@@ -241,8 +246,7 @@ def _run(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None, asid
 
     def collect() -> dict[str, Sweep]:
         for name, future in pending.items():
-            sweeps[name] = future.result()
-            seconds[name] = time.perf_counter() - started
+            sweeps[name], seconds[name] = future.result()
             if progress:
                 progress(len(sweeps[name].points))
         pending.clear()
@@ -250,7 +254,7 @@ def _run(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None, asid
 
     for name in spec.policies:
         if name != "predictive" and aside is not None:
-            pending[name] = aside.submit(run_sweep, name, scenario, spec, None)
+            pending[name] = aside.submit(timed_sweep, name, scenario, spec)
         elif name != "predictive":
             here(name)
     if "predictive" in spec.policies:

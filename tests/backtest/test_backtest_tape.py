@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scaler.backtest import tape
-from scaler.backtest.sweep import run_backtest
+from scaler.backtest.sweep import progress_steps, run_backtest
 from scaler.backtest.tape import ForecastTape, TapeSpec
 from tests.backtest.support import synthetic
 from tests.backtest.test_backtest_lookahead import SPEC
@@ -65,3 +65,15 @@ def test_the_backtest_is_the_same_with_a_pool() -> None:
     assert pooled.auto.gpu_hours == here.auto.gpu_hours
     assert pooled.auto.slo_attainment == here.auto.slo_attainment
     assert set(pooled.seconds) == set(here.seconds) == {"forecasts", "auto", *spec.policies}
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_progress_bar_ends_full(jobs: int) -> None:
+    """Fits, sweep points and the self-tuned run's days add up to the bar's total."""
+    sc = synthetic(days=3)
+    spec = dataclasses.replace(SPEC, slo=0.99, policies=("reactive-util", "static"), jobs=jobs)
+    ticks: list[int] = []
+    tape.clear_cache()
+    run_backtest(sc, spec, progress=ticks.append)
+    assert sum(ticks) == progress_steps(sc, spec)
+    assert ticks.count(1) >= 3  # a tick a simulated day (3 days), not one at the end
