@@ -204,6 +204,9 @@ class _Feed:
         except BaseException as exc:  # handed to the reader, which raises it
             self.error = exc
         finally:
+            close = getattr(self._segments, "close", None)
+            if close is not None:  # stopped early: shut the pool down now, not at exit
+                close()
             with self.done:
                 self.finished, self.finished_at = True, time.perf_counter()
                 self.done.notify_all()
