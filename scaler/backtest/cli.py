@@ -171,6 +171,9 @@ def build_spec(args: argparse.Namespace) -> BacktestSpec:
            f"--max-replicas {max_replicas}: must be >= 1 and >= --min-replicas ({args.min_replicas})")
     _check(0 <= args.hpa_tolerance < 1, f"--hpa-tolerance {args.hpa_tolerance}: must be in [0, 1)")
     _check(args.jobs >= 1, f"--jobs {args.jobs}: must be >= 1")
+    cpus = os.cpu_count() or 1
+    # Each worker holds a fit's history and its Python; far more of them than cores only costs memory.
+    _check(args.jobs <= 4 * cpus, f"--jobs {args.jobs}: at most {4 * cpus} (4 per CPU; this machine has {cpus})")
     polling = duration(args.polling_interval, "--polling-interval")
     _check(polling >= 1, f"--polling-interval {args.polling_interval}: must be >= 1s")
     refit = duration(args.refit_every, "--refit-every")

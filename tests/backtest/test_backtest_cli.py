@@ -119,6 +119,8 @@ def test_table_names_every_policy(trace: Path, capsys: pytest.CaptureFixture[str
         pytest.param(["TRACE", "--polling-interval", "0s"], "--polling-interval", id="polling"),
         pytest.param(["TRACE", "--quantiles", "0.3"], "--quantiles", id="quantile range"),
         pytest.param(["TRACE", "--refit-every", "10s"], "--refit-every", id="refit"),
+        pytest.param(["TRACE", "--jobs", "0"], "--jobs 0: must be >= 1", id="no jobs"),
+        pytest.param(["TRACE", "--jobs", "100000"], "--jobs 100000: at most", id="too many jobs"),
         pytest.param(["TRACE", "--model", "x"], "--model goes with --prometheus", id="model w/o prom"),
         pytest.param(["TRACE", "--json", "/proc/nope/r.json"], "--json /proc/nope/r.json", id="json path"),
         pytest.param(["TRACE", "--plot", "/"], "--plot /: not a writable file path", id="plot is a dir"),
