@@ -198,10 +198,11 @@ def run_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastS
     return Sweep(name, points, runs)
 
 
-def timed_sweep(name: str, scenario: Scenario, spec: BacktestSpec) -> tuple[Sweep, float]:
-    """:func:`run_sweep` of a policy that needs no forecasts, in another process, and its wall time."""
+def timed_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastSource | None = None,
+                progress: Progress | None = None) -> tuple[Sweep, float]:
+    """:func:`run_sweep` and its wall time (here, or in another process for the baselines)."""
     started = time.perf_counter()
-    return run_sweep(name, scenario, spec, None), time.perf_counter() - started
+    return run_sweep(name, scenario, spec, tape, progress), time.perf_counter() - started
 
 
 def build_tape(scenario: Scenario, spec: BacktestSpec, progress: Progress | None = None) -> ForecastTape:
@@ -240,9 +241,7 @@ def _run(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None, asid
     sweeps: dict[str, Sweep] = {}
 
     def here(name: str) -> None:
-        began = time.perf_counter()
-        sweeps[name] = run_sweep(name, scenario, spec, tape, progress)
-        seconds[name] = time.perf_counter() - began
+        sweeps[name], seconds[name] = timed_sweep(name, scenario, spec, tape, progress)
 
     def collect() -> dict[str, Sweep]:
         for name, future in pending.items():

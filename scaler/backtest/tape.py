@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from forecasting.fitted import FittedForecaster
 from forecasting.types import Forecast, Series
@@ -228,11 +229,11 @@ def _segments(scenario: Scenario, spec: TapeSpec, minutes: list[int], *, jobs: i
     stops = [*minutes[1:], scenario.minutes]
     values = scenario.history(scenario.minutes).values
 
-    def job(start: int, stop: int) -> tuple[Callable[..., Segment], tuple[object, ...], dict[str, object]]:
+    def job(start: int, stop: int) -> Callable[[], Segment]:
         seen = Series(scenario.start + start * MINUTE, MINUTE, values[start:max(start, stop - 1)])
         cached = _CACHE.get(_key(scenario, spec, start))
         history = None if cached is not None else spec.fit_history(scenario, start)
-        return segment_job, (spec, start, stop), {"seen": seen, "fitted": cached, "history": history}
+        return partial(segment_job, spec, start, stop, seen=seen, fitted=cached, history=history)
 
     for segment in _run(map(job, minutes, stops), jobs):
         _CACHE[_key(scenario, spec, segment.start)] = segment.fitted
@@ -245,21 +246,18 @@ def _key(scenario: Scenario, spec: TapeSpec, t: int) -> FitKey:
     return (scenario.key, t, spec.history, spec.fit_horizon_steps, QUANTILES, spec.seasons)
 
 
-Job = tuple[Callable[..., Segment], tuple[object, ...], dict[str, object]]
-
-
-def _run(jobs_: Iterator[Job], workers: int) -> Iterator[Segment]:
+def _run(jobs: Iterator[Callable[[], Segment]], workers: int) -> Iterator[Segment]:
     """Each job's result in order: here, or in a pool of ``workers`` processes."""
     if workers <= 1:
-        for fn, args, kwargs in jobs_:
-            yield fn(*args, **kwargs)
+        for job in jobs:
+            yield job()
         return
     with worker_pool(workers) as pool:
         # A few jobs in flight, not all: each carries its history (21 days of minutes, 240 kB),
         # so queueing a long trace's hundreds of fits at once would hold them all in memory.
         pending: deque[Future[Segment]] = deque()
-        for fn, args, kwargs in jobs_:
-            pending.append(pool.submit(fn, *args, **kwargs))
+        for job in jobs:
+            pending.append(pool.submit(job))
             if len(pending) > 2 * workers:
                 yield pending.popleft().result()
         while pending:

@@ -35,24 +35,14 @@ def excursion(history: FloatArray, *, step_seconds: float, lead_steps: int) -> f
     for every replayed step at once (a test keeps the two equal).
     """
     x = np.nan_to_num(np.asarray(history, dtype=np.float64), nan=0.0)
-    n = x.shape[0]
-    spell = max(1, int(EXCURSION_SECONDS // step_seconds))
-    best = _spread(x[max(0, n - spell):n])
-    per_day = int(86400 // step_seconds)
-    slack = int(SEASONAL_SLACK_SECONDS // step_seconds)
-    for d in range(1, SEASONAL_DAYS + 1):
-        lo, hi = n - d * per_day - slack, n - d * per_day + lead_steps + slack
-        if hi <= 0:
-            break
-        best = max(best, _spread(x[max(0, lo):hi]))
-    return best
+    return Running(step_seconds=step_seconds, lead_steps=lead_steps).at(x, x.shape[0])
 
 
 class Running:
     """:func:`excursion` at each step of a history that grows one step at a time (the backtest's
     decisions, every minute of a long trace). Each past day's window is measured once, when it is
-    complete, and kept, instead of the last week being read again at every step: the same windows,
-    the same arithmetic, so the same floats as :func:`excursion` (a test keeps them equal).
+    complete, and kept, instead of the last week being read again at every step. :func:`excursion`
+    is one call of it with nothing kept.
     """
 
     def __init__(self, *, step_seconds: float, lead_steps: int) -> None:
