@@ -317,7 +317,7 @@ class App:
         for edge in self.edges:
             if edge not in started:
                 await edge.aclose()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.close()
 
 
 async def serve(options: ServeOptions) -> int:

@@ -40,6 +40,7 @@ from scaler.backtest.sim import Cluster, ClusterSpec, ControlSpec, Hpa, Metric
 from scaler.core.clock import FakeClock
 from scaler.core.config import ModelSettings, Settings, parse_settings
 from scaler.core.model import Observation
+from scaler.fitpool import stop_pool
 
 MODEL = "demo"
 SLO = 0.99
@@ -246,7 +247,7 @@ class Demo:
             await channel.close()
             await self.holder.close()
             await server.stop(0)
-            self.executor.shutdown(wait=False, cancel_futures=True)
+            stop_pool(self.executor, timeout=10.0)
         return self.record
 
     async def _replay(self, poller: KedaPoller) -> None:

@@ -7,6 +7,12 @@ next submit and counts it (``prewarm_fit_pool_restarts_total``, alerted on); the
 the fits that died with it. Each worker asks the kernel to kill it when the daemon dies
 (``PR_SET_PDEATHSIG``), so no signal, not even SIGKILL, leaves an orphaned worker behind, and
 runs at a lower CPU priority than the serving process.
+
+:meth:`FitPool.close` stops the pool for good before the interpreter exits: fits in flight are
+discarded, the workers killed, and the pool's manager thread joined. A pool left to the
+interpreter's exit (``shutdown(wait=False)``) races its manager thread on Python < 3.12: the exit
+hook wakes the thread through a pipe the thread may be closing that instant, which prints an
+``Exception ignored in: <module 'threading'>`` traceback on the daemon's last line of stderr.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class FitPool(Executor, Collector):
         self.workers = workers
         self.restarts_total = 0
         self._lock = threading.Lock()
+        self._closed = False
         self._pool = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
@@ -69,6 +76,8 @@ class FitPool(Executor, Collector):
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the fit pool is closed")
             try:
                 return self._pool.submit(fn, *args, **kwargs)
             except BrokenProcessPool:
@@ -81,7 +90,15 @@ class FitPool(Executor, Collector):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
+            self._closed = True
             self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop now, for good: drop queued fits, kill the workers mid-fit (a fit is redone at the
+        next start), and wait up to ``timeout`` s for the pool's manager thread to end."""
+        with self._lock:
+            self._closed = True
+            stop_pool(self._pool, timeout)
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("prewarm_fit_pool_restarts",
@@ -89,9 +106,26 @@ class FitPool(Executor, Collector):
                                   value=self.restarts_total)
 
 
+def stop_pool(pool: ProcessPoolExecutor, timeout: float) -> None:
+    """Shut ``pool`` down without waiting for its work, and be done with it when this returns."""
+    # Private attributes, stable since Python 3.9 (3.14 adds ``kill_workers()``); read before
+    # shutdown(), which drops them.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        with contextlib.suppress(Exception):  # already gone
+            worker.kill()
+    # The manager thread sees its workers die, fails their futures, closes its pipes and ends.
+    if manager is not None:
+        manager.join(timeout)
+        if manager.is_alive():
+            log.warning("the fit pool did not stop within %.0f s", timeout)
+
+
 def is_broken(exc: BaseException) -> bool:
     """A fit that failed because its worker died (retry it), not because of its data."""
     return isinstance(exc, BrokenProcessPool)
 
 
-__all__ = ["FitPool", "die_with_parent", "is_broken"]
+__all__ = ["FitPool", "die_with_parent", "is_broken", "stop_pool"]

@@ -1,0 +1,66 @@
+"""The fit pool stops for good before the daemon's interpreter exits.
+
+Found by CI: `prewarm serve` stopped by SIGTERM while fits were ending printed an
+``Exception ignored in: <module 'threading'>`` traceback as its last stderr line (a JSON-log
+consumer then sees a line that is not JSON). The pool had been left to the interpreter's exit
+(``shutdown(wait=False)``), whose hook races the pool's manager thread on Python < 3.12.
+``close()`` ends that thread itself, so nothing of the pool is left for the exit hook.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import CancelledError
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from scaler.fitpool import FitPool
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_running(pool: FitPool, seconds: float) -> None:
+    """Submit a throwaway fit and wait for its answer, so the workers are up and idle."""
+    pool.submit(time.sleep, seconds).result(timeout=60)
+
+
+def test_close_kills_fits_in_flight_and_ends_the_manager_thread() -> None:
+    pool = FitPool(2)
+    _wait_running(pool, 0.0)
+    workers = list(pool._pool._processes.values())  # what close() must stop
+    manager = pool._pool._executor_manager_thread
+    long_fits = [pool.submit(time.sleep, 60) for _ in range(4)]  # two run, two wait
+    time.sleep(0.5)
+    started = time.monotonic()
+    pool.close()
+    assert time.monotonic() - started < 10  # did not wait for a 60 s fit
+    assert manager is not None and not manager.is_alive()
+    assert not any(worker.is_alive() for worker in workers)
+    for fit in long_fits:  # each one ended: killed mid-fit, or cancelled while queued
+        with pytest.raises((BrokenProcessPool, CancelledError)):
+            fit.result(timeout=1)
+    with pytest.raises(RuntimeError, match="the fit pool is closed"):
+        pool.submit(time.sleep, 0)
+
+
+def test_an_interpreter_that_closed_its_pool_exits_without_a_traceback() -> None:
+    # Fits of about the time close() comes: the old race needed a fit to end right at exit.
+    script = textwrap.dedent("""
+        import time
+        from scaler.fitpool import FitPool
+        if __name__ == "__main__":
+            pool = FitPool(2)
+            pool.submit(time.sleep, 0).result()
+            for i in range(6):
+                pool.submit(time.sleep, 0.05 * i)
+            time.sleep(0.15)
+            pool.close()
+    """)
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
