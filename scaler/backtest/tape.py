@@ -33,6 +33,7 @@ from forecasting.types import Forecast, Series
 from scaler.backtest.scenario import MINUTE, Scenario
 from scaler.core.config import Defaults
 from scaler.core.forecasts import QUANTILES, demotion_note, fit_job, forecast_steps
+from scaler.fitpool import stop_pool
 
 HISTORY = round(Defaults().history / MINUTE)
 """Minutes a fit sees by default: serve's ``defaults.history`` (21 days)."""
@@ -131,8 +132,9 @@ class ForecastTape:
         minutes = spec.fit_minutes(scenario.minutes)
         if minutes:
             self._until = minutes[0]  # minutes before this are on the tape (no forecast)
-        segments = _segments(scenario, spec, minutes, jobs=jobs, progress=progress)
-        self._feed = _Feed(segments) if jobs > 1 and len(minutes) > 1 else None
+        pool = new_worker_pool(jobs) if jobs > 1 and len(minutes) > 1 else None
+        segments = _segments(scenario, spec, minutes, pool=pool, in_flight=2 * jobs + 1, progress=progress)
+        self._feed = _Feed(segments, pool) if pool is not None else None
         self._segments = segments
 
     def at(self, t: int) -> tuple[Forecast | None, str]:
@@ -149,9 +151,10 @@ class ForecastTape:
         return self
 
     def close(self) -> None:
-        """Stop making segments (the caller gave up; the tape stays as far as it got)."""
+        """Stop making segments now (the caller gave up; the tape stays as far as it got): the
+        fits in flight are killed, not waited for."""
         if self._feed is not None:
-            self._feed.stop.set()
+            self._feed.close()
 
     def _fill(self, t: int) -> None:
         while self._until <= t < self._end:
@@ -183,7 +186,7 @@ class _Feed:
     """A thread that moves segments from the pool onto a queue as they finish, so the workers
     keep fitting while the caller simulates something else."""
 
-    def __init__(self, segments: Iterator[Segment]) -> None:
+    def __init__(self, segments: Iterator[Segment], pool: ProcessPoolExecutor) -> None:
         self.ready: deque[Segment] = deque()
         self.done = threading.Condition()
         self.finished = False
@@ -192,6 +195,7 @@ class _Feed:
         self.error: BaseException | None = None
         self.stop = threading.Event()
         self._segments = segments
+        self._pool = pool
         threading.Thread(target=self._run, name="forecast-tape", daemon=True).start()
 
     def _run(self) -> None:
@@ -205,12 +209,18 @@ class _Feed:
         except BaseException as exc:  # handed to the reader, which raises it
             self.error = exc
         finally:
-            close = getattr(self._segments, "close", None)
-            if close is not None:  # stopped early: shut the pool down now, not at exit
-                close()
+            if self.stop.is_set() or self.error is not None:
+                stop_pool(self._pool, timeout=10.0)
+            else:
+                self._pool.shutdown(wait=True)  # all done: the workers are idle
             with self.done:
                 self.finished, self.finished_at = True, time.perf_counter()
                 self.done.notify_all()
+
+    def close(self) -> None:
+        """Stop now, from the reader's thread: this thread may be waiting for a fit in flight."""
+        self.stop.set()
+        stop_pool(self._pool, timeout=10.0)  # that wait then ends with an error nobody reads
 
     def take(self) -> Segment | None:
         """The next segment in time order (waits for it); None after the last."""
@@ -223,8 +233,8 @@ class _Feed:
         return None
 
 
-def _segments(scenario: Scenario, spec: TapeSpec, minutes: list[int], *, jobs: int,
-              progress: Progress | None) -> Iterator[Segment]:
+def _segments(scenario: Scenario, spec: TapeSpec, minutes: list[int], *, pool: Executor | None,
+              in_flight: int = 1, progress: Progress | None) -> Iterator[Segment]:
     """Every segment of the schedule in time order; fits come from the cache where it has them."""
     stops = [*minutes[1:], scenario.minutes]
     values = scenario.history(scenario.minutes).values
@@ -235,7 +245,7 @@ def _segments(scenario: Scenario, spec: TapeSpec, minutes: list[int], *, jobs: i
         history = None if cached is not None else spec.fit_history(scenario, start)
         return partial(segment_job, spec, start, stop, seen=seen, fitted=cached, history=history)
 
-    for segment in _run(map(job, minutes, stops), jobs):
+    for segment in _run(map(job, minutes, stops), pool, in_flight):
         _CACHE[_key(scenario, spec, segment.start)] = segment.fitted
         if progress:
             progress(1)
@@ -246,25 +256,24 @@ def _key(scenario: Scenario, spec: TapeSpec, t: int) -> FitKey:
     return (scenario.key, t, spec.history, spec.fit_horizon_steps, QUANTILES, spec.seasons)
 
 
-def _run(jobs: Iterator[Callable[[], Segment]], workers: int) -> Iterator[Segment]:
-    """Each job's result in order: here, or in a pool of ``workers`` processes."""
-    if workers <= 1:
+def _run(jobs: Iterator[Callable[[], Segment]], pool: Executor | None, in_flight: int) -> Iterator[Segment]:
+    """Each job's result in order: here, or in ``pool`` with up to ``in_flight`` jobs submitted."""
+    if pool is None:
         for job in jobs:
             yield job()
         return
-    with worker_pool(workers) as pool:
-        # A few jobs in flight, not all: each carries its history (21 days of minutes, 240 kB),
-        # so queueing a long trace's hundreds of fits at once would hold them all in memory.
-        pending: deque[Future[Segment]] = deque()
-        for job in jobs:
-            pending.append(pool.submit(job))
-            if len(pending) > 2 * workers:
-                yield pending.popleft().result()
-        while pending:
+    # A few jobs in flight, not all: each carries its history (21 days of minutes, 240 kB), so
+    # queueing a long trace's hundreds of fits at once would hold them all in memory.
+    pending: deque[Future[Segment]] = deque()
+    for job in jobs:
+        pending.append(pool.submit(job))
+        if len(pending) >= in_flight:
             yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
-def worker_pool(workers: int) -> Executor:
+def new_worker_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` fresh (spawned) processes, one BLAS thread each."""
     # One BLAS thread per worker: two workers on two busy cores otherwise spin against each
     # other (benchmarks/forecast_throughput.py measured 2-5x slower fits).
@@ -272,6 +281,20 @@ def worker_pool(workers: int) -> Executor:
         os.environ.setdefault(var, "1")
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_background)
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[Executor]:
+    """:func:`new_worker_pool` for a ``with``: leaving normally waits for the work submitted;
+    leaving on an error or Ctrl-C kills the workers mid-job (nobody will read their results,
+    and a baseline sweep takes seconds)."""
+    pool = new_worker_pool(workers)
+    try:
+        yield pool
+    except BaseException:
+        stop_pool(pool, timeout=10.0)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _background() -> None:
