@@ -135,9 +135,16 @@ class Margin:
         """Demand to provision for at ``base`` expected demand and the recent ``excursion``."""
         return min(self.factor * base + self.extra + self.spread * excursion, self.cap)
 
-    def value(self, base: float, excursion: float = 0.0) -> float:
-        """The margin as one number: provisioned / expected demand (1 = no margin)."""
-        return self.apply(base, excursion) / base if base > 0 else self.factor
+    def value(self, base: float, excursion: float = 0.0, *, unit: float = 1.0) -> float:
+        """The margin as one number: provisioned / expected demand (1 = no margin).
+
+        Expected demand below ``unit`` (one replica's capacity) counts as ``unit``: near zero
+        (an idle night, a forecast decaying to 1e-140) the plain ratio tells nothing and runs
+        to astronomic values, while "20 replicas held for under one replica's demand" reads as
+        20. E.g. factor 1.5: 1.5 at any demand; a static count of 20 replicas: 20 while idle.
+        """
+        seen = max(base, unit)
+        return self.apply(seen, excursion) / seen
 
 
 STARTING_MARGIN = Margin(factor=2.0)

@@ -297,3 +297,15 @@ def test_running_excursion_equals_the_decisions() -> None:
         for i in range(0, x.shape[0], 7):
             lookback = x[max(0, i - (SEASONAL_DAYS + 1) * DAY):i]
             assert running.at(zero, i) == excursion(lookback, step_seconds=STEP, lead_steps=lead), (lead, i)
+
+
+def test_the_margin_as_one_number_stays_finite_near_zero_demand() -> None:
+    """Found on a bursty trace with idle nights: a forecast decaying towards 0 (1e-140) made the
+    exported margin a ratio over nothing (1e140). Below one replica's demand it counts as one."""
+    static = Margin(factor=1.0, extra=200.0, cap=200.0)  # hold 20 replicas of capacity 10
+    assert static.value(1e-140, unit=10.0) == pytest.approx(20.0)
+    assert static.value(0.0, unit=10.0) == pytest.approx(20.0)
+    assert static.value(50.0, unit=10.0) == pytest.approx(4.0)  # above one replica: the plain ratio
+    lean = Margin(factor=1.5)
+    assert [lean.value(b, unit=10.0) for b in (0.0, 1e-140, 3.0, 10.0, 400.0)] == pytest.approx([1.5] * 5)
+    assert Margin(factor=1.2, extra=10.0).value(100.0, unit=10.0) == pytest.approx(1.3)
