@@ -72,7 +72,7 @@ class DemoSource:
         demand = float(self.scenario.arrivals[last]) + self.backlog if last >= 0 else None
         # Both, as the Prometheus source reads them: the tuner weighs a share by its requests.
         signals = ({"slo_on_time_ratio": self.on_time, "slo_requests": self.on_time_requests}
-                   if self.on_time is not None else {})
+                   if self.on_time is not None else {"slo_requests": 0.0} if self.on_time_requests == 0 else {})
         return {m.name: Observation(model=m.name, at=now, demand=demand, signals=signals) for m in models}
 
     def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
@@ -82,7 +82,7 @@ class DemoSource:
         return Series(sc.start + first * MINUTE, MINUTE, sc.arrivals[first:stop])
 
     def on_time_history(self, model: ModelSettings, *, start: float, end: float,
-                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+                        step_seconds: int) -> Sequence[tuple[float, float | None, float]]:
         """Nothing was served before the demo starts: no measured share to recall."""
         return ()
 

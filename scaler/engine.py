@@ -30,7 +30,16 @@ from scaler.core.fleet import ClusterView, Published
 from scaler.core.forecasts import catch_up, demotion_note, fit_horizon_steps, fit_job, forecast_steps
 from scaler.core.model import ColdStart, Decision, Observation
 from scaler.core.ports import MetricSource
-from scaler.core.slo import BUDGET_HOURS, RETUNE_SECONDS, ReplaySpec, TunerState, due, lead_steps, retune
+from scaler.core.slo import (
+    BUDGET_HOURS,
+    RETUNE_SECONDS,
+    ReplaySpec,
+    TunerState,
+    due,
+    lead_steps,
+    measured,
+    retune,
+)
 from scaler.fitpool import is_broken
 from scaler.history import History
 from scaler.runtime import EngineStats, ModelRuntime, Track, on_grid, record_base
@@ -129,7 +138,8 @@ class Engine:
             log.warning("measured on-time shares of %s unavailable (%s); the SLO tuner starts a new week",
                         m.name, exc)
             return
-        recent = tuple((share, requests) for _, share, requests in points)[-BUDGET_HOURS:]
+        entries = (measured(share, requests) for _, share, requests in points)
+        recent = tuple(entry for entry in entries if entry is not None)[-BUDGET_HOURS:]
         rt.tuner = replace(rt.tuner, recent=recent)
         if recent:
             log.info("SLO tuner of %s: %d hourly on-time shares recalled", m.name, len(recent))
@@ -272,7 +282,8 @@ class Engine:
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self.fit_executor, partial(retune, tuner, now=now, demand=demand, base=base, spec=spec,
-                                           target=target, on_time=rt.on_time if fresh else None,
+                                           target=target,
+                                           on_time=rt.on_time if fresh and rt.on_time_requests != 0 else None,
                                            step_seconds=rt.history.step,
                                            requests=rt.on_time_requests if fresh else None))
         except Exception:  # keep the last margin: a failed tune must never lower it
@@ -344,6 +355,8 @@ class Engine:
             signal = signals.get("slo_on_time_ratio")
             if signal is not None and math.isfinite(signal):
                 rt.on_time, rt.on_time_requests, rt.on_time_at = signal, signals.get("slo_requests"), now
+            elif signals.get("slo_requests") == 0:  # read, and nothing finished: an idle window
+                rt.on_time_requests, rt.on_time_at = 0.0, now
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=lead,
                                 forecast_note=note,
                                 node_lead_seconds=cold.node_provisioning_seconds,

@@ -249,9 +249,10 @@ def on_time_share(arrivals: Sequence[float] | FloatArray, late: Sequence[float] 
                   stop: int, window: int) -> tuple[float | None, float]:
     """(on-time share, requests) of minutes ``[stop - window, stop)``; the share is None when no
     request arrived there. What vLLM's queue-time histogram would show the scaler over its window:
-    ``slo_on_time_ratio`` and ``slo_requests``."""
+    ``slo_on_time_ratio`` and ``slo_requests``. Before any minute: (None, NaN), nothing read yet
+    (0 requests would be an idle window)."""
     if stop <= 0:
-        return None, 0.0
+        return None, math.nan
     start = max(0, stop - window)
     arrived = float(np.sum(arrivals[start:stop]))
     return (1.0 - float(np.sum(late[start:stop])) / arrived if arrived > 0 else None), arrived

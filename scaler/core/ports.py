@@ -32,8 +32,9 @@ class MetricSource(Protocol):
 
     def on_time_history(
         self, model: ModelSettings, *, start: float, end: float, step_seconds: int
-    ) -> Sequence[tuple[float, float, float]]:
+    ) -> Sequence[tuple[float, float | None, float]]:
         """The SLO's measured on-time share over [start, end) at ``step_seconds``, each over the
-        model's ``slo.window``: (time, share, requests) where known, in time order; empty for a
-        model without ``slo`` or a source that keeps no such history (a replayed trace)."""
+        model's ``slo.window``: (time, share, requests) where known, in time order, with share None
+        and 0 requests where nothing finished (idle); empty for a model without ``slo`` or a
+        source that keeps no such history (a replayed trace)."""
         ...

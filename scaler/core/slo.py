@@ -43,7 +43,10 @@ backtest: the simulated late share, as late as serve would see it), each weighte
   :data:`SPENT_RESERVE` of the budget (0.9995); the calm daily choice resumes at once when the
   week recovers.
 
-A missing measurement records nothing and never buys a cheaper margin than the one in use.
+A missing measurement records nothing and never buys a cheaper margin than the one in use. An
+idle hour (the histogram read, nothing finished) is a measurement: it records an hour with no
+requests, so the trailing week stays seven days long on a model idle at night, and it does not
+hold the margin (a daily choice falling in an idle hour would otherwise hold it for good).
 
 E.g. target 0.99, capacity 10, demand 40 rising to 80 within a 30-minute lead at 13:00 on most
 days: the replay finds that factor 1.35 with cap 95 meets 0.995 on the last two weeks at the least
@@ -163,7 +166,12 @@ class TunerState:
     spent: bool = False
     """The trailing week's measured share is below target + :data:`SPENT_BELOW` of the budget."""
     recent: tuple[tuple[float, float], ...] = ()
-    """The last :data:`BUDGET_HOURS` measured shares, with the requests behind each."""
+    """The last :data:`BUDGET_HOURS` measured shares, with the requests behind each (an idle
+    hour: :data:`IDLE_HOUR`)."""
+
+
+IDLE_HOUR = (1.0, 0.0)
+"""The trailing week's entry for an hour in which nothing finished: no requests, none late."""
 
 
 def lead_steps(seconds: float, step_seconds: float) -> int:
@@ -208,6 +216,18 @@ def usable(on_time: float | None) -> bool:
     return on_time is not None and math.isfinite(on_time) and 0.0 <= on_time <= 1.0
 
 
+def measured(on_time: float | None, requests: float | None) -> tuple[float, float] | None:
+    """One reading as the trailing week's entry: (share, requests behind it; unknown: 1),
+    :data:`IDLE_HOUR` when the read found nothing finished (``on_time`` None, ``requests`` 0),
+    None for missing or bad data."""
+    if on_time is not None and usable(on_time):
+        weight = requests if requests is not None and math.isfinite(requests) and requests > 0 else 1.0
+        return on_time, weight
+    if on_time is None and requests == 0.0:
+        return IDLE_HOUR
+    return None
+
+
 def due(state: TunerState, now: float) -> bool:
     return now - state.tuned_at >= RETUNE_SECONDS
 
@@ -223,8 +243,8 @@ def budget_spent(recent: tuple[tuple[float, float], ...], target: float) -> bool
     budget. Counted in requests, because a quiet hour with two late out of ten is noise.
 
     The budget is ``1 - target`` of the week's requests; with less than a week recorded (after a
-    start or a restart) the week's requests are extrapolated from the hours recorded, so one bad
-    first hour is a share of a week's budget, not a spent week.
+    start or a restart) the week's requests are extrapolated from the hours recorded (idle hours
+    count as hours), so one bad first hour is a share of a week's budget, not a spent week.
     """
     requests = sum(w for _, w in recent)
     if requests <= 0:
@@ -467,7 +487,7 @@ def retune(
         return state
     margins = candidates(past)
     # No measurement: never a margin cheaper than the one in use, judged on the same replay.
-    hold = not usable(on_time) and state.margin.expected is not None
+    hold = measured(on_time, requests) is None and state.margin.expected is not None
     share, cost = past.judge([*margins, state.margin] if hold else margins, recency=spent)
     margin = _pick(past, margins, share[:len(margins)], cost[:len(margins)], aim=aim(target, spent=spent))
     if hold and margin.cost < cost[-1]:
@@ -476,9 +496,10 @@ def retune(
 
 
 def adapt(state: TunerState, on_time: float | None, *, requests: float | None = None) -> TunerState:
-    """Record a measured on-time share, with the ``requests`` behind it (unknown: 1), in the
-    trailing week :func:`budget_spent` reads. None or a bad share records nothing."""
-    if on_time is None or not usable(on_time):
+    """Record a measured on-time share, with the ``requests`` behind it (unknown: 1), or an idle
+    hour, in the trailing week :func:`budget_spent` reads (see :func:`measured`). Missing data or
+    a bad share records nothing."""
+    entry = measured(on_time, requests)
+    if entry is None:
         return state
-    weight = requests if requests is not None and math.isfinite(requests) and requests > 0 else 1.0
-    return replace(state, recent=(*state.recent, (on_time, weight))[-BUDGET_HOURS:])
+    return replace(state, recent=(*state.recent, entry)[-BUDGET_HOURS:])

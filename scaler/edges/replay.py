@@ -70,7 +70,7 @@ class ReplaySource:
         return Series(start=float(first), step_seconds=step_seconds, values=values)
 
     def on_time_history(self, model: ModelSettings, *, start: float, end: float,
-                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+                        step_seconds: int) -> Sequence[tuple[float, float | None, float]]:
         """A trace has demand only: no measured share to recall."""
         return ()
 
@@ -94,7 +94,7 @@ class ReplayEdge(Edge):
         return self.source.history(model, start=start, end=end, step_seconds=step_seconds)
 
     def on_time_history(self, model: ModelSettings, *, start: float, end: float,
-                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+                        step_seconds: int) -> Sequence[tuple[float, float | None, float]]:
         return self.source.on_time_history(model, start=start, end=end, step_seconds=step_seconds)
 
     def apply(self, settings: Settings) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from scaler.backtest.policies import ReactiveQueue, ReactiveUtil, Static
@@ -195,6 +197,8 @@ def test_on_time_share_of_a_window_with_the_requests_behind_it() -> None:
     arrivals, late = [10.0, 0.0, 30.0, 60.0], [0.0, 0.0, 3.0, 6.0]
     assert on_time_share(arrivals, late, stop=4, window=2) == (1.0 - 9.0 / 90.0, 90.0)
     assert on_time_share(arrivals, late, stop=4, window=99) == (1.0 - 9.0 / 100.0, 100.0)
-    # No request arrived in the window, or the window has not started: no share (missing data).
+    # No request arrived in the window: no share, 0 requests (an idle window, which the tuner
+    # records). The window has not started: nothing read at all (missing data).
     assert on_time_share(arrivals, late, stop=2, window=1) == (None, 0.0)
-    assert on_time_share(arrivals, late, stop=0, window=5) == (None, 0.0)
+    share, requests = on_time_share(arrivals, late, stop=0, window=5)
+    assert share is None and math.isnan(requests)

@@ -148,8 +148,8 @@ def test_per_model_override_answers_one_histogram_with_any_labels(fake: FakeProm
 def test_on_time_history_reads_the_range_bound_by_bound(fake: FakePrometheus) -> None:
     """What a restarted tuner reads back: the live query as a range query, read bound by bound at
     each step (bounds spelled "1.0" and "1" by two pods' clients add up). A step without
-    ``+Inf`` or with nothing finished is left out; a NaN bucket or another model's series is
-    refused and counted."""
+    ``+Inf`` is left out; one with nothing finished is an idle hour (no share, 0 requests); a NaN
+    bucket or another model's series is refused and counted."""
     step, start = 3600, NOW - 4 * 3600
     times = [start + i * step for i in range(4)]
 
@@ -175,7 +175,7 @@ def test_on_time_history_reads_the_range_bound_by_bound(fake: FakePrometheus) ->
         points = source.on_time_history(settings.models[0], start=start, end=NOW, step_seconds=step)
         assert source.on_time_history(settings.models[1], start=start, end=NOW, step_seconds=step) == []
         rejected = {k: v for k, v in source.rejected_samples_total.items() if v}
-    assert points == [(times[0], 0.7, 100.0)]
+    assert points == [(times[0], 0.7, 100.0), (times[2], None, 0.0)]
     assert rejected == {"nan": 1, "unexpected_series": 1}
     (request,) = requests  # the model without an slo asks nothing
     assert is_slo(request) and float(request.params["step"]) == step

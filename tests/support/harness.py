@@ -39,7 +39,7 @@ class FakeSource:
     observe_calls: int = 0
     signals: dict[str, dict[str, float]] = field(default_factory=dict)
     """Other signals per model (e.g. ``slo_on_time_ratio``), as the Prometheus source yields them."""
-    on_time_values: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    on_time_values: dict[str, list[tuple[float, float | None, float]]] = field(default_factory=dict)
     """(time, share, requests) per model: what ``on_time_history`` answers within [start, end)."""
     on_time_fail: str | None = None
     """Only ``on_time_history`` fails, with this reason."""
@@ -61,7 +61,7 @@ class FakeSource:
         return Series(start=start, step_seconds=step_seconds, values=np.full(n, np.nan))
 
     def on_time_history(self, model: ModelSettings, *, start: float, end: float,
-                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+                        step_seconds: int) -> Sequence[tuple[float, float | None, float]]:
         if self.fail or self.on_time_fail:
             reason = self.fail or self.on_time_fail
             raise SourceError("fake source down", reason=reason or "")

@@ -229,6 +229,35 @@ async def test_a_share_not_read_again_is_not_fed_to_the_tuner_twice() -> None:
         assert h.engine.models["chat"].tuner.recent == ((0.8, 600.0), (1.0, 600.0))
 
 
+async def test_an_idle_hour_is_recorded_as_an_hour_without_requests() -> None:
+    """The histogram read with nothing finished (``slo_requests`` 0, no share) is an idle hour,
+    not missing data: the week's record gets an hour of no requests (so it stays seven days long
+    on a model idle at night), and the share on show stays the last one measured."""
+    async with slo_engine({"slo_on_time_ratio": 0.8, "slo_requests": 600.0}) as (h, source):
+        await h.engine.retune(h.clock.now())
+        source.signals = {"chat": {"slo_requests": 0.0}}
+        await h.step(3600)
+        await h.engine.retune(h.clock.now())
+        assert h.engine.models["chat"].tuner.recent == ((0.8, 600.0), (1.0, 0.0))
+        assert h.holder.current.decisions["chat"].on_time == 0.8
+        source.signals = {}  # the histogram gone: missing, records nothing
+        await h.step(3600)
+        await h.engine.retune(h.clock.now())
+        assert h.engine.models["chat"].tuner.recent == ((0.8, 600.0), (1.0, 0.0))
+
+
+async def test_a_restarted_tuner_recalls_idle_hours_too() -> None:
+    week = [(T0 - (168 - i) * 3600.0, 0.97 if i % 2 else None, 1000.0 if i % 2 else 0.0) for i in range(168)]
+    source = FakeSource(demand={"chat": 50.0}, history_values={"chat": daily()},
+                        on_time_values={"chat": week})
+    h = await start_harness(settings_from_yaml(SLO_CONFIG), source)
+    try:
+        await h.engine.backfill()
+        assert h.engine.models["chat"].tuner.recent == ((1.0, 0.0), (0.97, 1000.0)) * 84
+    finally:
+        await h.close()
+
+
 def test_slo_on_time_override_needs_an_slo_in_the_config() -> None:
     import pytest
 

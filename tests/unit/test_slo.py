@@ -142,6 +142,22 @@ def test_a_missing_measurement_records_nothing(bad: float | None) -> None:
     assert adapt(state, bad, requests=100.0) == state
 
 
+def test_idle_hours_keep_the_trailing_week_seven_days_long() -> None:
+    """Found on a bursty trace idle most nights: idle hours recorded nothing, so the "trailing
+    week" of 168 entries reached back past a burst eight days old and kept the budget spent.
+    An idle hour (read, nothing finished) is an hour of no requests."""
+    state = adapt(TunerState(), None, requests=0.0)
+    assert state.recent == (slo.IDLE_HOUR,)
+    burst = adapt(TunerState(), 0.0, requests=1000.0)  # 1000 late: spent against a week of 1000/h
+    assert budget_spent(burst.recent, 0.99)
+    for _ in range(167):  # the rest of the week: every other hour busy and on time, the others idle
+        burst = adapt(burst, 1.0, requests=1000.0) if len(burst.recent) % 2 else adapt(burst, None, requests=0.0)
+    assert len(burst.recent) == 168 and budget_spent(burst.recent, 0.99)  # still inside the week
+    later = adapt(burst, None, requests=0.0)
+    assert slo.IDLE_HOUR in later.recent and (0.0, 1000.0) not in later.recent
+    assert not budget_spent(later.recent, 0.99)
+
+
 def hourly(state: TunerState, now: float, demand: np.ndarray, on_time: float | None) -> TunerState:
     return retune(state, now=now, demand=demand, base=np.full_like(demand, np.nan), spec=SPEC,
                   target=0.99, on_time=on_time, step_seconds=STEP)
@@ -194,6 +210,19 @@ def test_without_a_measurement_the_margin_never_gets_cheaper(bad: float | None) 
     assert held.margin == tuned.margin and held.recent == tuned.recent and held.chosen_at == later
     measured = hourly(tuned, later, calm, 0.999)
     assert measured.margin != tuned.margin and measured.margin.cost < held.margin.cost
+
+
+def test_an_idle_hour_does_not_hold_the_margin() -> None:
+    """A model idle at night whose daily choice falls in an idle hour: the cheaper margin is
+    taken (nothing was late; the replay judges the history), where missing data would hold it."""
+    calm, wild = demand_trace(7, cv=0.05, seed=4), demand_trace(7, cv=0.4, seed=5)
+    tuned = hourly(TunerState(), 0.0, wild, 0.999)
+    later = 2 * slo.CHOOSE_SECONDS
+    idle = retune(tuned, now=later, demand=calm, base=np.full_like(calm, np.nan), spec=SPEC, target=0.99,
+                  on_time=None, requests=0.0, step_seconds=STEP)
+    measured = hourly(tuned, later, calm, 0.999)
+    assert idle.margin == measured.margin and idle.margin.cost < tuned.margin.cost
+    assert idle.recent == (*tuned.recent, slo.IDLE_HOUR)
 
 
 def test_retune_only_when_due() -> None:

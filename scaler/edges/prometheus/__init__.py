@@ -50,7 +50,7 @@ class PrometheusEdge(Edge):
         return self.source.history(model, start=start, end=end, step_seconds=step_seconds)
 
     def on_time_history(self, model: ModelSettings, *, start: float, end: float,
-                        step_seconds: int) -> Sequence[tuple[float, float, float]]:
+                        step_seconds: int) -> Sequence[tuple[float, float | None, float]]:
         return self.source.on_time_history(model, start=start, end=end, step_seconds=step_seconds)
 
     @property

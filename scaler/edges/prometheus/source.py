@@ -239,17 +239,18 @@ class PrometheusSource(SourceCounters):
 
     def on_time_history(
         self, model: ModelSettings, *, start: float, end: float, step_seconds: int
-    ) -> list[tuple[float, float, float]]:
+    ) -> list[tuple[float, float | None, float]]:
         """The SLO's on-time share over [start, end) at ``step_seconds``, each over the model's
         ``slo.window``: the live signal's query as a range query, read bound by bound at every
-        step (time, share, requests). Steps without a usable reading are left out; a refused
-        one is counted as the live signal's would be."""
+        step (time, share, requests); (time, None, 0) where nothing finished (an idle window).
+        Steps without a usable reading are left out; a refused one is counted as the live
+        signal's would be."""
         slo = model.policy.slo
         if slo is None or bad_override(promql.SLO_SIGNAL, model):
             return []
         count = max(0, math.ceil((end - start) / step_seconds - 1e-9))
         window = promql.duration(self._rate_window)
-        out: list[tuple[float, float, float]] = []
+        out: list[tuple[float, float | None, float]] = []
         for plan in promql.plans(promql.SLO_SIGNAL, [model], self._defaults.queries, window=window,
                                  max_query_chars=MAX_QUERY_CHARS):
             for samples in self._range_chunks(plan.query, start, count, step_seconds):
@@ -265,7 +266,7 @@ class PrometheusSource(SourceCounters):
             yield self._request_range(query, t0, t0 + (n - 1) * step, step)
 
     def _on_time_points(self, plan: promql.Plan, samples: list[promql.Sample], name: str,
-                        max_queue_time: float) -> list[tuple[float, float, float]]:
+                        max_queue_time: float) -> list[tuple[float, float | None, float]]:
         """A range answer's histograms, summed bound by bound per step, as on-time shares."""
         steps: dict[float, dict[frozenset[tuple[str, str]], dict[float, float]]] = {}
         for s in samples:
@@ -277,7 +278,7 @@ class PrometheusSource(SourceCounters):
                 buckets = steps.setdefault(ts, {}).setdefault(rest, {})
                 buckets[bound] = buckets.get(bound, 0.0) + value
         readings = ((ts, self._slo_reading(histograms, max_queue_time)) for ts, histograms in steps.items())
-        return [(ts, r["slo_on_time_ratio"], r["slo_requests"]) for ts, r in readings if "slo_on_time_ratio" in r]
+        return [(ts, r.get("slo_on_time_ratio"), r["slo_requests"]) for ts, r in readings if "slo_requests" in r]
 
     # --- one signal -------------------------------------------------------------------------------
 
