@@ -64,8 +64,9 @@ class DemoSource:
         self.backlog = 0.0
         self.on_time: float | None = None
         """The simulated replicas' on-time share over the SLO window (vLLM's queue-time histogram)."""
-        self.on_time_requests = 0.0
-        """Requests behind ``on_time`` (the histogram's count over the window)."""
+        self.on_time_requests = math.nan
+        """Requests behind ``on_time`` (the histogram's count over the window; 0: an idle window,
+        NaN: nothing read yet)."""
 
     def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
         last = self.minute - 1

@@ -79,6 +79,8 @@ def test_source_reports_last_minute_plus_backlog_and_history_of_arrivals() -> No
     history = source.history(model, start=sc.start + 60, end=sc.start + 180, step_seconds=60)
     assert history.values.tolist() == [20.0, 30.0] and history.start == sc.start + 60
     assert source.observe([model], now=sc.start + 120)["demo"].signals == {}  # no share measured yet
+    source.on_time_requests = 0.0  # read, and nothing finished: an idle window
+    assert source.observe([model], now=sc.start + 120)["demo"].signals == {"slo_requests": 0.0}
     source.on_time, source.on_time_requests = 0.95, 60.0
     # The share and the requests behind it, as the Prometheus source reads them.
     assert source.observe([model], now=sc.start + 120)["demo"].signals == {
