@@ -13,32 +13,9 @@ import pytest
 
 from forecasting.traces import synthetic_trace, write_trace
 from tests.cli.conftest import PREWARM
+from tests.support.process import alive, children
 
 pytestmark = pytest.mark.slow
-
-
-def _children(pid: int) -> set[int]:
-    """Every live descendant of ``pid`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_sigint_stops_a_pooled_backtest_at_once_and_takes_its_workers_along(tmp_path: Path) -> None:
@@ -49,7 +26,7 @@ def test_sigint_stops_a_pooled_backtest_at_once_and_takes_its_workers_along(tmp_
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while len(workers := _children(proc.pid)) < 3:  # two tape workers and the baselines' one
+        while len(workers := set(children(proc.pid))) < 3:  # two tape workers and the baselines' one
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no worker processes started"
             time.sleep(0.2)
@@ -68,7 +45,7 @@ def test_sigint_stops_a_pooled_backtest_at_once_and_takes_its_workers_along(tmp_
     # The workers were killed, not waited for (before the fix: 8.5-9 s here, for the fits and
     # the baseline sweep in flight; after: 0.1 s). The kernel reaps them a moment later.
     deadline = time.monotonic() + 5
-    while left := {pid for pid in workers if _alive(pid)}:
+    while left := {pid for pid in workers if alive(pid)}:
         assert time.monotonic() < deadline, f"workers {left} outlived the interrupted backtest"
         time.sleep(0.1)
     assert stopped_after < 5, f"the interrupt took {stopped_after:.1f} s to stop the backtest"

@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from scaler._pb import externalscaler_pb2 as pb
 from scaler._pb import externalscaler_pb2_grpc as pb_grpc
 from tests.e2e.test_serve_process import config_text, metrics_text, write_trace
-from tests.support.process import start_serve
+from tests.support.process import alive, children, start_serve
 
 pytestmark = pytest.mark.slow
 
@@ -116,19 +116,8 @@ async def test_sighup_reloads_the_config_and_keeps_serving(config_file: Path, tm
 
 def fit_workers(pid: int) -> list[int]:
     """Child processes of ``pid`` running the fit pool (multiprocessing spawn children)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid and "multiprocessing" in cmdline and "resource_tracker" not in cmdline:
-            out.append(int(entry.name))
-    return out
+    return [child for child, cmdline in children(pid).items()
+            if "multiprocessing" in cmdline and "resource_tracker" not in cmdline]
 
 
 def forecast_config(tmp_path: Path) -> Path:
@@ -176,8 +165,7 @@ def test_sigkill_of_the_daemon_takes_its_fit_workers_along(tmp_path: Path) -> No
         time.sleep(0.5)
     server.kill()
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-              for pid in workers):
+    while any(alive(pid) for pid in workers):
         assert time.monotonic() < deadline, f"fit workers {workers} outlived the daemon"
         time.sleep(0.2)
 

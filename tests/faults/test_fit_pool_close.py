@@ -23,14 +23,14 @@ from scaler.fitpool import FitPool
 pytestmark = pytest.mark.slow
 
 
-def _wait_running(pool: FitPool, seconds: float) -> None:
-    """Submit a throwaway fit and wait for its answer, so the workers are up and idle."""
-    pool.submit(time.sleep, seconds).result(timeout=60)
+def _start_workers(pool: FitPool) -> None:
+    """Submit a throwaway job and wait for its answer, so the workers are up and idle."""
+    pool.submit(time.sleep, 0).result(timeout=60)
 
 
 def test_close_kills_fits_in_flight_and_ends_the_manager_thread() -> None:
     pool = FitPool(2)
-    _wait_running(pool, 0.0)
+    _start_workers(pool)
     workers = list(pool._pool._processes.values())  # what close() must stop
     manager = pool._pool._executor_manager_thread
     long_fits = [pool.submit(time.sleep, 60) for _ in range(4)]  # two run, two wait
