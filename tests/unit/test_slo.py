@@ -127,6 +127,69 @@ def test_a_spent_week_counts_requests_not_hours() -> None:
     assert len(state.recent) == slo.BUDGET_HOURS and not budget_spent(state.recent, 0.99)
 
 
+def test_a_lone_outlier_burst_is_not_a_spent_week_unless_the_rest_of_it_is() -> None:
+    """Found on a fresh draw of spiky traffic: one spike at 4x anything else seen spent the week's
+    budget in 20 minutes, and the spent choice held 16-20 replicas for the week after it where
+    10 met the SLO. After an outlier burst, two hours holding most of the week's late requests
+    are left out and the rest of the week decides; late requests spread wider are a pattern."""
+    good, bad = (1.0, 10_000.0), (0.5, 10_000.0)
+    one_off = (*(good,) * 100, *(bad,) * 2, *(good,) * 66)  # 10,000 late within two hours
+    assert budget_spent(one_off, 0.99) and not budget_spent(one_off, 0.99, outlier=True)
+    # A record of two hours or less cannot tell a one-off: judged whole.
+    assert budget_spent(one_off[100:102], 0.99, outlier=True)
+    # The same late requests in two bursts two days apart: half in either, a pattern.
+    two = (*(good,) * 50, *(bad,) * 2, *(good,) * 50, *(bad,) * 2, *(good,) * 64)
+    two = tuple((0.75, w) if s == 0.5 else (s, w) for s, w in two)
+    assert budget_spent(two, 0.99, outlier=True)
+    # One burst, and the rest of the week spent on its own (0.994 an hour): spent.
+    leaky = tuple((0.994, w) if s == 1.0 else (s, w) for s, w in one_off)
+    assert budget_spent(leaky, 0.99, outlier=True)
+
+
+def test_an_outlier_burst_is_beyond_anything_else_replayed() -> None:
+    """The last week's peak over 1.5x every other step of the two replayed weeks (the two hours
+    around it left out); a rise that keeps going, or a burst seen before, is not one."""
+    demand = demand_trace(14, cv=0.1, seed=2)
+    assert not slo.outlier_burst(demand, step_seconds=STEP)
+    spike = demand.copy()
+    spike[-3 * DAY:-3 * DAY + 20] = 4.0 * demand.max()
+    assert slo.outlier_burst(spike, step_seconds=STEP)
+    seen_before = spike.copy()
+    seen_before[2 * DAY:2 * DAY + 20] = 3.0 * demand.max()  # 4x, after 3x ten days earlier
+    assert not slo.outlier_burst(seen_before, step_seconds=STEP)
+    outside = spike.copy()
+    outside[-3 * DAY + 150] = 3.0 * demand.max()  # a second burst 2.5 hours on: a pattern
+    assert not slo.outlier_burst(outside, step_seconds=STEP)
+    assert not slo.outlier_burst(np.full(14 * DAY, np.nan), step_seconds=STEP)
+
+
+def test_the_calm_choice_lets_a_lone_burst_spend_the_reserve_not_the_budget() -> None:
+    """A 10-minute spike at 4x the peak, once in two weeks, holds most of the late requests of a
+    margin that does not hold 4x the peak all along. The calm choice leaves it out (the rest must
+    reach 0.995, the whole 0.99): it costs less than any margin meeting 0.995 with the spike, and
+    the spike spends the reserve. Twice, the spikes are a pattern, and what covers them costs
+    more."""
+    demand = demand_trace(14, cv=0.1, seed=9)
+    nan = np.full_like(demand, np.nan)
+    spike = demand.copy()
+    spike[5 * DAY + 600:5 * DAY + 610] = 4.0 * demand.max()
+    lone = tune(spike, nan, SPEC, target=0.99, step_seconds=STEP)
+    assert lone is not None
+    whole = slo.replayed_share(spike, nan, SPEC, lone, step_seconds=STEP)
+    assert whole is not None and 0.99 <= whole < 0.995
+    past = slo._Replay.of(spike, nan, SPEC, step_seconds=STEP)
+    assert past is not None
+    margins = slo.candidates(past)
+    share, cost = past.judge(margins, recency=False)
+    covering = float(cost[share >= 0.995].min())  # the cheapest margin meeting 0.995 with the spike
+    assert lone.cost < covering
+    twice = spike.copy()
+    twice[9 * DAY + 300:9 * DAY + 310] = 4.0 * demand.max()
+    both = tune(twice, nan, SPEC, target=0.99, step_seconds=STEP)
+    assert both is not None and both.cost > 1.2 * lone.cost
+    assert slo.replayed_share(twice, nan, SPEC, both, step_seconds=STEP) >= 0.99
+
+
 def test_a_short_record_is_a_share_of_a_weeks_budget() -> None:
     """After a start or a restart one bad hour is not a spent week: the week's requests are
     extrapolated from the hours recorded. Hours at 0.9 spend half of 1 % of 168 hours in 9."""
