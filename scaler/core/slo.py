@@ -279,9 +279,9 @@ def budget_spent(recent: tuple[tuple[float, float], ...], target: float, *,
     if not outlier or len(recent) <= ONE_OFF_HOURS:
         return True
     late = np.array([(1.0 - s) * w for s, w in recent])
-    day = np.convolve(late, np.ones(ONE_OFF_HOURS), mode="valid")
-    worst = int(np.argmax(day))
-    if day[worst] <= ONE_OFF_SHARE * late.sum():
+    burst = np.convolve(late, np.ones(ONE_OFF_HOURS), mode="valid")
+    worst = int(np.argmax(burst))
+    if burst[worst] <= ONE_OFF_SHARE * late.sum():
         return True
     rest = recent[:worst] + recent[worst + ONE_OFF_HOURS:]
     return _over_budget(rest, target, BUDGET_HOURS - ONE_OFF_HOURS)
@@ -335,7 +335,7 @@ def tune(
     if past is None:
         return None
     margins = candidates(past)
-    share, rest, cost = past.judge_days(margins, recency=spent)
+    share, rest, cost = past.judge_bursts(margins, recency=spent)
     return _pick(past, margins, share, cost, aim=aim(target, spent=spent),
                  rest=None if spent else (rest, target))
 
@@ -366,9 +366,9 @@ def _pick(past: _Replay, margins: list[Margin], share: FloatArray, cost: FloatAr
           aim: float, rest: tuple[FloatArray, float] | None = None) -> Margin:
     """Reaching the aim: the cheapest. Short of it: the highest share, cheapest among equals.
 
-    With ``rest`` = (share without a one-off day, target) - the calm choice - a margin reaches
-    the aim when that share does and its whole share reaches the target: a one-off day beyond
-    anything else replayed may spend the reserve, not the budget.
+    With ``rest`` = (share without a one-off burst, target) - the calm choice - a margin reaches
+    the aim when that share does and its whole share reaches the target: a lone burst holding
+    most of the margin's late requests may spend the reserve, not the budget.
     """
     ok = share >= aim if rest is None else (rest[0] >= aim) & (share >= rest[1])
     reached = np.flatnonzero(ok)
@@ -449,15 +449,15 @@ class _Replay:
 
     def judge(self, margins: list[Margin], *, recency: bool) -> tuple[FloatArray, FloatArray]:
         """(on-time share, weighted replica-steps) of each margin over the replayed history."""
-        share, _, cost = self.judge_days(margins, recency=recency)
+        share, _, cost = self.judge_bursts(margins, recency=recency)
         return share, cost
 
-    def judge_days(self, margins: list[Margin], *,
+    def judge_bursts(self, margins: list[Margin], *,
                    recency: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(on-time share, the share without a one-off day, weighted replica-steps) of each margin.
+        """(on-time share, the share without a one-off burst, weighted replica-steps) of each margin.
 
-        A margin's one-off day is the day (:data:`ONE_OFF_HOURS` consecutive hours) holding over
-        :data:`ONE_OFF_SHARE` of its late requests; without one, the second share is the first.
+        A margin's one-off burst is the stretch of :data:`ONE_OFF_HOURS` consecutive hours holding
+        over :data:`ONE_OFF_SHARE` of its late requests; without one, the second share is the first.
         """
         w = self.weights(recency=recency)
         late, held = self.closed_loop_blocks(margins, w)
@@ -465,11 +465,11 @@ class _Replay:
         total_late, total = late.sum(axis=0), float(demand.sum())
         share = 1.0 - total_late / total
         k = min(late.shape[0], max(1, round(ONE_OFF_HOURS * 3600.0 / self.block_seconds)))
-        day_late = _window_sums(late, k)
-        day_demand = _window_sums(demand[:, None], k)[:, 0]
-        worst = np.argmax(day_late, axis=0)
-        worst_late = day_late[worst, np.arange(late.shape[1])]
-        rest = total - day_demand[worst]
+        burst_late = _window_sums(late, k)
+        burst_demand = _window_sums(demand[:, None], k)[:, 0]
+        worst = np.argmax(burst_late, axis=0)
+        worst_late = burst_late[worst, np.arange(late.shape[1])]
+        rest = total - burst_demand[worst]
         rest_share = np.where(rest > 0, 1.0 - (total_late - worst_late) / np.maximum(rest, 1e-300), 1.0)
         one_off = worst_late > ONE_OFF_SHARE * total_late
         return share, np.where(one_off, rest_share, share), held
@@ -602,7 +602,7 @@ def retune(
     margins = candidates(past)
     # No measurement: never a margin cheaper than the one in use, judged on the same replay.
     hold = measured(on_time, requests) is None and state.margin.expected is not None
-    share, rest, cost = past.judge_days([*margins, state.margin] if hold else margins, recency=spent)
+    share, rest, cost = past.judge_bursts([*margins, state.margin] if hold else margins, recency=spent)
     n = len(margins)
     margin = _pick(past, margins, share[:n], cost[:n], aim=aim(target, spent=spent),
                    rest=None if spent else (rest[:n], target))
