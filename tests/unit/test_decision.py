@@ -53,6 +53,24 @@ def test_forecast_peak_takes_only_the_lead_window() -> None:
     assert forecast_peak(f, quantile=0.9, now=T0 + 3600, lead_seconds=60) is None  # forecast too old
 
 
+@settings(max_examples=400, deadline=None)
+@given(h=st.integers(0, 40), step=st.sampled_from([1, 60, 600, 1800]),
+       origin=st.sampled_from([0.0, T0, T0 + 0.1]), offset=st.floats(-3.0, 45.0),
+       exact=st.booleans(), lead_steps=st.floats(0.0, 6.0), seed=st.integers(0, 99))
+def test_forecast_peak_is_the_max_over_the_steps_overlapping_the_window(
+        h: int, step: int, origin: float, offset: float, exact: bool, lead_steps: float, seed: int) -> None:
+    """The window is found by arithmetic (speed); it must be exactly the steps whose [t, t + step)
+    overlaps [now, now + lead], edges included: the definition, with a mask over every step."""
+    mean = np.random.default_rng(seed).random(h)
+    f = Forecast(origin=origin, step_seconds=step, mean=mean, quantiles={0.9: mean[::-1].copy()})
+    now = origin + step * (round(offset) if exact else offset)  # on a step edge, or anywhere
+    lead = step * (round(lead_steps) if exact else lead_steps)
+    times = origin + step * np.arange(h, dtype=np.float64)
+    mask = (times + step > now) & (times <= now + lead)
+    expected = float(max(mean[::-1][mask].max(), mean[mask].max())) if mask.any() else None
+    assert forecast_peak(f, quantile=0.9, now=now, lead_seconds=lead) == expected
+
+
 @pytest.mark.parametrize(
     ("needs", "need", "now", "expected"),
     [
