@@ -172,16 +172,23 @@ def test_arrival_history_survives_the_counter_reset(
     reset = prom_env.history_end - promenv.COUNTER_RESET_AGO
     start = reset - 6 * 3600
     series = source.history(model, start=start, end=reset + 6 * 3600, step_seconds=60)
-    values = series.values[np.isfinite(series.values)]
-    assert len(values) > 0.8 * len(series)
-    assert (values >= 0).all()
-    # Completions/s = concurrency / latency; the queue-growth term is small at 10-min steps.
     spec = next(m for m in prom_env.exporter.spec.models if m.served == MID)
     trace = load_trace(spec.trace_path, mean_concurrency=spec.mean_concurrency)
-    peak = max(trace.at(t) for t in series.times()) / LATENCY
+    # The trace repeats along the wall clock, so where its collection gaps (no samples) fall in
+    # this window depends on when the suite runs (CI once found 160 of 720 minutes in one).
+    # Judged on the minutes the trace has data for, the 5-minute lookback after a gap aside.
+    times = series.times()
+    covered = np.array([not any(trace.is_gap(t - lag) for lag in range(0, 360, 60)) for t in times])
+    assert covered.sum() > 0.5 * len(series)
+    assert np.isfinite(series.values[covered]).mean() > 0.95
+    values = series.values[np.isfinite(series.values)]
+    assert (values >= 0).all()
+    # Completions/s = concurrency / latency; the queue-growth term is small at 10-min steps.
+    peak = max(trace.at(t) for t in times) / LATENCY
     assert values.max() < 1.5 * peak  # a reset read as a counter drop would spike or go negative
-    at_reset = series.values[round((reset - start) / 60) + 2]
-    assert at_reset == pytest.approx(trace.at(reset) / LATENCY, rel=0.3)
+    # Right after the reset (the first minute with data behind it, should it fall in a gap).
+    after = next(i for i in range(round((reset - start) / 60) + 2, len(times)) if covered[i])
+    assert series.values[after] == pytest.approx(trace.at(times[after]) / LATENCY, rel=0.3)
 
 
 def test_live_counter_reset_and_arrivals(
