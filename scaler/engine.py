@@ -280,7 +280,7 @@ class Engine:
         # it would count twice in the week's error budget.
         fresh = rt.on_time_at > tuner.tuned_at
         try:
-            return await asyncio.get_running_loop().run_in_executor(
+            tuned = await asyncio.get_running_loop().run_in_executor(
                 self.fit_executor, partial(retune, tuner, now=now, demand=demand, base=base, spec=spec,
                                            target=target,
                                            on_time=rt.on_time if fresh and rt.on_time_requests != 0 else None,
@@ -290,6 +290,8 @@ class Engine:
             self.stats.fit_errors += 1
             log.exception("SLO margin tuning for %s (target %g) failed; keeping the last margin", m.name, target)
             return tuner
+        _log_tuning(m.name, target, tuner, tuned, capacity=m.capacityPerReplica)
+        return tuned
 
     def _excursion(self, rt: ModelRuntime, now: float, cold: ColdStart) -> float:
         """How far demand may stray above its level now (``scaler.core.excursion``), over the
@@ -433,3 +435,23 @@ class Engine:
         lead = lead_seconds(self._cold_start(m, now), pool_has_spare=None,
                             decision_delay_seconds=self.settings.defaults.pollingInterval)
         return fit_horizon_steps(lead, self.settings.defaults.step)
+
+
+def _log_tuning(model: str, target: float, before: TunerState, after: TunerState, *,
+                capacity: float) -> None:
+    """Tell the operator when the SLO tuner changes its mind: the week's budget spent or back,
+    a lone burst let go, a new margin (docs/SLO.md)."""
+    who = f"SLO tuner of {model} (target {target:g})"
+    if after.spent != before.spent:
+        log.info("%s: %s", who, "the week's error budget is spent: re-choosing the margin hourly"
+                 if after.spent else "the week's error budget recovered: back to the daily choice")
+    if after.one_off and not before.one_off:
+        log.info("%s: a lone burst far above anything replayed spent the week's budget; the rest "
+                 "of the week is within it, so the margin stays on the daily choice", who)
+    m = after.margin
+    if m != before.margin and m.expected is not None and m.aim is not None:
+        cap = f"capped at {m.cap / capacity:.3g} replicas" if math.isfinite(m.cap) else "no cap"
+        log.info("%s: new margin %g x %s + %.3g replicas + %g x excursion, %s, held %.0fs "
+                 "(its replay of the recent history gives %.4f on time; aim %.4f)", who, m.factor,
+                 "expected demand" if m.forecast else "demand now", m.extra / capacity, m.spread,
+                 cap, m.hold_seconds, m.expected, m.aim)

@@ -183,6 +183,9 @@ class TunerState:
     """Last time a margin was chosen (or kept for want of a measurement)."""
     spent: bool = False
     """The trailing week's measured share is below target + :data:`SPENT_BELOW` of the budget."""
+    one_off: bool = False
+    """The week would be spent, but a lone outlier burst holds most of its late requests and the
+    rest of it is not (:func:`budget_spent`): it stays calm. Told in serve's log."""
     recent: tuple[tuple[float, float], ...] = ()
     """The last :data:`BUDGET_HOURS` measured shares, with the requests behind each (an idle
     hour: :data:`IDLE_HOUR`)."""
@@ -591,9 +594,10 @@ def retune(
         return state
     state = adapt(state, on_time, requests=requests)
     spent = budget_spent(state.recent, target, outlier=outlier_burst(demand, step_seconds=step_seconds))
+    one_off = not spent and budget_spent(state.recent, target)
     # Leaving a spent week re-chooses at once: the spent choice is the expensive one.
     choose = spent or state.spent or now - state.chosen_at >= CHOOSE_SECONDS
-    state = replace(state, tuned_at=now, spent=spent)
+    state = replace(state, tuned_at=now, spent=spent, one_off=one_off)
     if not choose:
         return state
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import numpy as np
+import pytest
 
 from forecasting.types import Series
 from scaler.core.model import Reason
@@ -207,6 +210,25 @@ async def test_the_tuner_weighs_the_measured_share_by_the_requests_behind_it() -
         tuner = h.engine.models["chat"].tuner
         assert tuner.recent == ((0.1, 1200.0),)
         assert not tuner.spent and tuner.margin.aim == 0.95
+
+
+async def test_the_tuner_tells_the_log_when_it_changes_its_mind(caplog: pytest.LogCaptureFixture) -> None:
+    """An SRE reads in serve's log when the margin changes and why: a new margin with what the
+    replay expects of it, and a week whose error budget is spent."""
+    async with slo_engine({"slo_on_time_ratio": 0.999, "slo_requests": 1000.0}) as (h, source):
+        with caplog.at_level(logging.INFO, logger="prewarm.engine"):
+            await h.engine.retune(h.clock.now())
+        assert "SLO tuner of chat (target 0.9): new margin" in caplog.text
+        assert "aim 0.9500" in caplog.text
+        runtime = h.engine.models["chat"]
+        runtime.tuner = dataclasses.replace(runtime.tuner, recent=((0.5, 1000.0),) * 167)
+        source.signals = {"chat": {"slo_on_time_ratio": 0.5, "slo_requests": 1000.0}}
+        await h.step(3600)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="prewarm.engine"):
+            await h.engine.retune(h.clock.now())
+        assert runtime.tuner.spent
+        assert "the week's error budget is spent: re-choosing the margin hourly" in caplog.text
 
 
 async def test_a_share_not_read_again_is_not_fed_to_the_tuner_twice() -> None:

@@ -146,6 +146,26 @@ def test_a_lone_outlier_burst_is_not_a_spent_week_unless_the_rest_of_it_is() -> 
     assert budget_spent(leaky, 0.99, outlier=True)
 
 
+def test_retune_tells_a_lone_outlier_burst_from_a_spent_week() -> None:
+    """The same week of measured shares (one two-hour burst holding every late request): with
+    an outlier spike in the demand it stays calm and says why (``one_off``, logged by serve);
+    without one it is a spent week."""
+    demand = demand_trace(14, cv=0.1, seed=2)
+    nan = np.full_like(demand, np.nan)
+    spike = demand.copy()
+    spike[-2 * DAY:-2 * DAY + 20] = 4.0 * demand.max()
+    good, bad = (1.0, 10_000.0), (0.5, 10_000.0)
+    state = TunerState(recent=(*(good,) * 100, *(bad,) * 2, *(good,) * 65))
+
+    def step(d: np.ndarray) -> TunerState:
+        return retune(state, now=0.0, demand=d, base=nan, spec=SPEC, target=0.99, on_time=1.0,
+                      requests=10_000.0, step_seconds=STEP)
+
+    lone, pattern = step(spike), step(demand)
+    assert lone.one_off and not lone.spent and lone.margin.aim == pytest.approx(0.995)
+    assert pattern.spent and not pattern.one_off and pattern.margin.aim == pytest.approx(0.9995)
+
+
 def test_an_outlier_burst_is_beyond_anything_else_replayed() -> None:
     """The last week's peak over 1.5x every other step of the two replayed weeks (the two hours
     around it left out); a rise that keeps going, or a burst seen before, is not one."""
