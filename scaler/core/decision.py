@@ -123,12 +123,12 @@ def forecast_peak(forecast: Forecast, *, quantile: float, now: float, lead_secon
     # The steps in the window are one run [lo, hi): found by arithmetic, then settled on the exact
     # comparisons (a backtest asks this for every decision minute of every sweep point: an
     # arange and two masks over the whole horizon were a fifth of a predictive run's time).
-    lo = min(max(0, math.floor((now - origin) / step)), h)
+    lo = _floor_within((now - origin) / step, h)
     while lo > 0 and start(lo - 1) + step > now:
         lo -= 1
     while lo < h and not start(lo) + step > now:
         lo += 1
-    hi = min(max(lo, math.floor((end - origin) / step) + 1), h)
+    hi = max(lo, _floor_within((end - origin) / step + 1, h))
     while hi < h and start(hi) <= end:
         hi += 1
     while hi > lo and not start(hi - 1) <= end:
@@ -136,6 +136,13 @@ def forecast_peak(forecast: Forecast, *, quantile: float, now: float, lead_secon
     if hi <= lo:
         return None
     return float(max(path[lo:hi].max(), forecast.mean[lo:hi].max()))
+
+
+def _floor_within(x: float, h: int) -> int:
+    """floor(x) clamped to [0, h]; an infinite lead or a NaN clock stays a number."""
+    if not x > 0:
+        return 0
+    return h if x >= h else math.floor(x)
 
 
 def stabilize(
