@@ -72,8 +72,12 @@ class DemoSource:
         last = self.minute - 1
         demand = float(self.scenario.arrivals[last]) + self.backlog if last >= 0 else None
         # Both, as the Prometheus source reads them: the tuner weighs a share by its requests.
-        signals = ({"slo_on_time_ratio": self.on_time, "slo_requests": self.on_time_requests}
-                   if self.on_time is not None else {"slo_requests": 0.0} if self.on_time_requests == 0 else {})
+        # An idle window reads as no share and 0 requests; before the first read, nothing.
+        signals: dict[str, float] = {}
+        if self.on_time is not None:
+            signals = {"slo_on_time_ratio": self.on_time, "slo_requests": self.on_time_requests}
+        elif self.on_time_requests == 0:
+            signals = {"slo_requests": 0.0}
         return {m.name: Observation(model=m.name, at=now, demand=demand, signals=signals) for m in models}
 
     def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:

@@ -185,7 +185,7 @@ class TunerState:
     """The trailing week's measured share is below target + :data:`SPENT_BELOW` of the budget."""
     one_off: bool = False
     """The week would be spent, but a lone outlier burst holds most of its late requests and the
-    rest of it is not (:func:`budget_spent`): it stays calm. Told in serve's log."""
+    rest of it is not (:func:`lone_burst`, :func:`outlier_burst`): it stays calm. Told in serve's log."""
     recent: tuple[tuple[float, float], ...] = ()
     """The last :data:`BUDGET_HOURS` measured shares, with the requests behind each (an idle
     hour: :data:`IDLE_HOUR`)."""
@@ -277,17 +277,22 @@ def budget_spent(recent: tuple[tuple[float, float], ...], target: float, *,
     burst at 1.2x the week's earlier peaks that led a rise four days later (ServeGen m-small, 30m)
     was let go, and the rise found the margin thin (0.98867 instead of 0.99137).
     """
-    if not _over_budget(recent, target, BUDGET_HOURS):
+    return _over_budget(recent, target, BUDGET_HOURS) and not (outlier and lone_burst(recent, target))
+
+
+def lone_burst(recent: tuple[tuple[float, float], ...], target: float) -> bool:
+    """:data:`ONE_OFF_HOURS` consecutive hours hold over :data:`ONE_OFF_SHARE` of the recorded late
+    requests, and the rest of the record is within its budget. A record of that many hours or
+    fewer cannot tell a one-off from a pattern: never."""
+    if len(recent) <= ONE_OFF_HOURS:
         return False
-    if not outlier or len(recent) <= ONE_OFF_HOURS:
-        return True
     late = np.array([(1.0 - s) * w for s, w in recent])
-    burst = np.convolve(late, np.ones(ONE_OFF_HOURS), mode="valid")
+    burst = _window_sums(late[:, None], ONE_OFF_HOURS)[:, 0]
     worst = int(np.argmax(burst))
     if burst[worst] <= ONE_OFF_SHARE * late.sum():
-        return True
+        return False
     rest = recent[:worst] + recent[worst + ONE_OFF_HOURS:]
-    return _over_budget(rest, target, BUDGET_HOURS - ONE_OFF_HOURS)
+    return not _over_budget(rest, target, BUDGET_HOURS - ONE_OFF_HOURS)
 
 
 def outlier_burst(demand: FloatArray, *, step_seconds: float) -> bool:
@@ -593,8 +598,10 @@ def retune(
     if not due(state, now):
         return state
     state = adapt(state, on_time, requests=requests)
-    spent = budget_spent(state.recent, target, outlier=outlier_burst(demand, step_seconds=step_seconds))
-    one_off = not spent and budget_spent(state.recent, target)
+    over = budget_spent(state.recent, target)
+    # The demand's peak is looked at only for a week over its budget (budget_spent's outlier).
+    one_off = over and lone_burst(state.recent, target) and outlier_burst(demand, step_seconds=step_seconds)
+    spent = over and not one_off
     # Leaving a spent week re-chooses at once: the spent choice is the expensive one.
     choose = spent or state.spent or now - state.chosen_at >= CHOOSE_SECONDS
     state = replace(state, tuned_at=now, spent=spent, one_off=one_off)
