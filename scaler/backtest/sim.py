@@ -158,7 +158,7 @@ class Hpa:
         while self.recent and self.recent[0][0] <= now - c.scale_down_window_s:
             self.recent.popleft()
         self.recent.append((now, desired))
-        highest = max(d for _, d in self.recent)
+        highest = max([d for _, d in self.recent])
         return min(max(highest, c.min_replicas, 1), c.max_replicas)
 
 
@@ -290,26 +290,34 @@ def simulate(scenario: Scenario, controller: Controller, cluster: ClusterSpec,
     n, c = scenario.minutes, scenario.capacity
     arrivals = scenario.arrivals.tolist()
     observed = scenario.observed.tolist()
-    out_replicas = np.zeros(n, dtype=np.int64)
-    out_ready = np.zeros(n, dtype=np.int64)
-    out_billed = np.zeros(n, dtype=np.int64)
-    late = np.zeros(n)
-    queue = np.zeros(n)
+    # Per-minute results go to lists, made arrays at the end: a long trace is millions of steps.
+    out_replicas: list[int] = []
+    out_ready: list[int] = []
+    out_billed: list[int] = []
+    late: list[float] = []
+    queue: list[float] = []
     hpa, every = Hpa(control), control.every_minutes
     pool = Cluster(cluster, ready=control.min_replicas)
     q = a_prev = late_prev = 0.0
     seen_prev = True
     for t in range(n):
         if t % every == 0:
-            view = View(t, scenario.start + t * MINUTE, a_prev, q, seen_prev, pool.count, late_prev)
+            current = pool.count
+            view = View(t, scenario.start + t * MINUTE, a_prev, q, seen_prev, current, late_prev)
             metric = controller.metric(view)
-            pool.scale_to(hpa.apply(metric, pool.count, view.now), t)
+            pool.scale_to(hpa.apply(metric, current, view.now), t)
             pool.set_balloons(metric.prewarm, t)
         ready, billed = pool.tick(t)
         a = arrivals[t]
         served = c * ready
-        late[t] = max(0.0, a - max(0.0, served - q))
+        late_prev = max(0.0, a - max(0.0, served - q))
         q = max(0.0, q + a - served)
-        queue[t], out_replicas[t], out_ready[t], out_billed[t] = q, pool.count, ready, billed
-        a_prev, seen_prev, late_prev = a, observed[t], late[t]
-    return RunResult(out_replicas, out_ready, out_billed, late, queue)
+        late.append(late_prev)
+        queue.append(q)
+        out_replicas.append(pool.count)
+        out_ready.append(ready)
+        out_billed.append(billed)
+        a_prev, seen_prev = a, observed[t]
+    return RunResult(np.asarray(out_replicas, dtype=np.int64), np.asarray(out_ready, dtype=np.int64),
+                     np.asarray(out_billed, dtype=np.int64), np.asarray(late, dtype=np.float64),
+                     np.asarray(queue, dtype=np.float64))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 
 import numpy as np
 import pytest
 
 from scaler.backtest import tape
-from scaler.backtest.sweep import progress_steps, run_backtest
-from scaler.backtest.tape import ForecastTape, TapeSpec
+from scaler.backtest.sweep import build_tape, progress_steps, run_backtest, run_sweep, shared_sweep
+from scaler.backtest.tape import ForecastTape, Packed, TapeSpec, worker_pool
 from tests.backtest.support import synthetic
 from tests.backtest.test_backtest_lookahead import SPEC
 
@@ -77,3 +78,46 @@ def test_the_progress_bar_ends_full(jobs: int) -> None:
     run_backtest(sc, spec, progress=ticks.append)
     assert sum(ticks) == progress_steps(sc, spec)
     assert ticks.count(1) >= 3  # a tick a simulated day (3 days), not one at the end
+
+
+def test_packed_forecasts_come_back_the_same() -> None:
+    """What crosses between processes: every forecast of a tape, as arrays, and back."""
+    sc = synthetic(days=3)
+    tape.clear_cache()
+    made = ForecastTape(sc, TAPE, jobs=1).complete()
+    forecasts = {t: f for t, f in made.forecasts.items() if f is not None}
+    half = sorted(forecasts)[len(forecasts) // 2]
+    packed = Packed.join([Packed.of({t: f for t, f in forecasts.items() if t < half}), Packed.of({}),
+                          Packed.of({t: f for t, f in forecasts.items() if t >= half})])
+    back = pickle.loads(pickle.dumps(packed)).unpack()
+    assert list(back) == sorted(forecasts)
+    for t, mine in forecasts.items():
+        theirs = back[t]
+        assert (theirs.origin, theirs.step_seconds, theirs.model) == (mine.origin, mine.step_seconds, mine.model)
+        np.testing.assert_array_equal(theirs.mean, mine.mean)
+        assert list(theirs.quantiles) == list(mine.quantiles)
+        for q, path in mine.quantiles.items():
+            np.testing.assert_array_equal(theirs.quantiles[q], path)
+    copy = pickle.loads(pickle.dumps(made.copy()))
+    assert [copy.at(t)[1] for t in range(sc.minutes)] == [made.at(t)[1] for t in range(sc.minutes)]
+    shorter = {half: dataclasses.replace(forecasts[half], mean=forecasts[half].mean[:-1])}
+    with pytest.raises(ValueError, match=f"minute {half}"):
+        Packed.of({**{t: f for t, f in forecasts.items() if t < half}, **shorter})
+
+
+def test_the_hindsight_sweep_shares_its_runs_once_the_tape_is_complete() -> None:
+    """The later half of the knobs run in a worker on a copy of the tape: the same runs as here."""
+    sc = synthetic(days=3)
+    knobs = ((0.5, 1.0), (0.9, 1.0), (0.9, 1.3), (0.99, 1.0), (0.99, 1.5))
+    spec = dataclasses.replace(SPEC, predictive_knobs=knobs, jobs=2)
+    tape.clear_cache()
+    made = build_tape(sc, spec).complete()
+    here = run_sweep("predictive", sc, spec, made)
+    ticks: list[int] = []
+    with worker_pool(1) as aside:
+        shared = shared_sweep(sc, spec, made, aside, progress=ticks.append)
+    assert shared.points == here.points
+    for mine, theirs in zip(here.runs, shared.runs, strict=True):
+        np.testing.assert_array_equal(theirs.billed, mine.billed)
+        np.testing.assert_array_equal(theirs.late, mine.late)
+    assert ticks == [1, 1, 1, 2]  # three here, then the worker's two at once
