@@ -215,9 +215,9 @@ def shared_sweep(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape, asi
     """The predictive sweep on two cores: here, knob after knob, while the tape fills; once it is
     complete, the later half of the knobs left go to ``aside`` with a copy of the tape.
 
-    Its runs are most of a long trace's hindsight backtest (45 runs of 4.6 s on 215 days) and
-    need the whole tape, which a worker can hold only once it is made (a copy is 170 MB of
-    arrays, 1-2 s to send).
+    Its runs are most of a long trace's hindsight backtest (45 runs of about 4 s on 215 days)
+    and need the whole tape, which a worker can hold only once it is made (a copy is 170 MB of
+    arrays on 215 days: well under a second to send, a few seconds to unpack).
     """
     points = list(controllers("predictive", scenario, spec, tape))
     done: list[tuple[Point, RunResult]] = []
