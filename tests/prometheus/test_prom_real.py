@@ -22,7 +22,6 @@ from scaler.edges.prometheus.source import PrometheusSource
 from tests.prometheus.conftest import MID, SMALL
 from tests.prometheus.fakeprom import FakePrometheus
 from tests.support import promenv
-from tests.support.vllm_exporter import load_trace
 
 pytestmark = pytest.mark.prometheus
 
@@ -121,7 +120,7 @@ def expected_concurrency(prom_env: promenv.PromEnv, served: str, times: np.ndarr
     5-minute lookback, then NaN. Exactly 5 minutes is -1 (either: Prometheus 2.x includes the
     lookback's left end, 3.x does not)."""
     spec = next(m for m in prom_env.exporter.spec.models if m.served == served)
-    trace = load_trace(spec.trace_path, mean_concurrency=spec.mean_concurrency)
+    trace = spec.trace()
     out = np.full(len(times), np.nan)
     last_sample, last_value = -math.inf, math.nan
     for i, t in enumerate(times):
@@ -173,7 +172,7 @@ def test_arrival_history_survives_the_counter_reset(
     start = reset - 6 * 3600
     series = source.history(model, start=start, end=reset + 6 * 3600, step_seconds=60)
     spec = next(m for m in prom_env.exporter.spec.models if m.served == MID)
-    trace = load_trace(spec.trace_path, mean_concurrency=spec.mean_concurrency)
+    trace = spec.trace()
     # The trace repeats along the wall clock, so where its collection gaps (no samples) fall in
     # this window depends on when the suite runs (CI once found 160 of 720 minutes in one).
     # Judged on the minutes the trace has data for, the 5-minute lookback after a gap aside.
@@ -199,7 +198,7 @@ def test_live_counter_reset_and_arrivals(
     ])
     assert settings.prometheus is not None
     spec = next(m for m in exporter.spec.models if m.served == SMALL)
-    trace = load_trace(spec.trace_path, mean_concurrency=spec.mean_concurrency)
+    trace = spec.trace()
     exporter.control(reset=True)  # every counter back to 0, as when pods restart
     with PrometheusSource(settings.prometheus, settings.defaults, rate_window_seconds=5) as source:
         seen: list[Observation] = []

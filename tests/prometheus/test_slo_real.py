@@ -21,7 +21,7 @@ from tests.prometheus.conftest import MID, SMALL
 from tests.prometheus.fakeprom import FakePrometheus
 from tests.prometheus.test_prom_real import make_settings
 from tests.support import promenv
-from tests.support.vllm_exporter import cdf, load_trace
+from tests.support.vllm_exporter import cdf
 
 pytestmark = pytest.mark.prometheus
 
@@ -66,7 +66,7 @@ def share(prom_env: promenv.PromEnv, served: str, bound: float, pods: Sequence[i
 def finished_in_window(prom_env: promenv.PromEnv, served: str, now: float) -> float:
     """Requests the stand-in finished over [now - WINDOW, now], all engines (Little's law)."""
     spec = next(m for m in prom_env.exporter.spec.models if m.served == served)
-    trace = load_trace(spec.trace_path, mean_concurrency=spec.mean_concurrency)
+    trace = spec.trace()
     return (trace.integral(now) - trace.integral(now - WINDOW)) / spec.latency_seconds
 
 

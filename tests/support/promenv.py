@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tests.support.vllm_exporter import ExporterSpec, engine_gauges, load_trace
+from tests.support.vllm_exporter import ExporterSpec, engine_gauges
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTER = Path(__file__).with_name("vllm_exporter.py")
@@ -140,8 +140,7 @@ def write_openmetrics(
     Trace buckets of 0 are collection gaps (no samples: they read as NaN once longer than the
     5-minute lookback); every counter restarts at 0 ``COUNTER_RESET_AGO`` before ``end``.
     """
-    traces = {m.served: load_trace(m.trace_path, mean_concurrency=m.mean_concurrency)
-              for m in spec.models}
+    traces = {m.served: m.trace() for m in spec.models}
     models = {m.served: m for m in spec.models}
     engines = {s: sum(p.engines for p in spec.pods if p.served == s) for s in traces}
     times = [start + k * step for k in range(int((end - start) // step))]

@@ -10,8 +10,10 @@ concurrency or null}}`` pins a model's gauges; ``{"reset": true}`` restarts ever
 a pod restart would).
 
 The same functions give the backfilled history (``promenv.write_openmetrics``), so live data
-continues the history: demand at time ``t`` is the trace's bucket ``(t mod span) // step`` (the
-ServeGen traces start at 1970-01-01T00:00Z = local midnight, so the daily phase follows UTC).
+continues the history: demand at time ``t`` is the trace's bucket ``((t + shift) mod span) // step``
+(the ServeGen traces start at 1970-01-01T00:00Z = local midnight, so with a shift of whole days the
+daily phase follows UTC). A session reads each trace ahead by ``ModelSpec.shift_seconds``
+(:func:`live_shift`) so the hours it runs hold none of the trace's collection gaps.
 Demand is concurrency (running + waiting); completions follow Little's law,
 ``completions/s = concurrency / latency``, and counters are exact integrals of that rate.
 """
@@ -48,6 +50,8 @@ class Trace:
 
     values: tuple[float, ...]
     step: int = 600
+    shift: float = 0.0
+    """Seconds the trace is read ahead of the clock (see :func:`live_shift`)."""
     cumulative: tuple[float, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -61,7 +65,7 @@ class Trace:
         return len(self.values) * self.step
 
     def index(self, t: float) -> int:
-        return int((t % self.span) // self.step)
+        return int(((t + self.shift) % self.span) // self.step)
 
     def at(self, t: float) -> float:
         return self.values[self.index(t)]
@@ -71,20 +75,41 @@ class Trace:
         return self.at(t) == 0.0
 
     def integral(self, t: float) -> float:
-        """Integral of concurrency over [0, t] (concurrency x seconds), exact."""
-        cycles, rest = divmod(t, self.span)
+        """Integral of concurrency from the trace's start to ``t`` (concurrency x seconds), exact:
+        differences of it are what was served between two times."""
+        cycles, rest = divmod(t + self.shift, self.span)
         i = int(rest // self.step)
         return cycles * self.cumulative[-1] + self.cumulative[i] + (rest - i * self.step) * self.values[i]
 
 
-def load_trace(path: str, *, mean_concurrency: float) -> Trace:
-    """A trace CSV (``timestamp_utc,requests,...``) scaled so its mean is ``mean_concurrency``."""
+def live_shift(trace: Trace, *, start: float, end: float) -> float:
+    """How far ahead to read ``trace`` so that [start, end] holds none of its collection gaps.
+
+    The traces repeat along the wall clock, so without a shift a live test that happens to run
+    in a gap (m-mid: 84 of 2,016 buckets, up to 230 minutes in a row) waits for requests that
+    never come. Whole days first (the daily phase stays UTC's), else whole buckets; 0 when no
+    shift avoids every gap (a trace that is mostly gaps).
+    """
+    times = [*range(int(start), int(end), trace.step), end]  # one time in every bucket touched
+    buckets = len(trace.values)
+    per_day = max(1, 86400 // trace.step)
+    for k in [*range(0, buckets, per_day), *range(buckets)]:
+        shifted = Trace(trace.values, trace.step, shift=float(k * trace.step))
+        if not any(shifted.is_gap(t) for t in times):
+            return shifted.shift
+    return 0.0
+
+
+def load_trace(path: str, *, mean_concurrency: float, shift: float = 0.0) -> Trace:
+    """A trace CSV (``timestamp_utc,requests,...``) scaled so its mean is ``mean_concurrency``,
+    read ``shift`` seconds ahead of the clock."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     requests = [float(r["requests"]) for r in rows]
     stamps = [_parse_utc(r["timestamp_utc"]) for r in rows[:2]]
     mean = sum(requests) / len(requests)
-    return Trace(tuple(mean_concurrency * r / mean for r in requests), step=int(stamps[1] - stamps[0]))
+    return Trace(tuple(mean_concurrency * r / mean for r in requests), step=int(stamps[1] - stamps[0]),
+                 shift=shift)
 
 
 def _parse_utc(text: str) -> float:
@@ -104,6 +129,12 @@ class ModelSpec:
     """Per engine: requests above this wait (vLLM's max_num_seqs)."""
     legacy: bool = False
     """Export the pre-0.12 names (gpu_cache_usage_perc, time_per_output_token_seconds)."""
+    shift_seconds: float = 0.0
+    """Read the trace this far ahead of the clock (:func:`live_shift`)."""
+
+    def trace(self) -> Trace:
+        """The trace as served: scaled and shifted."""
+        return load_trace(self.trace_path, mean_concurrency=self.mean_concurrency, shift=self.shift_seconds)
 
 
 @dataclass(frozen=True)
@@ -155,8 +186,7 @@ class Exporter:
     def __init__(self, spec: ExporterSpec, *, now: float) -> None:
         self.spec = spec
         self.models = {m.served: m for m in spec.models}
-        self.traces = {m.served: load_trace(m.trace_path, mean_concurrency=m.mean_concurrency)
-                       for m in spec.models}
+        self.traces = {m.served: m.trace() for m in spec.models}
         self.engines = {m.served: sum(p.engines for p in spec.pods if p.served == m.served)
                         for m in spec.models}
         self.pins: dict[str, float] = {}
