@@ -219,9 +219,9 @@ class ForecastTape:
 
     def filled(self) -> bool:
         """Every segment is made: :meth:`complete` will not wait for a fit."""
-        if self._until >= self._end or self._feed is None:
-            return self._until >= self._end
-        return self._feed.finished and self._feed.error is None
+        if self._until >= self._end:
+            return True
+        return self._feed is not None and self._feed.finished and self._feed.error is None
 
     def copy(self) -> TapeCopy:
         """The complete tape, to read in another process."""
