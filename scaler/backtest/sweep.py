@@ -8,11 +8,13 @@ shared by all of its sweep points.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from functools import partial
+from queue import Queue
 
 from scaler.backtest.auto import BASELINES, AutoResult, auto_model, run_auto
 from scaler.backtest.oracle import oracle_billed, oracle_cold_minutes
@@ -217,24 +219,45 @@ def shared_sweep(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape, asi
 
     Its runs are most of a long trace's hindsight backtest (45 runs of about 4 s on 215 days)
     and need the whole tape, which a worker can hold only once it is made (a copy is 170 MB of
-    arrays on 215 days: well under a second to send, a few seconds to unpack).
+    arrays on 215 days: well under a second to send, a few seconds to unpack). The worker's
+    runs tick ``progress`` as they finish, through a queue.
     """
     points = list(controllers("predictive", scenario, spec, tape))
     done: list[tuple[Point, RunResult]] = []
     stop, remote = len(points), None
-    while len(done) < stop:
-        if remote is None and stop - len(done) >= 2 and tape.filled():
-            # One knob more here: the worker first unpacks its copy (about a run's time).
-            stop = len(done) + (stop - len(done) + 2) // 2
-            remote = aside.submit(sweep_points, "predictive", scenario, spec, tape.copy(),
-                                  range(stop, len(points)))
-        done.append(_simulated(scenario, spec, *points[len(done)], progress))
-    if remote is not None:
-        theirs = remote.result()
-        done += theirs
-        if progress:
-            progress(len(theirs))
+    with contextlib.ExitStack() as stack:
+        ticks: Queue[int] | None = None
+        while len(done) < stop:
+            if remote is None and stop - len(done) >= 2 and tape.filled():
+                # One knob more here: the worker first unpacks its copy (about a run's time).
+                stop = len(done) + (stop - len(done) + 2) // 2
+                ticks = stack.enter_context(_tick_queue()) if progress else None
+                remote = aside.submit(sweep_points, "predictive", scenario, spec, tape.copy(),
+                                      range(stop, len(points)), ticks.put if ticks else None)
+            done.append(_simulated(scenario, spec, *points[len(done)], progress))
+            _drain(ticks, progress)
+        if remote is not None:
+            while True:
+                try:
+                    done += remote.result(timeout=1.0)
+                    break
+                except TimeoutError:
+                    _drain(ticks, progress)
+            _drain(ticks, progress)
     return _sweep("predictive", done)
+
+
+@contextlib.contextmanager
+def _tick_queue() -> Iterator[Queue[int]]:
+    """A queue another process can put progress ticks on (a pool's worker cannot take a plain
+    ``multiprocessing.Queue`` as an argument; a manager's can)."""
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        yield manager.Queue()
+
+
+def _drain(ticks: Queue[int] | None, progress: Progress | None) -> None:
+    while ticks is not None and progress is not None and not ticks.empty():
+        progress(ticks.get())
 
 
 def timed_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastSource | None = None,
