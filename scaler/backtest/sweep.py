@@ -233,7 +233,7 @@ def shared_sweep(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape, asi
                 stop = len(done) + (stop - len(done) + 2) // 2
                 ticks = stack.enter_context(_tick_queue()) if progress else None
                 remote = aside.submit(sweep_points, "predictive", scenario, spec, tape.copy(),
-                                      range(stop, len(points)), ticks.put if ticks else None)
+                                      range(stop, len(points)), None if ticks is None else ticks.put)
             done.append(_simulated(scenario, spec, *points[len(done)], progress))
             _drain(ticks, progress)
         if remote is not None:
