@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
 from functools import partial
-from queue import Queue
+from queue import Empty, Queue
 
 from scaler.backtest.auto import BASELINES, AutoResult, auto_model, run_auto
 from scaler.backtest.oracle import oracle_billed, oracle_cold_minutes
@@ -213,51 +213,64 @@ def _sweep(name: str, done: list[tuple[Point, RunResult]]) -> Sweep:
 
 
 def shared_sweep(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape, aside: Executor,
-                 progress: Progress | None = None) -> Sweep:
+                 progress: Progress | None = None, ticks: Ticks | None = None) -> Sweep:
     """The predictive sweep on two cores: here, knob after knob, while the tape fills; once it is
     complete, the later half of the knobs left go to ``aside`` with a copy of the tape.
 
     Its runs are most of a long trace's hindsight backtest (45 runs of about 4 s on 215 days)
     and need the whole tape, which a worker can hold only once it is made (a copy is 170 MB of
     arrays on 215 days: well under a second to send, a few seconds to unpack). The worker's
-    runs tick ``progress`` as they finish, through a queue.
+    runs tick through ``ticks``, if given.
     """
     points = list(controllers("predictive", scenario, spec, tape))
     done: list[tuple[Point, RunResult]] = []
     stop, remote = len(points), None
-    with contextlib.ExitStack() as stack:
-        ticks: Queue[int] | None = None
-        while len(done) < stop:
-            if remote is None and stop - len(done) >= 2 and tape.filled():
-                # One knob more here: the worker first unpacks its copy (about a run's time).
-                stop = len(done) + (stop - len(done) + 2) // 2
-                ticks = stack.enter_context(_tick_queue()) if progress else None
-                remote = aside.submit(sweep_points, "predictive", scenario, spec, tape.copy(),
-                                      range(stop, len(points)), None if ticks is None else ticks.put)
-            done.append(_simulated(scenario, spec, *points[len(done)], progress))
-            _drain(ticks, progress)
-        if remote is not None:
-            while True:
-                try:
-                    done += remote.result(timeout=1.0)
-                    break
-                except TimeoutError:
-                    _drain(ticks, progress)
-            _drain(ticks, progress)
+    while len(done) < stop:
+        if remote is None and stop - len(done) >= 2 and tape.filled():
+            # One knob more here: the worker first unpacks its copy (about a run's time).
+            stop = len(done) + (stop - len(done) + 2) // 2
+            remote = aside.submit(sweep_points, "predictive", scenario, spec, tape.copy(),
+                                  range(stop, len(points)), None if ticks is None else ticks.put)
+        done.append(_simulated(scenario, spec, *points[len(done)], progress))
+    while remote is not None:
+        try:
+            done += remote.result(timeout=1.0)
+            remote = None
+        except TimeoutError:  # the worker's runs tick on the bar meanwhile
+            pass
+        if ticks is not None:  # its ticks are all queued before its result is sent
+            ticks.drain()
     return _sweep("predictive", done)
 
 
+class Ticks:
+    """Progress from worker processes: they call :attr:`put` (it pickles: a manager's queue),
+    and this process hands their ticks on whenever it ticks itself (call it) or :meth:`drain`-s."""
+
+    def __init__(self, queue: Queue[int], progress: Progress) -> None:
+        self.put: Progress = queue.put
+        self._queue, self._progress = queue, progress
+
+    def __call__(self, n: int) -> None:
+        self._progress(n)
+        self.drain()
+
+    def drain(self) -> None:
+        # get_nowait, not empty() then get(): the forecast tape's thread ticks too.
+        while True:
+            try:
+                n = self._queue.get_nowait()
+            except Empty:
+                return
+            self._progress(n)
+
+
 @contextlib.contextmanager
-def _tick_queue() -> Iterator[Queue[int]]:
-    """A queue another process can put progress ticks on (a pool's worker cannot take a plain
-    ``multiprocessing.Queue`` as an argument; a manager's can)."""
+def ticks_from_workers(progress: Progress) -> Iterator[Ticks]:
+    """:class:`Ticks` on a queue of its own (a pool's worker cannot take a plain
+    ``multiprocessing.Queue`` as an argument; a manager's it can)."""
     with multiprocessing.get_context("spawn").Manager() as manager:
-        yield manager.Queue()
-
-
-def _drain(ticks: Queue[int] | None, progress: Progress | None) -> None:
-    while ticks is not None and progress is not None and not ticks.empty():
-        progress(ticks.get())
+        yield Ticks(manager.Queue(), progress)
 
 
 def timed_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastSource | None = None,
@@ -287,18 +300,22 @@ def run_backtest(scenario: Scenario, spec: BacktestSpec, progress: Progress | No
     """
     seconds: dict[str, float] = {}
     wants_tape = "predictive" in spec.policies or spec.slo is not None
+    pooled = spec.jobs > 1 and wants_tape
     with contextlib.ExitStack() as stack:
+        # The workers' runs tick the bar as they finish (made first: it outlives the pools).
+        ticks = stack.enter_context(ticks_from_workers(progress)) if pooled and progress else None
+        progress = ticks or progress
         tape = build_tape(scenario, spec, progress) if wants_tape else None
         if tape is not None:
             stack.callback(tape.close)  # on an error: stop fitting
         # One process for the baselines while this one reads the tape (with only baselines to
         # run, they run here).
-        aside = stack.enter_context(worker_pool(1)) if spec.jobs > 1 and tape is not None else None
-        return _run(scenario, spec, tape, aside, seconds, progress)
+        aside = stack.enter_context(worker_pool(1)) if pooled else None
+        return _run(scenario, spec, tape, aside, seconds, progress, ticks)
 
 
 def _run(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None, aside: Executor | None,
-         seconds: dict[str, float], progress: Progress | None) -> Backtest:
+         seconds: dict[str, float], progress: Progress | None, ticks: Ticks | None) -> Backtest:
     pending: dict[str, Future[tuple[Sweep, float]]] = {}
     sweeps: dict[str, Sweep] = {}
 
@@ -308,19 +325,22 @@ def _run(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None, asid
     def collect() -> dict[str, Sweep]:
         for name, future in pending.items():
             sweeps[name], seconds[name] = future.result()
-            if progress:
+            if progress and ticks is None:
                 progress(len(sweeps[name].points))
         pending.clear()
+        if ticks is not None:  # a worker's ticks are all queued before its result is sent
+            ticks.drain()
         return sweeps
 
+    remote = None if ticks is None else ticks.put
     for name in spec.policies:
         if name != "predictive" and aside is not None:
-            pending[name] = aside.submit(timed_sweep, name, scenario, spec)
+            pending[name] = aside.submit(timed_sweep, name, scenario, spec, None, remote)
         elif name != "predictive":
             here(name)
     if "predictive" in spec.policies and aside is not None and tape is not None:
         started = time.perf_counter()
-        sweeps["predictive"] = shared_sweep(scenario, spec, tape, aside, progress)
+        sweeps["predictive"] = shared_sweep(scenario, spec, tape, aside, progress, ticks)
         seconds["predictive"] = time.perf_counter() - started
     elif "predictive" in spec.policies:
         here("predictive")

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from scaler.backtest import tape
-from scaler.backtest.sweep import build_tape, progress_steps, run_backtest, run_sweep, shared_sweep
+from scaler.backtest.sweep import (
+    build_tape,
+    progress_steps,
+    run_backtest,
+    run_sweep,
+    shared_sweep,
+    ticks_from_workers,
+)
 from scaler.backtest.tape import ForecastTape, Packed, TapeSpec, worker_pool
 from tests.backtest.support import synthetic
 from tests.backtest.test_backtest_lookahead import SPEC
@@ -70,14 +77,16 @@ def test_the_backtest_is_the_same_with_a_pool() -> None:
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_the_progress_bar_ends_full(jobs: int) -> None:
-    """Fits, sweep points and the self-tuned run's days add up to the bar's total."""
+    """Fits, sweep points (the workers' too, one by one) and the self-tuned run's days add up to
+    the bar's total."""
     sc = synthetic(days=3)
-    spec = dataclasses.replace(SPEC, slo=0.99, policies=("reactive-util", "static"), jobs=jobs)
+    spec = dataclasses.replace(SPEC, slo=0.99, policies=("reactive-util", "static", "predictive"), jobs=jobs)
     ticks: list[int] = []
     tape.clear_cache()
     run_backtest(sc, spec, progress=ticks.append)
     assert sum(ticks) == progress_steps(sc, spec)
     assert ticks.count(1) >= 3  # a tick a simulated day (3 days), not one at the end
+    assert set(ticks) == {1}  # the baselines' points too, each as it is simulated
 
 
 def test_packed_forecasts_come_back_the_same() -> None:
@@ -114,8 +123,8 @@ def test_the_hindsight_sweep_shares_its_runs_once_the_tape_is_complete() -> None
     made = build_tape(sc, spec).complete()
     here = run_sweep("predictive", sc, spec, made)
     ticks: list[int] = []
-    with worker_pool(1) as aside:
-        shared = shared_sweep(sc, spec, made, aside, progress=ticks.append)
+    with ticks_from_workers(ticks.append) as from_workers, worker_pool(1) as aside:
+        shared = shared_sweep(sc, spec, made, aside, progress=ticks.append, ticks=from_workers)
     assert shared.points == here.points
     for mine, theirs in zip(here.runs, shared.runs, strict=True):
         np.testing.assert_array_equal(theirs.billed, mine.billed)
