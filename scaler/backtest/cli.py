@@ -275,7 +275,7 @@ def execute(scenario: Scenario, spec: BacktestSpec, *, progress: bool) -> Backte
     total = progress_steps(scenario, spec)
     with tqdm(total=total, desc="backtest", unit="step", file=sys.stderr,
               disable=True if not progress else None) as bar:
-        return run_backtest(scenario, spec, progress=bar.update)
+        return run_backtest(scenario, spec, progress=bar.update if progress else None)
 
 
 def run(args: argparse.Namespace) -> int:
