@@ -598,10 +598,8 @@ def retune(
     if not due(state, now):
         return state
     state = adapt(state, on_time, requests=requests)
-    over = budget_spent(state.recent, target)
-    # The demand's peak is looked at only for a week over its budget (budget_spent's outlier).
-    one_off = over and lone_burst(state.recent, target) and outlier_burst(demand, step_seconds=step_seconds)
-    spent = over and not one_off
+    spent = budget_spent(state.recent, target, outlier=outlier_burst(demand, step_seconds=step_seconds))
+    one_off = not spent and budget_spent(state.recent, target)  # spent, but for a lone burst
     # Leaving a spent week re-chooses at once: the spent choice is the expensive one.
     choose = spent or state.spent or now - state.chosen_at >= CHOOSE_SECONDS
     state = replace(state, tuned_at=now, spent=spent, one_off=one_off)
