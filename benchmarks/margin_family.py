@@ -19,6 +19,7 @@ for the whole trace, runs each through the same backtest, and prints:
     .venv/bin/python benchmarks/margin_family.py --trace ../shared/data/servegen/m-large_10min.csv \\
         --cold-start 10m --json out/family/m-large-10m.json --plot out/family/m-large-10m.png
     .venv/bin/python benchmarks/margin_family.py --trace ... --factors 1.35,2.0 --extras 0 --spreads 0
+    .venv/bin/python benchmarks/margin_family.py --trace ... --on both   # + each on demand alone
 
 Every run is the code ``prewarm backtest --slo`` runs (scenario, forecast tape, baselines, the
 self-tuned run), with the tuner's step replaced by a fixed margin (``SelfTuned.retune``).
@@ -103,19 +104,21 @@ def run_margin(margin: Margin) -> Row:
 
 
 def family(spec: BacktestSpec, scenario: Scenario, factors: list[float], extras: list[float],
-           spreads: list[float]) -> list[Margin]:
-    """The fixed margins: factor x extra (replicas) x spread x the tuner's two holds."""
+           spreads: list[float], *, on_demand: tuple[bool, ...] = (False,)) -> list[Margin]:
+    """The fixed margins: factor x extra (replicas) x spread x the tuner's two holds, on the
+    forecast's peak and/or (``on_demand``) on demand alone (``Margin.forecast`` False)."""
     from scaler.core.slo import ReplaySpec
 
     replay = ReplaySpec.for_lead(spec.lead_s, step_seconds=MINUTE, capacity=scenario.capacity)
-    return [Margin(f, e * scenario.capacity, s, hold_seconds=h * MINUTE)
-            for f, e, s, h in itertools.product(factors, extras, spreads, replay.holds())]
+    return [Margin(f, e * scenario.capacity, s, hold_seconds=h * MINUTE, forecast=not d)
+            for d, f, e, s, h in itertools.product(on_demand, factors, extras, spreads, replay.holds())]
 
 
 def label(m: Margin, capacity: float) -> str:
     extra = f" +{m.extra / capacity:g}r" if m.extra else ""
     spread = f" spread {m.spread:g}" if m.spread else ""
-    return f"x{m.factor:g}{extra}{spread} hold {m.hold_seconds / 60:g}m"
+    on = "" if m.forecast else " on demand"
+    return f"x{m.factor:g}{extra}{spread} hold {m.hold_seconds / 60:g}m{on}"
 
 
 def floats(parser: argparse.ArgumentParser, text: str, flag: str) -> list[float]:
@@ -237,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="multiplicative margins (1.2,1.35,1.5,1.7,2.0,2.5,3.0)")
     parser.add_argument("--extras", default="0,1", help="additive margins in replicas (0,1)")
     parser.add_argument("--spreads", default="0,0.5,1", help="excursion multipliers (0,0.5,1)")
+    parser.add_argument("--on", choices=("forecast", "demand", "both"), default="forecast",
+                        help="apply each margin to the forecast's peak (default), to demand alone "
+                             "(a reactive margin), or both")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--plot", type=Path, help="write a PNG: the family, the frontiers, the choice")
@@ -259,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     bt = run_backtest(scenario, spec)  # forecasts, baselines, oracle and the self-tuned run
     assert bt.tape is not None and bt.auto is not None
     baselines, auto, oracle = {n: s.points for n, s in bt.sweeps.items()}, bt.auto, bt.oracle_gpu_hours
-    margins = family(spec, scenario, factors, extras, spreads)
+    on_demand = {"forecast": (False,), "demand": (True,), "both": (False, True)}[args.on]
+    margins = family(spec, scenario, factors, extras, spreads, on_demand=on_demand)
     print(f"{scenario.name}, cold start {args.cold_start}: baselines and self-tuned run in "
           f"{time.perf_counter() - started:.0f} s; {len(margins)} fixed margins next", file=sys.stderr)
     # The self-tuned run's own model settings: every pinned run differs from it in the margin only.

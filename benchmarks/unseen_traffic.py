@@ -19,8 +19,15 @@ trace CSV format (``timestamp_utc,requests``, ISO-8601 UTC, integer counts), one
   time (``--azure-dir``); none of their data is stored in this repository.
 - ``spiky-daily``: a daily cycle, a predictable spike every day at 09:00 (a batch job, 20 minutes,
   3x) and random unpredictable spikes.
+- ``step-down``: a daily + weekly cycle with drifting noise; half the load leaves on day 10.
+- ``batch-jobs``: light interactive load plus scheduled batch jobs (three a weekday at fixed
+  times, give or take ten minutes, 30-90 minutes at 4-8x the interactive peak) and one
+  unscheduled job a day.
+- ``regime-shift``: a calm daily cycle for a week, then about six bursts a day (1.5-3x,
+  10-40 minutes).
 
-Each kind has a fixed default seed, so the same command writes the same files; ``--seed N``
+The last three were added in the fourteenth session, after the tuner had been built on the
+first six. Each kind has a fixed default seed, so the same command writes the same files; ``--seed N``
 draws fresh ones (kind k then uses seed N + k). The first row is 2026-01-05T00:00:00Z (a Monday).
 
 ``--run`` then runs ``prewarm backtest`` on every trace at each cold start (10m, 30m) and prints
@@ -29,10 +36,10 @@ one table: each policy's ``cost_at_slo["0.99"]`` and its ratio to the oracle, pl
 
 Examples::
 
-    .venv/bin/python benchmarks/unseen_traffic.py --out /tmp/unseen             # write the 6 traces
+    .venv/bin/python benchmarks/unseen_traffic.py --out /tmp/unseen             # write the 9 traces
     .venv/bin/python benchmarks/unseen_traffic.py --out /tmp/fresh --seed 7     # a fresh draw
     .venv/bin/python benchmarks/unseen_traffic.py --kinds smooth,bursty-idle --out /tmp/u
-    .venv/bin/python benchmarks/unseen_traffic.py --run --out /tmp/unseen       # + 12 backtests
+    .venv/bin/python benchmarks/unseen_traffic.py --run --out /tmp/unseen       # + 18 backtests
     .venv/bin/python benchmarks/unseen_traffic.py --run --out /tmp/unseen -- --slo 0.99
     .venv/bin/python benchmarks/unseen_traffic.py --report --out /tmp/unseen    # table from JSONs
 """
@@ -232,6 +239,47 @@ def spiky_daily(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
     return _poisson(rng, level)
 
 
+def step_down(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
+    """Daily + weekly cycle with drifting noise; half the load leaves at the start of day 10."""
+    level = 900.0 * daily_shape(n, peak_hour=13.0, depth=0.65)
+    level *= np.where(_weekend(n), 0.6, 1.0)
+    level *= np.where(_day_index(n) >= 10, 0.5, 1.0)
+    level *= np.exp(ar1(rng, n, sigma=0.1, tau_minutes=45))
+    return _poisson(rng, level)
+
+
+def batch_jobs(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
+    """Light interactive load plus scheduled batch jobs: three a weekday at fixed times (give or
+    take ten minutes), 30-90 minutes at 4-8x the interactive peak; and one unscheduled job a
+    day at a random time. The scheduled ones are what a forecast one cold start ahead can see."""
+    level = 80.0 * daily_shape(n, peak_hour=14.0, depth=0.7)
+    level *= np.exp(ar1(rng, n, sigma=0.15, tau_minutes=15))
+    days = -(-n // DAY)
+    jobs = []
+    for d in range(days):
+        if d % 7 < 5:
+            jobs += [d * DAY + at + int(rng.integers(-10, 11)) for at in (2 * 60, 10 * 60 + 30, 16 * 60)]
+        jobs.append(d * DAY + int(rng.integers(0, DAY)))
+    for start in jobs:
+        start = max(0, start)
+        length = int(rng.integers(30, 91))
+        level[start:start + length] += 80.0 * rng.uniform(4.0, 8.0)
+    return _poisson(rng, level)
+
+
+def regime_shift(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
+    """A calm daily cycle for a week, then a bursty regime: from day 8 on, about six bursts a
+    day at 1.5-3x, 10-40 minutes each, on the same cycle."""
+    level = 600.0 * daily_shape(n, peak_hour=16.0, depth=0.6)
+    level *= np.exp(ar1(rng, n, sigma=0.05, tau_minutes=30))
+    stormy = np.flatnonzero(_day_index(n) >= 8)
+    if stormy.size:
+        for start in rng.choice(stormy, rng.poisson(6.0 * stormy.size / DAY)):
+            length = int(rng.integers(10, 41))
+            level[start:start + length] *= rng.uniform(1.5, 3.0)
+    return _poisson(rng, level)
+
+
 Generator = Callable[[np.random.Generator, int], IntArray]
 KINDS: dict[str, tuple[int, Generator]] = {  # kind -> (default seed, generator)
     "bursty-idle": (101, bursty_idle),
@@ -240,6 +288,9 @@ KINDS: dict[str, tuple[int, Generator]] = {  # kind -> (default seed, generator)
     "random-walk": (404, random_walk),
     "azure-tiled": (505, azure_tiled),
     "spiky-daily": (606, spiky_daily),
+    "step-down": (707, step_down),
+    "batch-jobs": (808, batch_jobs),
+    "regime-shift": (909, regime_shift),
 }
 
 

@@ -58,7 +58,19 @@ def test_warmup_choice_is_the_cheapest_margin_reaching_the_aim_on_the_warmup() -
     assert family.warmup_choices(rows[:1], {"static": static}, 1.0)[0]["aim"] == 0.99  # none reach 0.995
 
 
+def test_the_family_on_demand_alone_is_each_margin_once_more_without_the_forecast() -> None:
+    world = type("World", (), {"capacity": 10.0})()
+    both = family.family(SPEC, world, [1.2, 1.5], [0.0], [0.5], on_demand=(False, True))
+    ahead = family.family(SPEC, world, [1.2, 1.5], [0.0], [0.5])
+    assert both[:len(ahead)] == ahead and all(m.forecast for m in ahead)
+    alone = both[len(ahead):]
+    assert alone == [dataclasses.replace(m, forecast=False) for m in ahead]
+    assert [family.label(m, 10.0) for m in (ahead[0], alone[0])] == [
+        "x1.2 spread 0.5 hold 6m", "x1.2 spread 0.5 hold 6m on demand"]
+
+
 @pytest.mark.parametrize("argv, named", [
+    (["--trace", "x.csv", "--on", "past"], "--on"),
     (["--trace", "x.csv", "--factors", "1.2,-1"], "--factors"),
     (["--trace", "x.csv", "--spreads", "a"], "--spreads"),
     (["--trace", "x.csv", "--jobs", "0"], "--jobs"),
