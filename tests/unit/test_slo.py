@@ -449,7 +449,6 @@ def test_on_unforecastable_bursts_no_static_count_is_cheaper_than_the_choice() -
     assert chosen.cost <= float(cost[share >= chosen.aim].min())
 
 
-
 @pytest.mark.parametrize("seed", [0, 2, 3])
 def test_forecast_jobs_and_a_standby_for_the_unscheduled_one_beat_any_static_count(seed: int) -> None:
     """Scheduled batch jobs the forecast sees, and one unscheduled job a day it cannot: the
