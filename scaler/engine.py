@@ -174,6 +174,8 @@ class Engine:
                 decisions=decisions, observations=observations, forecasts=forecasts,
                 fits={k: rt.fit for k, rt in self.models.items() if rt.fit is not None},
                 cold_starts=colds,
+                margins={m.name: models[m.name].tuner.margin for m in settings.models
+                         if m.policy.slo is not None},
                 forecast_for_now={k: rt.forecast_for_now for k, rt in self.models.items()
                                   if rt.forecast_for_now is not None},
                 answers=finish_all(settings, decisions, self.triggers, by_target),

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from scaler.core.model import Reason
+from scaler.core.slo import Margin
 from scaler.core.slo import aim as tuner_aim
 from scaler.snapshot import Snapshot
 
@@ -84,9 +85,19 @@ def explain(snap: Snapshot, name: str, *, now: float) -> dict[str, Any] | None:
         out["slo"] = {
             "on_time_target": p.slo.onTime, "max_queue_seconds": p.slo.maxQueueTime,
             "measured_on_time": d.on_time, "margin": d.margin, "base_demand": d.base,
-            "aim": d.slo_aim,
+            "aim": d.slo_aim, "shape": _shape(snap.margins.get(name), model.capacityPerReplica),
         }
     return out
+
+
+def _shape(m: Margin | None, capacity: float) -> dict[str, Any] | None:
+    """The tuner's margin term by term, in replicas where it adds replicas (docs/SLO.md)."""
+    if m is None:
+        return None
+    return {"factor": m.factor, "applied_to": "expected demand" if m.forecast else "demand now",
+            "standby_replicas": m.extra / capacity, "spread": m.spread,
+            "cap_replicas": m.cap / capacity if math.isfinite(m.cap) else None,
+            "hold_seconds": m.hold_seconds}
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -138,12 +149,26 @@ def render(e: dict[str, Any]) -> str:
                         + (" (week's error budget spent: re-chosen hourly)"
                            if slo["aim"] >= tuner_aim(slo["on_time_target"], spent=True) - 1e-12
                            else " (re-chosen daily)")))
+        if slo.get("shape"):
+            lines.append(f"  margin         {_render_shape(slo['shape'])}")
     lines.append(f"  scale-down     window {_duration(sd['stabilization_seconds'])}; need {sd['need']} "
                  f"({sd['need_reason']})")
     lines.append(f"  bounds         min {b['min']}, max {b['max']}, standby {b['standby']}")
     lines.append(f"  data           sampled {_duration(fr['age_seconds'])} ago; stale after "
                  f"{_duration(fr['stale_after_seconds'])} (answer expires in {_duration(fr['expires_in_seconds'])})")
     return "\n".join(lines)
+
+
+def _render_shape(shape: dict[str, Any]) -> str:
+    """E.g. ``1.2 x expected demand + 10 replicas standby, no cap, held 6m``."""
+    terms = [f"{_num(shape['factor'], 2)} x {shape['applied_to']}"]
+    if shape["standby_replicas"]:
+        terms.append(f"{_num(shape['standby_replicas'], 1)} replicas standby")
+    if shape["spread"]:
+        terms.append(f"{_num(shape['spread'], 2)} x excursion")
+    cap = shape["cap_replicas"]
+    capped = "no cap" if cap is None else f"capped at {_num(cap, 1)} replicas"
+    return f"{' + '.join(terms)}, {capped}, held {_duration(shape['hold_seconds'])}"
 
 
 def summary(snap: Snapshot, *, limit: int = 50) -> dict[str, Any]:

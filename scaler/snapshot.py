@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from forecasting.types import Forecast
 from scaler.core.config import Overrides, Settings
 from scaler.core.model import ColdStart, Decision, Observation, Reason
+from scaler.core.slo import Margin
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Snapshot:
     """Per model: the upper-quantile forecast made one lead time ago for now (lines up with actual)."""
     ready_replicas: Mapping[str, int] = field(default_factory=dict)
     """Per model: Ready pods of its target Deployment (Kubernetes integration only)."""
+    margins: Mapping[str, Margin] = field(default_factory=dict)
+    """Per model with an SLO: the margin its tuner uses (the shape behind ``Decision.margin``)."""
     answers: Mapping[tuple[str, Overrides], Decision] = field(default_factory=dict)
     """Finished decisions for the trigger-metadata overrides ScaledObjects asked with; a model
     asked without overrides is answered from ``decisions``."""

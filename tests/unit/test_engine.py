@@ -212,6 +212,16 @@ async def test_the_tuner_weighs_the_measured_share_by_the_requests_behind_it() -
         assert not tuner.spent and tuner.margin.aim == 0.95
 
 
+async def test_the_published_snapshot_carries_the_margin_the_tuner_uses() -> None:
+    """`/explain` shows the margin term by term from the snapshot: it must be the tuner's own."""
+    async with slo_engine({"slo_on_time_ratio": 0.999, "slo_requests": 1000.0}) as (h, _):
+        await h.engine.retune(h.clock.now())
+        await h.step(15)
+        margin = h.engine.models["chat"].tuner.margin
+        assert margin.expected is not None  # tuned, not the starting margin
+        assert h.holder.current.margins == {"chat": margin}
+
+
 async def test_the_tuner_tells_the_log_when_it_changes_its_mind(caplog: pytest.LogCaptureFixture) -> None:
     """An SRE reads in serve's log when the margin changes and why: a new margin with what the
     replay expects of it, and a week whose error budget is spent."""
