@@ -131,6 +131,33 @@ def test_spiky_daily_has_the_batch_job_every_day_and_random_spikes() -> None:
     assert spiky.sum() >= 7
 
 
+def test_step_down_halves_on_day_10_and_stays_daily() -> None:
+    days = ut.generate("step-down").reshape(14, DAY).mean(axis=1)
+    weekday = np.arange(14) % 7 < 5
+    before, after = days[:10][weekday[:10]].mean(), days[10:][weekday[10:]].mean()
+    assert 0.4 < after / before < 0.6, "half the load leaves on day 10"
+    assert _daily_peak(ut.generate("step-down")) > 0.3
+
+
+def test_batch_jobs_run_on_the_schedule_and_one_a_day_off_it() -> None:
+    x = ut.generate("batch-jobs").reshape(14, DAY).astype(float)
+    interactive = np.median(x)
+    for at in (2 * 60, 10 * 60 + 30, 16 * 60):  # a job within +-10 minutes, for 30 minutes or more
+        weekdays = x[np.arange(14) % 7 < 5, at + 10:at + 40]
+        assert (weekdays.mean(axis=1) > 4 * interactive).all(), at
+    assert (x[np.arange(14) % 7 >= 5, 2 * 60 + 10:2 * 60 + 40].mean(axis=1) < 3 * interactive).sum() >= 3, \
+        "no scheduled jobs on weekends (unless the unscheduled one falls there)"
+    busy = (x > 4 * interactive).sum(axis=1)
+    assert (busy[np.arange(14) % 7 >= 5] >= 30).all(), "the unscheduled job runs on weekends too"
+
+
+def test_regime_shift_is_calm_for_a_week_then_bursty() -> None:
+    x = ut.generate("regime-shift").reshape(14, DAY).astype(float)
+    typical = np.median(x[:7], axis=0)  # the calm week's minute of day
+    bursty = (x > 1.4 * typical).sum(axis=1)
+    assert bursty[:8].max() < 5 and (bursty[8:] > 30).all()
+
+
 def test_azure_tiled_keeps_the_real_per_minute_burstiness(traces: dict[str, np.ndarray]) -> None:
     x = traces["azure-tiled"]
     assert x.shape == (14 * DAY,)
