@@ -378,9 +378,10 @@ def candidates(past: _Replay) -> list[Margin]:
             (h * step_seconds for h in spec.holds()), past.caps(), EXTRAS, SPREADS, FACTORS):
         out.append(Margin(factor, extra * spec.capacity, spread, cap, hold_seconds=hold))
     # The forecast plus a standby the size of a burst it cannot see (a job's worth).
-    for hold, share, factor in itertools.product(
-            (h * step_seconds for h in spec.holds()), BURST_PEAK_SHARES, BURST_FACTORS):
-        out.append(Margin(factor, past.whole(share * past.peak), 0.0, math.inf, hold_seconds=hold))
+    standbys = [past.whole(share * past.peak) for share in BURST_PEAK_SHARES]
+    for hold, standby, factor in itertools.product(
+            (h * step_seconds for h in spec.holds()), standbys, BURST_FACTORS):
+        out.append(Margin(factor, standby, 0.0, math.inf, hold_seconds=hold))
     return out
 
 
