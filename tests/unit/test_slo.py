@@ -423,6 +423,16 @@ def test_the_margin_as_one_number_stays_finite_near_zero_demand() -> None:
     assert Margin(factor=1.2, extra=10.0).value(100.0, unit=10.0) == pytest.approx(1.3)
 
 
+def whole_static_counts(demand: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(share, cost) on the tuner's replay of every static count, from one replica to just over
+    the peak: what the tuner's choice must not cost more than (or, given a forecast, less)."""
+    past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
+    assert past is not None
+    c, hold = SPEC.capacity, SPEC.hold_steps * STEP
+    statics = [Margin(1.0, k * c, 0.0, k * c, hold_seconds=hold) for k in range(1, math.ceil(demand.max() / c) + 2)]
+    return past.judge(statics, recency=False)
+
+
 def test_on_unforecastable_bursts_no_static_count_is_cheaper_than_the_choice() -> None:
     """Where nothing is forecastable the tuner must not cost more than the static count that
     meets the SLO, at whole-replica resolution. Found on a bursty trace idle most of the time:
@@ -438,11 +448,7 @@ def test_on_unforecastable_bursts_no_static_count_is_cheaper_than_the_choice() -
     base = np.full_like(demand, np.nan)
     chosen = tune(demand, base, SPEC, target=0.99, step_seconds=STEP)
     assert chosen is not None and chosen.aim is not None
-    past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
-    assert past is not None
-    c, hold = SPEC.capacity, SPEC.hold_steps * STEP
-    statics = [Margin(1.0, k * c, 0.0, k * c, hold_seconds=hold) for k in range(1, math.ceil(demand.max() / c) + 2)]
-    share, cost = past.judge(statics, recency=False)
+    share, cost = whole_static_counts(demand, base)
     assert share[-1] >= chosen.aim  # some static count meets the aim
     # With the quantiles and 1.25x / 1.5x the peak only, the tuner held 16 replicas here where
     # 13 met its aim on the same replay (1.23x the cost).
@@ -473,9 +479,5 @@ def test_forecast_jobs_and_a_standby_for_the_unscheduled_one_beat_any_static_cou
     assert chosen is not None and chosen.aim is not None and chosen.expected is not None
     assert chosen.expected >= chosen.aim and chosen.forecast
     assert chosen.cap == math.inf and chosen.extra >= 150.0  # a job's worth on top of the forecast
-    past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
-    assert past is not None
-    c, hold = SPEC.capacity, SPEC.hold_steps * STEP
-    statics = [Margin(1.0, k * c, 0.0, k * c, hold_seconds=hold) for k in range(1, math.ceil(demand.max() / c) + 2)]
-    share, cost = past.judge(statics, recency=False)
+    share, cost = whole_static_counts(demand, base)
     assert chosen.cost < 0.75 * float(cost[share >= chosen.aim].min())
