@@ -4,6 +4,8 @@ parent only (``kill -INT``), the harder case: a terminal's Ctrl-C signals the wo
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -13,7 +15,7 @@ import pytest
 
 from forecasting.traces import synthetic_trace, write_trace
 from tests.cli.conftest import PREWARM
-from tests.support.process import alive, children
+from tests.support.process import alive, children, ctrl_c_reaches_children
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +23,15 @@ pytestmark = pytest.mark.slow
 def test_sigint_stops_a_pooled_backtest_at_once_and_takes_its_workers_along(tmp_path: Path) -> None:
     trace = tmp_path / "synthetic.csv"
     write_trace(trace, synthetic_trace(days=60, step_seconds=300, seed=2))
-    proc = subprocess.Popen([str(PREWARM), "backtest", "--trace", str(trace), "--slo", "0.99", "--jobs", "2",
-                             "--no-progress", "--json", str(tmp_path / "r.json")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with ctrl_c_reaches_children():
+        proc = subprocess.Popen([str(PREWARM), "backtest", "--trace", str(trace), "--slo", "0.99", "--jobs", "2",
+                                 "--no-progress", "--json", str(tmp_path / "r.json")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: set[int] = set()
     try:
         deadline = time.monotonic() + 60
-        while len(workers := set(children(proc.pid))) < 3:  # two tape workers and the baselines' one
+        # Two tape workers and the baselines' one (not the resource tracker, also a child).
+        while len(workers := {pid for pid, cmd in children(proc.pid).items() if "spawn_main" in cmd}) < 3:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no worker processes started"
             time.sleep(0.2)
@@ -36,8 +41,11 @@ def test_sigint_stops_a_pooled_backtest_at_once_and_takes_its_workers_along(tmp_
         signalled = time.monotonic()
         _out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # failed: leave no process behind for the next test
+            for pid in {proc.pid, *workers}:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.communicate()
     stopped_after = time.monotonic() - signalled
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Exception ignored" not in err, err

@@ -3,12 +3,14 @@ processes a command started, from /proc."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,22 @@ def alive(pid: int) -> bool:
         return _stat_fields(pid)[0] != "Z"
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def ctrl_c_reaches_children() -> Iterator[None]:
+    """Processes started inside this block see SIGINT at its default action, as from a terminal.
+
+    A shell starts a background job without job control (``nohup cmd &``, many CI runners) with
+    SIGINT ignored. Children inherit that, and Python then installs no KeyboardInterrupt handler
+    (it keeps a disposition its parent chose), so a test that sends SIGINT would wait for a run to
+    end by itself. A handler set here is reset to the default in a child at exec.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def free_port() -> int:
