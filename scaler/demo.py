@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ from scaler.backtest.sim import Cluster, ClusterSpec, ControlSpec, Hpa, Metric
 from scaler.core.clock import FakeClock
 from scaler.core.config import ModelSettings, Settings, parse_settings
 from scaler.core.model import Observation
-from scaler.fitpool import stop_pool
+from scaler.fitpool import FitPool
 
 MODEL = "demo"
 SLO = 0.99
@@ -225,7 +223,8 @@ class Demo:
         self.source = DemoSource(sc)
         self.holder = SnapshotHolder(initial_snapshot(p.settings, self.clock.now()))
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        # serve's pool: its worker dies with the demo, even one killed outright.
+        self.executor = FitPool(1)
         self.engine = Engine(self.clock, p.settings, self.source, self.holder, fit_executor=self.executor)
         self.servicer = ExternalScalerServicer(self.holder, self.clock, GrpcMetrics(),
                                                self.engine.finish)
@@ -252,7 +251,7 @@ class Demo:
             await channel.close()
             await self.holder.close()
             await server.stop(0)
-            stop_pool(self.executor, timeout=10.0)
+            self.executor.close()
         return self.record
 
     async def _replay(self, poller: KedaPoller) -> None:

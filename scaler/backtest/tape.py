@@ -38,13 +38,10 @@ from forecasting.types import Forecast, Series
 from scaler.backtest.scenario import MINUTE, Scenario
 from scaler.core.config import Defaults
 from scaler.core.forecasts import QUANTILES, demotion_note, fit_job, forecast_steps
-from scaler.fitpool import stop_pool
+from scaler.fitpool import die_with_parent, stop_pool
 
 HISTORY = round(Defaults().history / MINUTE)
 """Minutes a fit sees by default: serve's ``defaults.history`` (21 days)."""
-
-BACKGROUND_NICENESS = 10
-"""Niceness of the backtest's worker processes (the caller's own work comes first)."""
 
 FitKey = tuple[str, int, int, int, tuple[float, ...], tuple[int, ...]]
 _CACHE: dict[FitKey, FittedForecaster] = {}
@@ -395,7 +392,7 @@ def new_worker_pool(workers: int) -> ProcessPoolExecutor:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_background)
+                               initializer=_background, initargs=(os.getpid(),))
 
 
 @contextlib.contextmanager
@@ -412,14 +409,13 @@ def worker_pool(workers: int) -> Iterator[Executor]:
     pool.shutdown(wait=True)
 
 
-def _background() -> None:
-    """Worker initializer: yield the CPU to the process that waits for the results. Its
-    self-tuned run is the longest chain of work, one step after another; the workers fill the
-    tape ahead of it and run the baselines beside it, and take all cores when it waits."""
-    with contextlib.suppress(OSError):
-        os.nice(BACKGROUND_NICENESS)
+def _background(parent: int) -> None:
+    """Worker initializer: die with the backtest, and yield the CPU to it.
 
-
-def clear_cache() -> None:
-    """Forget every cached fit (tests)."""
-    _CACHE.clear()
+    Without the first, a backtest killed outright (SIGKILL, the OOM killer) left its workers
+    running (still there two minutes later, measured). The tape's workers are spawned by the
+    thread that fills the tape, which outlives them (the kernel ties the death signal to the
+    spawning thread, not the process). The second: the caller's self-tuned run is
+    the longest chain of work, one step after another; the workers fill the tape ahead of it and
+    run the baselines beside it, and take all cores when it waits."""
+    die_with_parent(parent)  # also lowers this process's priority (FIT_NICENESS)

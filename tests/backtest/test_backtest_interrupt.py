@@ -1,6 +1,7 @@
 """Ctrl-C on a backtest that runs worker processes (``--jobs 2``): the installed command exits
 with 130 at once, prints no traceback, and leaves no worker behind. The signal goes to the
-parent only (``kill -INT``), the harder case: a terminal's Ctrl-C signals the workers too."""
+parent only (``kill -INT``), the harder case: a terminal's Ctrl-C signals the workers too. And a
+backtest killed outright (SIGKILL, as the OOM killer does) takes its workers along as well."""
 
 from __future__ import annotations
 
@@ -21,20 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_sigint_stops_a_pooled_backtest_at_once_and_takes_its_workers_along(tmp_path: Path) -> None:
-    trace = tmp_path / "synthetic.csv"
-    write_trace(trace, synthetic_trace(days=60, step_seconds=300, seed=2))
-    with ctrl_c_reaches_children():
-        proc = subprocess.Popen([str(PREWARM), "backtest", "--trace", str(trace), "--slo", "0.99", "--jobs", "2",
-                                 "--no-progress", "--json", str(tmp_path / "r.json")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workers: set[int] = set()
+    proc, workers = _started_backtest(tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        # Two tape workers and the baselines' one (not the resource tracker, also a child).
-        while len(workers := {pid for pid, cmd in children(proc.pid).items() if "spawn_main" in cmd}) < 3:
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no worker processes started"
-            time.sleep(0.2)
         time.sleep(3.0)  # well into the fits and the baseline sweep
         assert proc.poll() is None, "the backtest ended before the interrupt: make the trace longer"
         proc.send_signal(signal.SIGINT)
@@ -42,10 +31,7 @@ def test_sigint_stops_a_pooled_backtest_at_once_and_takes_its_workers_along(tmp_
         _out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:  # failed: leave no process behind for the next test
-            for pid in {proc.pid, *workers}:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-            proc.communicate()
+            _kill(proc, workers)
     stopped_after = time.monotonic() - signalled
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
@@ -57,3 +43,44 @@ def test_sigint_stops_a_pooled_backtest_at_once_and_takes_its_workers_along(tmp_
         assert time.monotonic() < deadline, f"workers {left} outlived the interrupted backtest"
         time.sleep(0.1)
     assert stopped_after < 5, f"the interrupt took {stopped_after:.1f} s to stop the backtest"
+
+
+def _started_backtest(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
+    """A pooled ``--slo`` backtest, once its two tape workers and the baselines' one run."""
+    trace = tmp_path / "synthetic.csv"
+    write_trace(trace, synthetic_trace(days=60, step_seconds=300, seed=2))
+    with ctrl_c_reaches_children():
+        proc = subprocess.Popen([str(PREWARM), "backtest", "--trace", str(trace), "--slo", "0.99", "--jobs", "2",
+                                 "--no-progress", "--json", str(tmp_path / "r.json")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    # Spawned workers only: the resource tracker is a child too, and ends by itself.
+    while len(workers := {pid for pid, cmd in children(proc.pid).items() if "spawn_main" in cmd}) < 3:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _kill(proc, workers)
+            pytest.fail(f"no worker processes started: {proc.communicate()}")
+        time.sleep(0.2)
+    return proc, workers
+
+
+def _kill(proc: subprocess.Popen[str], workers: set[int]) -> None:
+    for pid in {proc.pid, *workers}:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def test_a_killed_backtest_takes_its_workers_along(tmp_path: Path) -> None:
+    proc, workers = _started_backtest(tmp_path)
+    try:
+        time.sleep(3.0)  # well into the fits and the baseline sweep
+        assert proc.poll() is None, "the backtest ended before the kill: make the trace longer"
+        proc.kill()  # no handler runs: only the kernel can stop the workers now
+        proc.communicate(timeout=30)  # the pipes close once no worker holds them
+        # Before the fix the workers were still running two minutes later.
+        deadline = time.monotonic() + 10
+        while left := {pid for pid in workers if alive(pid)}:
+            assert time.monotonic() < deadline, f"workers {left} outlived the killed backtest"
+            time.sleep(0.1)
+    finally:
+        _kill(proc, workers)
