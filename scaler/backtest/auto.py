@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scaler.backtest.misses import Episode, late_episodes
 from scaler.backtest.pareto import Point, cost_at_slo
 from scaler.backtest.policies import ForecastSource
 from scaler.backtest.scenario import MINUTE, Scenario
@@ -171,6 +172,8 @@ class AutoResult:
     controller: SelfTuned
     seconds: float
     """Wall time of the simulated run."""
+    episodes: list[Episode]
+    """The window's late minutes as episodes, most late requests first (:mod:`.misses`)."""
 
 
 def versus(gpu_hours: float, attainment: float,
@@ -248,7 +251,8 @@ def run_auto(scenario: Scenario, model: ModelSettings, forecasts: ForecastSource
         slo=slo.onTime, slo_attainment=attainment, gpu_hours=gpu_hours,
         vs_oracle=gpu_hours / oracle_gpu_hours if oracle_gpu_hours > 0 else math.nan,
         vs_baselines=ratios, best_baseline=best, best_baseline_ratio=best_ratio,
-        tuned_on_past=past, run=run, controller=controller, seconds=seconds)
+        tuned_on_past=past, run=run, controller=controller, seconds=seconds,
+        episodes=late_episodes(scenario.demand, run.late, window))
 
 
 TIMELINE_COLUMNS = ("timestamp_utc", "arrivals", "observed_demand", "desired", "ready", "billed",

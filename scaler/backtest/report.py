@@ -16,10 +16,12 @@ figure (settings, warmup, capacity, forecaster)::
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any, TextIO
 
 from scaler.backtest.auto import BASELINES, AutoResult
+from scaler.backtest.misses import DAYS, by_kind
 from scaler.backtest.pareto import Point, pareto_frontier
 from scaler.backtest.sweep import SLOS, Backtest, Sweep
 from scaler.core.fields import format_duration
@@ -116,12 +118,13 @@ def to_json(bt: Backtest) -> dict[str, Any]:
         "settings": _settings_json(bt),
         "forecaster": _forecaster_json(bt),
         "seconds": bt.seconds,
-        **({"auto": auto_json(bt.auto)} if bt.auto is not None else {}),
+        **({"auto": auto_json(bt.auto, bt.scenario.start)} if bt.auto is not None else {}),
     }
 
 
-def auto_json(auto: AutoResult) -> dict[str, Any]:
-    """docs/BACKTEST.md's ``auto`` block (contract keys first), plus the tuner's last margin."""
+def auto_json(auto: AutoResult, start: float) -> dict[str, Any]:
+    """docs/BACKTEST.md's ``auto`` block (contract keys first), plus the tuner's last margin and
+    where the late requests came from (``start``: the replay's first minute, epoch seconds)."""
     margin = auto.controller.tuner.margin
     return {
         "slo": auto.slo,
@@ -139,10 +142,42 @@ def auto_json(auto: AutoResult) -> dict[str, Any]:
                         "spread": margin.spread, "cap": margin.cap if math.isfinite(margin.cap) else None,
                         "hold_s": margin.hold_seconds, "expected": margin.expected,
                         "aim": margin.aim, "budget_spent": auto.controller.tuner.spent},
+        "late_by_kind": by_kind(auto.episodes),
+        "late_episodes": [
+            {"start_utc": _utc(start + e.start * 60.0), "minutes": e.minutes, "late": e.late,
+             "share": e.share, "peak_replicas": e.peak, "vs_history": e.vs_history,
+             "vs_time_of_day": e.vs_time_of_day, "kind": e.kind}
+            for e in auto.episodes[:EPISODES_IN_JSON]],
     }
 
 
-def print_auto(auto: AutoResult, oracle: float, out: TextIO) -> None:
+EPISODES_IN_JSON = 10
+"""The largest episodes of late requests the JSON lists (the table prints 3)."""
+_KIND_TEXT = {"beyond-history": "beyond the history", "beyond-time-of-day": "beyond this time of day",
+              "within-history": "within the history"}
+
+
+def _utc(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _print_episodes(auto: AutoResult, start: float, out: TextIO) -> None:
+    """Where the late requests came from: their shares by kind, then the three largest."""
+    if not auto.episodes:
+        return
+    late = sum(e.late for e in auto.episodes)
+    shares = ", ".join(f"{_KIND_TEXT[k]} {share:.0%}" for k, share in by_kind(auto.episodes).items())
+    print(f"  late requests ({late:,.0f}), by what the history before them showed: {shares}", file=out)
+    for e in auto.episodes[:3]:
+        when = _utc(start + e.start * 60.0)[:16].replace("T", " ")
+        history = "no earlier demand" if e.vs_history is None else f"{e.vs_history:.2f}x any earlier minute"
+        today = ("" if e.vs_time_of_day is None
+                 else f", {e.vs_time_of_day:.2f}x this time of day on the {DAYS} days before")
+        print(f"    {when} UTC, {format_duration(e.minutes * 60.0)}: {e.late:,.0f} late ({e.share:.0%}); "
+              f"peak {e.peak:.1f} replicas = {history}{today}: {_KIND_TEXT[e.kind]}", file=out)
+
+
+def print_auto(auto: AutoResult, oracle: float, start: float, out: TextIO) -> None:
     """The no-hindsight block: the self-tuned run beside every baseline at its attainment."""
     print(f"\nself-tuned (--slo {auto.slo:g}, one run, no hindsight): attainment "
           f"{auto.slo_attainment:.5f}, {auto.gpu_hours:.1f} GPU-hours, {auto.vs_oracle:.3f} x oracle "
@@ -159,6 +194,7 @@ def print_auto(auto: AutoResult, oracle: float, out: TextIO) -> None:
         print(f"  {name:<15} tuned on the warmup ({how}): {t.label:<12} attainment "
               f"{t.slo_attainment:.5f}, {t.gpu_hours:.1f} GPU-hours "
               f"(auto / it: {auto.gpu_hours / t.gpu_hours:.3f})", file=out)
+    _print_episodes(auto, start, out)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -191,7 +227,7 @@ def print_table(bt: Backtest, out: TextIO) -> None:
     _print_headlines(bt, out)
     _print_forecaster(report["forecaster"], out)
     if bt.auto is not None:
-        print_auto(bt.auto, oracle, out)
+        print_auto(bt.auto, oracle, bt.scenario.start, out)
     _print_points(bt, out)
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from scaler.backtest import cli
 from scaler.backtest.auto import TIMELINE_COLUMNS, tuned_on_past, versus
+from scaler.backtest.misses import KINDS
 from scaler.backtest.pareto import Point
-from scaler.backtest.report import to_json
+from scaler.backtest.report import EPISODES_IN_JSON, to_json
 from scaler.backtest.sim import RunResult
 from scaler.backtest.sweep import Backtest, run_backtest
 from tests.backtest.support import scenario
@@ -72,6 +73,21 @@ def test_auto_block_follows_the_contract(auto_run: Backtest) -> None:
         assert {"knob", "slo_attainment", "gpu_hours"} <= set(tuned)
     # the tuner's choice is reported, and it was tuned (a day of history exists)
     assert block["last_margin"]["expected"] is not None
+    # where the late requests came from: every kind, and the episodes as the run had them
+    assert auto_run.auto is not None
+    episodes = auto_run.auto.episodes
+    late = float(auto_run.auto.run.late[auto_run.scenario.window].sum())
+    assert late > 0, "the case should leave some requests late"
+    assert sum(e.late for e in episodes) == pytest.approx(late)
+    assert list(block["late_by_kind"]) == list(KINDS)
+    assert sum(block["late_by_kind"].values()) == pytest.approx(1.0)
+    listed = block["late_episodes"]
+    assert 0 < len(listed) <= EPISODES_IN_JSON
+    assert [e["late"] for e in listed] == sorted((e["late"] for e in listed), reverse=True)
+    first = listed[0]
+    assert set(first) == {"start_utc", "minutes", "late", "share", "peak_replicas", "vs_history",
+                          "vs_time_of_day", "kind"}
+    assert first["kind"] in KINDS and first["start_utc"].endswith("Z")
 
 
 @pytest.mark.slow
@@ -107,6 +123,9 @@ def test_cli_slo_table_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureF
     report = json.loads(out.read_text())
     assert "predictive" not in report["policies"]  # no quantile sweep unless asked for
     assert set(report["auto"]["vs_baselines"]) == {"reactive-util", "reactive-queue", "static"}
+    # the table names the largest episode of late requests, as the JSON does
+    largest = report["auto"]["late_episodes"][0]
+    assert "late requests (" in printed and largest["start_utc"][:16].replace("T", " ") + " UTC" in printed
     with timeline.open() as fh:
         rows = list(csv.reader(fh))
     assert tuple(rows[0]) == TIMELINE_COLUMNS
