@@ -32,7 +32,9 @@ draws fresh ones (kind k then uses seed N + k). The first row is 2026-01-05T00:0
 
 ``--run`` then runs ``prewarm backtest`` on every trace at each cold start (10m, 30m) and prints
 one table: each policy's ``cost_at_slo["0.99"]`` and its ratio to the oracle, plus the
-``"auto"`` block (the SLO-only, self-tuning predictive run) when the JSON has one.
+``"auto"`` block (the SLO-only, self-tuning predictive run) when the JSON has one, with where its
+late requests came from (``auto.late_by_kind``: beyond the history, beyond the time of day,
+within the history; docs/BACKTEST.md).
 
 Examples::
 
@@ -412,7 +414,8 @@ def report_table(kinds: Sequence[str], out: Path, colds: Sequence[str],
     for a in autos.values():
         tuned += [b for b in (a.get("baselines_tuned_on_past") or {}) if b not in tuned]
     head = ["trace", "cold", "slo", "auto attainment", "auto GPU-h", "x oracle", "best_baseline_ratio",
-            *[f"vs {b}" for b in baselines], *[f"{b} tuned on past (att / GPU-h)" for b in tuned]]
+            *[f"vs {b}" for b in baselines], *[f"{b} tuned on past (att / GPU-h)" for b in tuned],
+            "late: beyond history / time of day / within (%)"]
     lines += ["", "auto (SLO target only, self-tuning, one run):", "",
               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (kind, cold), a in autos.items():
@@ -425,8 +428,18 @@ def report_table(kinds: Sequence[str], out: Path, colds: Sequence[str],
             t = past.get(b)
             cells.append("-" if not isinstance(t, dict) else
                          f"{_fmt(t.get('slo_attainment'), '.4f')} / {_fmt(t.get('gpu_hours'))}")
+        cells.append(_late_kinds(a.get("late_by_kind")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _late_kinds(shares: object) -> str:
+    """The auto run's late requests by where they came from (``auto.late_by_kind``), in %; a
+    dash for a run with none late or a JSON from before the episode report."""
+    if not isinstance(shares, dict) or not any(shares.values()):
+        return "-"
+    keys = ("beyond-history", "beyond-time-of-day", "within-history")
+    return " / ".join(f"{100 * float(shares.get(k) or 0):.0f}" for k in keys)
 
 
 # -------------------------------------------------------------------------------------------------

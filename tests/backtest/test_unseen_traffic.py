@@ -217,7 +217,11 @@ def test_table_reads_the_json_with_and_without_the_auto_block(tmp_path: Path) ->
             "baselines_tuned_on_past": {"reactive-util": {"knob": 0.7, "slo_attainment": 0.98, "gpu_hours": 170.0}}}
     (tmp_path / "smooth-30m.json").write_text(json.dumps(_report(100.0, auto)))
     text = ut.report_table(["smooth"], tmp_path, ["10m", "30m"], {("smooth", "10m"): 12.0})
-    assert "| smooth | 30m | 0.99 | 0.9912 | 150.0 | 1.50 | 0.80 | 0.80 | - | 0.9800 / 170.0 |" in text
+    assert "| smooth | 30m | 0.99 | 0.9912 | 150.0 | 1.50 | 0.80 | 0.80 | - | 0.9800 / 170.0 | - |" in text
+    # where the late requests came from, when the JSON says
+    auto["late_by_kind"] = {"beyond-history": 0.7, "beyond-time-of-day": 0.25, "within-history": 0.05}
+    (tmp_path / "smooth-30m.json").write_text(json.dumps(_report(100.0, auto)))
+    assert "| 0.9800 / 170.0 | 70 / 25 / 5 |" in ut.report_table(["smooth"], tmp_path, ["30m"])
     assert "| smooth | 10m | 100.0 | 200.0 (2.00x) | - | 0 | 12 |" in text
     assert ut.report_table(["smooth"], tmp_path / "none", ["10m"]).startswith("(no backtest JSON")
 
