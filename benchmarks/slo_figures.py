@@ -91,14 +91,19 @@ def table(out: Path, names: list[str], colds: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--traces", default=",".join(TRACES), help="comma-separated (default: all)")
+    parser.add_argument("--traces", default=",".join(TRACES),
+                        help=f"comma-separated, of {', '.join(TRACES)} (default: all; '' for none, "
+                             "with --extra-dir)")
     parser.add_argument("--cold-starts", default="10m,30m", help="default 10m,30m")
     parser.add_argument("--extra-dir", type=Path, help="also every *.csv in this folder")
     parser.add_argument("--slo", type=float, default=0.99, help="on-time target (default 0.99)")
     parser.add_argument("--out", type=Path, default=Path("out/slo"))
     parser.add_argument("--report", action="store_true", help="only print the table")
     args = parser.parse_args(argv)
-    traces = {n: TRACES[n] for n in args.traces.split(",") if n}
+    names = [n for n in args.traces.split(",") if n]
+    if unknown := [n for n in names if n not in TRACES]:
+        parser.error(f"--traces: unknown {', '.join(unknown)} (known: {', '.join(TRACES)})")
+    traces = {n: TRACES[n] for n in names}
     if args.extra_dir is not None:
         traces.update({p.stem: p.resolve() for p in sorted(args.extra_dir.glob("*.csv"))})
     colds = args.cold_starts.split(",")
