@@ -55,7 +55,8 @@ class Episode:
     peak: float
     """Highest demand (replicas) over its minutes."""
     vs_history: float | None
-    """``peak`` / the highest demand of any earlier minute (None: no earlier demand)."""
+    """``peak`` / the highest demand before the episode's rise (before :data:`GAP_MINUTES`
+    ahead of its first late minute; None: no demand then)."""
     vs_time_of_day: float | None
     """``peak`` / the highest demand near this time of day on the :data:`DAYS` days before (None:
     no earlier day, or nothing but zeros there)."""

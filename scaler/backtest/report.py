@@ -170,7 +170,7 @@ def _print_episodes(auto: AutoResult, start: float, out: TextIO) -> None:
     print(f"  late requests ({late:,.0f}), by what the history before them showed: {shares}", file=out)
     for e in auto.episodes[:3]:
         when = _utc(start + e.start * 60.0)[:16].replace("T", " ")
-        history = "no earlier demand" if e.vs_history is None else f"{e.vs_history:.2f}x any earlier minute"
+        history = "no earlier demand" if e.vs_history is None else f"{e.vs_history:.2f}x the history's highest"
         today = ("" if e.vs_time_of_day is None
                  else f", {e.vs_time_of_day:.2f}x this time of day on the {DAYS} days before")
         print(f"    {when} UTC, {format_duration(e.minutes * 60.0)}: {e.late:,.0f} late ({e.share:.0%}); "
