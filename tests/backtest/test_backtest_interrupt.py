@@ -57,17 +57,17 @@ def _started_backtest(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
     # Spawned workers only: the resource tracker is a child too, and ends by itself.
     while len(workers := {pid for pid, cmd in children(proc.pid).items() if "spawn_main" in cmd}) < 3:
         if proc.poll() is not None or time.monotonic() > deadline:
-            _kill(proc, workers)
-            pytest.fail(f"no worker processes started: {proc.communicate()}")
+            pytest.fail(f"no worker processes started: {_kill(proc, workers)}")
         time.sleep(0.2)
     return proc, workers
 
 
-def _kill(proc: subprocess.Popen[str], workers: set[int]) -> None:
+def _kill(proc: subprocess.Popen[str], workers: set[int]) -> tuple[str, str]:
+    """Kill the backtest and its workers; what it printed."""
     for pid in {proc.pid, *workers}:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    proc.communicate()
+    return proc.communicate()
 
 
 def test_a_killed_backtest_takes_its_workers_along(tmp_path: Path) -> None:
@@ -76,8 +76,8 @@ def test_a_killed_backtest_takes_its_workers_along(tmp_path: Path) -> None:
         time.sleep(3.0)  # well into the fits and the baseline sweep
         assert proc.poll() is None, "the backtest ended before the kill: make the trace longer"
         proc.kill()  # no handler runs: only the kernel can stop the workers now
-        proc.communicate(timeout=30)  # the pipes close once no worker holds them
-        # Before the fix the workers were still running two minutes later.
+        # Before the fix the workers were still running two minutes later. (Orphans: init
+        # reaps them, so /proc tells whether they are gone.)
         deadline = time.monotonic() + 10
         while left := {pid for pid in workers if alive(pid)}:
             assert time.monotonic() < deadline, f"workers {left} outlived the killed backtest"
