@@ -252,15 +252,19 @@ def _on_grid(values: array[float], index: FloatArray, n: int) -> FloatArray:
     return out
 
 
+def format_timestamp(epoch: float) -> str:
+    """Unix seconds as the format's ``timestamp_utc`` (``2026-01-05T00:00:00Z``)."""
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def write_trace(path: str | Path, trace: Trace) -> None:
     """Write a trace in the CSV format (for tests and examples); NaN -> empty cell."""
     names = list(trace.columns)
     base = trace.columns[names[0]]
     lines = ["timestamp_utc," + ",".join(names)]
     for i, t in enumerate(base.times()):
-        stamp = datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         cells = [_cell(trace.columns[c].values[i]) for c in names]
-        lines.append(stamp + "," + ",".join(cells))
+        lines.append(format_timestamp(t) + "," + ",".join(cells))
     data = ("\n".join(lines) + "\n").encode()
     Path(path).write_bytes(gzip.compress(data) if str(path).endswith(".gz") else data)
 

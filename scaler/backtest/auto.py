@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from forecasting.traces import format_timestamp
 from scaler.backtest.misses import Episode, late_episodes
 from scaler.backtest.pareto import Point, cost_at_slo
 from scaler.backtest.policies import ForecastSource
@@ -265,16 +266,13 @@ def write_timeline(result: AutoResult, scenario: Scenario, path: Path) -> None:
     ``observed_demand`` is what the policy saw of that minute (empty where it saw nothing);
     ``desired`` its answer at that minute; ``margin`` the margin in use as one number.
     """
-    import datetime as dt
-
     c, run = result.controller, result.run
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(TIMELINE_COLUMNS)
         for t in range(scenario.minutes):
-            stamp = dt.datetime.fromtimestamp(scenario.start + t * MINUTE, dt.UTC)
             out.writerow([
-                stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), _num(scenario.arrivals[t]), _num(c.demand[t]),
+                format_timestamp(scenario.start + t * MINUTE), _num(scenario.arrivals[t]), _num(c.demand[t]),
                 _num(c.desired[t]), int(run.ready[t]), int(run.billed[t]), _num(run.late[t]),
                 _num(c.margin[t]),
             ])

@@ -16,13 +16,14 @@ figure (settings, warmup, capacity, forecaster)::
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from typing import Any, TextIO
 
+from forecasting.traces import format_timestamp
 from scaler.backtest.auto import BASELINES, AutoResult
 from scaler.backtest.misses import DAYS, by_kind
 from scaler.backtest.pareto import Point, pareto_frontier
+from scaler.backtest.scenario import MINUTE
 from scaler.backtest.sweep import SLOS, Backtest, Sweep
 from scaler.core.fields import format_duration
 
@@ -144,7 +145,7 @@ def auto_json(auto: AutoResult, start: float) -> dict[str, Any]:
                         "aim": margin.aim, "budget_spent": auto.controller.tuner.spent},
         "late_by_kind": by_kind(auto.episodes),
         "late_episodes": [
-            {"start_utc": _utc(start + e.start * 60.0), "minutes": e.minutes, "late": e.late,
+            {"start_utc": format_timestamp(start + e.start * MINUTE), "minutes": e.minutes, "late": e.late,
              "share": e.share, "peak_replicas": e.peak, "vs_history": e.vs_history,
              "vs_time_of_day": e.vs_time_of_day, "kind": e.kind}
             for e in auto.episodes[:EPISODES_IN_JSON]],
@@ -157,10 +158,6 @@ _KIND_TEXT = {"beyond-history": "beyond the history", "beyond-time-of-day": "bey
               "within-history": "within the history"}
 
 
-def _utc(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _print_episodes(auto: AutoResult, start: float, out: TextIO) -> None:
     """Where the late requests came from: their shares by kind, then the three largest."""
     if not auto.episodes:
@@ -169,7 +166,7 @@ def _print_episodes(auto: AutoResult, start: float, out: TextIO) -> None:
     shares = ", ".join(f"{_KIND_TEXT[k]} {share:.0%}" for k, share in by_kind(auto.episodes).items())
     print(f"  late requests ({late:,.0f}), by what the history before them showed: {shares}", file=out)
     for e in auto.episodes[:3]:
-        when = _utc(start + e.start * 60.0)[:16].replace("T", " ")
+        when = format_timestamp(start + e.start * MINUTE)[:16].replace("T", " ")
         history = "no earlier demand" if e.vs_history is None else f"{e.vs_history:.2f}x the history's highest"
         today = ("" if e.vs_time_of_day is None
                  else f", {e.vs_time_of_day:.2f}x this time of day on the {DAYS} days before")

@@ -374,13 +374,12 @@ def candidates(past: _Replay) -> list[Margin]:
     # A static count (the base never matters: min(base + level, level) = level): where nothing is
     # forecastable this is what meets the SLO cheapest, and the tuner must be able to say so.
     out = [Margin(1.0, level, 0.0, level, hold_seconds=whole) for level in past.static_levels()]
-    for hold, cap, extra, spread, factor in itertools.product(
-            (h * step_seconds for h in spec.holds()), past.caps(), EXTRAS, SPREADS, FACTORS):
+    holds = [h * step_seconds for h in spec.holds()]
+    for hold, cap, extra, spread, factor in itertools.product(holds, past.caps(), EXTRAS, SPREADS, FACTORS):
         out.append(Margin(factor, extra * spec.capacity, spread, cap, hold_seconds=hold))
     # The forecast plus a standby the size of a burst it cannot see (a job's worth).
     standbys = [past.whole(share * past.peak) for share in BURST_PEAK_SHARES]
-    for hold, standby, factor in itertools.product(
-            (h * step_seconds for h in spec.holds()), standbys, BURST_FACTORS):
+    for hold, standby, factor in itertools.product(holds, standbys, BURST_FACTORS):
         out.append(Margin(factor, standby, 0.0, math.inf, hold_seconds=hold))
     return out
 
