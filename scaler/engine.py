@@ -35,6 +35,7 @@ from scaler.core.slo import (
     RETUNE_SECONDS,
     ReplaySpec,
     TunerState,
+    describe,
     due,
     lead_steps,
     measured,
@@ -452,8 +453,5 @@ def _log_tuning(model: str, target: float, before: TunerState, after: TunerState
                  "of the week is within it, so the margin stays on the daily choice", who)
     m = after.margin
     if m != before.margin and m.expected is not None and m.aim is not None:
-        cap = f"capped at {m.cap / capacity:.3g} replicas" if math.isfinite(m.cap) else "no cap"
-        log.info("%s: new margin %g x %s + %.3g replicas + %g x excursion, %s, held %.0fs "
-                 "(its replay of the recent history gives %.4f on time; aim %.4f)", who, m.factor,
-                 "expected demand" if m.forecast else "demand now", m.extra / capacity, m.spread,
-                 cap, m.hold_seconds, m.expected, m.aim)
+        log.info("%s: new margin %s (its replay of the recent history gives %.4f on time; aim %.4f)",
+                 who, describe(m.terms(capacity)), m.expected, m.aim)

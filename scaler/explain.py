@@ -9,12 +9,12 @@ reason and how fresh the data is. A running daemon serves it as JSON on its metr
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from scaler.core.model import Reason
-from scaler.core.slo import Margin
 from scaler.core.slo import aim as tuner_aim
+from scaler.core.slo import describe
+from scaler.core.text import duration, num
 from scaler.snapshot import Snapshot
 
 REASONS = {
@@ -82,35 +82,13 @@ def explain(snap: Snapshot, name: str, *, now: float) -> dict[str, Any] | None:
         },
     }
     if p.slo is not None:
+        margin = snap.margins.get(name)
         out["slo"] = {
             "on_time_target": p.slo.onTime, "max_queue_seconds": p.slo.maxQueueTime,
             "measured_on_time": d.on_time, "margin": d.margin, "base_demand": d.base,
-            "aim": d.slo_aim, "shape": _shape(snap.margins.get(name), model.capacityPerReplica),
+            "aim": d.slo_aim, "shape": None if margin is None else margin.terms(model.capacityPerReplica),
         }
     return out
-
-
-def _shape(m: Margin | None, capacity: float) -> dict[str, Any] | None:
-    """The tuner's margin term by term, in replicas where it adds replicas (docs/SLO.md)."""
-    if m is None:
-        return None
-    return {"factor": m.factor, "applied_to": "expected demand" if m.forecast else "demand now",
-            "standby_replicas": m.extra / capacity, "spread": m.spread,
-            "cap_replicas": m.cap / capacity if math.isfinite(m.cap) else None,
-            "hold_seconds": m.hold_seconds}
-
-
-def _num(value: float | None, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds >= 120:
-        return f"{seconds / 60:.0f}m" if seconds % 60 < 1 else f"{seconds // 60:.0f}m{seconds % 60:.0f}s"
-    return f"{seconds:.0f}s"
 
 
 def render(e: dict[str, Any]) -> str:
@@ -119,56 +97,44 @@ def render(e: dict[str, Any]) -> str:
     lines = [f"{e['model']}: {e['replicas']} replicas ({e['reason']}): {e['why']}."]
     if not e["valid"]:
         lines.append(f"  NOT SERVED: {e['message'] or 'no valid decision'}")
-    lines.append(f"  demand now     {_num(dem['now'])} {dem['unit']} / {_num(dem['capacity_per_replica'])} per replica "
+    lines.append(f"  demand now     {num(dem['now'])} {dem['unit']} / {num(dem['capacity_per_replica'])} per replica "
                  f"-> {dem['replicas_needed_now']} replicas")
     if not fc["enabled"]:
         lines.append("  forecast       disabled for this model")
     elif fc["demoted"]:
-        lines.append(f"  forecast       demoted: {fc['forecaster']} has no skill (MASE {_num(fc['skill_mase'], 2)} "
+        lines.append(f"  forecast       demoted: {fc['forecaster']} has no skill (MASE {num(fc['skill_mase'], 2)} "
                      f">= maxSkill); scaled on demand alone")
     elif fc["peak_within_lead"] is None:
         lines.append(f"  forecast       none yet ({e['message'] or 'no forecaster fitted yet'})")
     else:
-        lines.append(f"  forecast       p{100 * fc['quantile']:g} peak {_num(fc['peak_within_lead'])} within the lead "
-                     f"-> {fc['replicas_needed']} replicas ({fc['forecaster']}, MASE {_num(fc['skill_mase'], 2)})")
+        lines.append(f"  forecast       p{100 * fc['quantile']:g} peak {num(fc['peak_within_lead'])} within the lead "
+                     f"-> {fc['replicas_needed']} replicas ({fc['forecaster']}, MASE {num(fc['skill_mase'], 2)})")
     if fc["prewarm_replicas"]:
         lines.append(f"  pre-warm       {fc['prewarm_replicas']} more replica(s) forecast within lead + node "
                      f"provisioning: GPU nodes held by balloons")
     learned = f"learned from {lead['samples']} startups" if lead["learned"] else "configured, not learned yet"
-    lines.append(f"  lead time      {_duration(lead['seconds'])} = pod startup "
-                 f"{_duration(lead['pod_startup_seconds'])} ({learned}) + node wait "
-                 f"{_duration(lead['node_wait_seconds'])} + poll {_duration(lead['poll_seconds'])}")
+    lines.append(f"  lead time      {duration(lead['seconds'])} = pod startup "
+                 f"{duration(lead['pod_startup_seconds'])} ({learned}) + node wait "
+                 f"{duration(lead['node_wait_seconds'])} + poll {duration(lead['poll_seconds'])}")
     slo = e.get("slo")
     if slo is not None:
         measured = "not measured yet" if slo["measured_on_time"] is None else f"{100 * slo['measured_on_time']:.2f}%"
         lines.append(f"  SLO            {100 * slo['on_time_target']:g}% of requests queued <= "
-                     f"{_num(slo['max_queue_seconds'], 3)}s; measured {measured}; margin x{_num(slo['margin'], 2)} "
-                     f"on base {_num(slo['base_demand'])}"
+                     f"{num(slo['max_queue_seconds'], 3)}s; measured {measured}; margin x{num(slo['margin'], 2)} "
+                     f"on base {num(slo['base_demand'])}"
                      + ("" if slo.get("aim") is None
                         else f", chosen to reach {100 * slo['aim']:.2f}% on the replayed two weeks"
                         + (" (week's error budget spent: re-chosen hourly)"
                            if slo["aim"] >= tuner_aim(slo["on_time_target"], spent=True) - 1e-12
                            else " (re-chosen daily)")))
         if slo.get("shape"):
-            lines.append(f"  margin         {_render_shape(slo['shape'])}")
-    lines.append(f"  scale-down     window {_duration(sd['stabilization_seconds'])}; need {sd['need']} "
+            lines.append(f"  margin         {describe(slo['shape'])}")
+    lines.append(f"  scale-down     window {duration(sd['stabilization_seconds'])}; need {sd['need']} "
                  f"({sd['need_reason']})")
     lines.append(f"  bounds         min {b['min']}, max {b['max']}, standby {b['standby']}")
-    lines.append(f"  data           sampled {_duration(fr['age_seconds'])} ago; stale after "
-                 f"{_duration(fr['stale_after_seconds'])} (answer expires in {_duration(fr['expires_in_seconds'])})")
+    lines.append(f"  data           sampled {duration(fr['age_seconds'])} ago; stale after "
+                 f"{duration(fr['stale_after_seconds'])} (answer expires in {duration(fr['expires_in_seconds'])})")
     return "\n".join(lines)
-
-
-def _render_shape(shape: dict[str, Any]) -> str:
-    """E.g. ``1.2 x expected demand + 10 replicas standby, no cap, held 6m``."""
-    terms = [f"{_num(shape['factor'], 2)} x {shape['applied_to']}"]
-    if shape["standby_replicas"]:
-        terms.append(f"{_num(shape['standby_replicas'], 1)} replicas standby")
-    if shape["spread"]:
-        terms.append(f"{_num(shape['spread'], 2)} x excursion")
-    cap = shape["cap_replicas"]
-    capped = "no cap" if cap is None else f"capped at {_num(cap, 1)} replicas"
-    return f"{' + '.join(terms)}, {capped}, held {_duration(shape['hold_seconds'])}"
 
 
 def summary(snap: Snapshot, *, limit: int = 50) -> dict[str, Any]:

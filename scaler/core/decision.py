@@ -44,10 +44,8 @@ import numpy as np
 from forecasting.types import Forecast, Series
 from scaler.core.config import ModelSettings, Overrides, Settings
 from scaler.core.model import Decision, Reason
+from scaler.core.replicas import replicas_for
 from scaler.core.slo import Margin
-
-# Demand is a float from PromQL: 32.00001 / 16 must not round up to 3 replicas.
-_EPSILON = 1e-6
 
 
 @dataclass(frozen=True)
@@ -102,13 +100,6 @@ class Bounds:
             max=bounds.max if overrides.maxReplicas is None else overrides.maxReplicas,
             standby=bounds.standby if overrides.standbyReplicas is None else overrides.standbyReplicas,
         )
-
-
-def replicas_for(demand: float, capacity: float) -> int:
-    """Replicas that serve ``demand`` at ``capacity`` each: ceil, tolerant to float noise."""
-    if demand <= 0:
-        return 0
-    return max(0, math.ceil(demand / capacity - _EPSILON))
 
 
 def forecast_peak(forecast: Forecast, *, quantile: float, now: float, lead_seconds: float) -> float | None:

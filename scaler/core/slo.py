@@ -62,12 +62,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from scaler.core.excursion import SEASONAL_DAYS, excursions
+from scaler.core.replicas import replicas_of, whole
+from scaler.core.text import duration, num
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -176,6 +180,27 @@ class Margin:
         """
         seen = max(base, unit)
         return self.apply(seen, excursion) / seen
+
+    def terms(self, capacity: float) -> dict[str, Any]:
+        """The margin term by term, in replicas where it adds replicas (``prewarm explain``'s
+        ``shape``; :func:`describe` reads it out)."""
+        return {"factor": self.factor, "applied_to": "expected demand" if self.forecast else "demand now",
+                "standby_replicas": self.extra / capacity, "spread": self.spread,
+                "cap_replicas": self.cap / capacity if math.isfinite(self.cap) else None,
+                "hold_seconds": self.hold_seconds}
+
+
+def describe(terms: Mapping[str, Any]) -> str:
+    """:meth:`Margin.terms` in one line, e.g. ``1.2 x expected demand + 10 replicas standby, no
+    cap, held 6m`` (``prewarm explain`` and serve's log say it alike)."""
+    out = [f"{num(terms['factor'], 2)} x {terms['applied_to']}"]
+    if terms["standby_replicas"]:
+        out.append(f"{num(terms['standby_replicas'], 1)} replicas standby")
+    if terms["spread"]:
+        out.append(f"{num(terms['spread'], 2)} x excursion")
+    cap = terms["cap_replicas"]
+    capped = "no cap" if cap is None else f"capped at {num(cap, 1)} replicas"
+    return f"{' + '.join(out)}, {capped}, held {duration(terms['hold_seconds'])}"
 
 
 STARTING_MARGIN = Margin(factor=2.0)
@@ -461,9 +486,8 @@ class _Replay:
         return float(self.demand[self.observed].max())
 
     def whole(self, level: float) -> float:
-        """``level`` rounded up to whole replicas (float noise tolerated)."""
-        c = self.spec.capacity
-        return math.ceil(level / c - 1e-9) * c
+        """``level`` rounded up to whole replicas, in demand units."""
+        return whole(level, self.spec.capacity)
 
     def static_levels(self) -> list[float]:
         """Static counts worth trying, in whole replicas: high quantiles of the replayed demand
@@ -555,7 +579,7 @@ class _Replay:
             seen = self.seen[t] + queue
             wanted = np.minimum(factor * np.maximum(self.base[t], seen) + extra
                                 + spread * self.excursion[t], cap)
-            asked = np.ceil(np.maximum(seen, wanted) / c - 1e-9)
+            asked = replicas_of(np.maximum(seen, wanted), c)
             if t == 0:  # the Deployment before the replay: as if this answer had held all along
                 asked_ring[:] = asked
             i = t % width

@@ -18,11 +18,11 @@ from scaler.core.decision import (
     apply_bounds,
     decide,
     forecast_peak,
-    replicas_for,
     stabilize,
     with_overrides,
 )
 from scaler.core.model import Reason
+from scaler.core.replicas import replicas_for, replicas_of, whole
 
 T0 = 1_767_225_600.0
 
@@ -44,6 +44,9 @@ def flat(origin: float, value: float, h: int = 60, step: int = 60, q90: float | 
 )
 def test_replicas_for(demand, capacity, replicas) -> None:
     assert replicas_for(demand, capacity) == replicas
+    # The tuner's replay rounds a vector of demands, and its levels, the same way.
+    assert replicas_of(np.array([max(0.0, demand)], dtype=np.float64), capacity)[0] == replicas
+    assert whole(demand, capacity) == replicas * capacity
 
 
 def test_forecast_peak_takes_only_the_lead_window() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from forecasting.types import Series
 from scaler.core.model import Reason
+from scaler.core.slo import describe
 from tests.support.harness import T0, FakeSource, Harness, settings_from_yaml, start_harness
 
 CONFIG = """
@@ -228,9 +229,11 @@ async def test_the_tuner_tells_the_log_when_it_changes_its_mind(caplog: pytest.L
     async with slo_engine({"slo_on_time_ratio": 0.999, "slo_requests": 1000.0}) as (h, source):
         with caplog.at_level(logging.INFO, logger="prewarm.engine"):
             await h.engine.retune(h.clock.now())
-        assert "SLO tuner of chat (target 0.9): new margin" in caplog.text
-        assert "aim 0.9500" in caplog.text
         runtime = h.engine.models["chat"]
+        # The margin read out as `prewarm explain` reads it out.
+        said = describe(runtime.tuner.margin.terms(10.0))
+        assert f"SLO tuner of chat (target 0.9): new margin {said} (" in caplog.text
+        assert "aim 0.9500" in caplog.text
         runtime.tuner = dataclasses.replace(runtime.tuner, recent=((0.5, 1000.0),) * 167)
         source.signals = {"chat": {"slo_on_time_ratio": 0.5, "slo_requests": 1000.0}}
         await h.step(3600)
