@@ -4,9 +4,15 @@ the daemon.
 A worker killed by the OOM killer breaks a ``ProcessPoolExecutor`` for good: every later submit
 raises ``BrokenProcessPool``. :class:`FitPool` replaces the broken pool with a fresh one on the
 next submit and counts it (``prewarm_fit_pool_restarts_total``, alerted on); the engine retries
-the fits that died with it. Each worker asks the kernel to kill it when the daemon dies
-(``PR_SET_PDEATHSIG``), so no signal, not even SIGKILL, leaves an orphaned worker behind, and
-runs at a lower CPU priority than the serving process.
+the fits that died with it. Each worker watches its parent and exits within
+:data:`PARENT_POLL_SECONDS` of the daemon's death, so no signal, not even SIGKILL, leaves an
+orphaned worker behind; and it runs at a lower CPU priority than the serving process.
+
+Why a watch and not Linux's ``PR_SET_PDEATHSIG``: the kernel sends that signal when the *thread*
+that started the worker ends, not the process. The pool starts workers in whichever thread
+submits first, so a worker started from a short-lived thread was killed while the daemon was fine
+(and the next fit found a broken pool). ``os.getppid()`` changes only when the whole parent
+process is gone (the worker is handed to init or a subreaper).
 
 :meth:`FitPool.close` stops the pool for good before the interpreter exits: fits in flight are
 discarded, the workers killed, and the pool's manager thread joined. A pool left to the
@@ -18,13 +24,11 @@ hook wakes the thread through a pipe the thread may be closing that instant, whi
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
-import signal
-import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -38,26 +42,30 @@ log = logging.getLogger("prewarm.fits")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_PR_SET_PDEATHSIG = 1
 FIT_NICENESS = 10
+PARENT_POLL_SECONDS = 0.5
+"""How often a worker checks that the process that started it is still there."""
 
 
 def die_with_parent(parent: int) -> None:
-    """Worker initializer: SIGKILL this process when the daemon (pid ``parent``) exits."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):  # not fatal: the daemon's shutdown still stops workers
-            pass
-    # The daemon may have died while this worker was still starting (before the line above):
-    # then nobody will ever send work or a signal, so leave now.
+    """Worker initializer: exit when the daemon (pid ``parent``) is gone, and yield it the CPU."""
+    # The daemon may have died while this worker was still starting: nobody will ever send it
+    # work, so leave now.
     if os.getppid() != parent:
         os._exit(0)
+    threading.Thread(target=_watch_parent, args=(parent,), name="prewarm-parent-watch",
+                     daemon=True).start()
     # Fits are batch work: the kernel gives the serving process the CPU first, so a refit never
     # slows an answer to KEDA (on a busy node they just take longer).
     with contextlib.suppress(OSError):
         os.nice(FIT_NICENESS)
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit this worker at once (no cleanup: its fit is worthless) when ``parent`` is gone."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
 
 
 class FitPool(Executor, Collector):

@@ -413,11 +413,9 @@ def _background(parent: int) -> None:
     """Worker initializer: die with the backtest, and yield the CPU to it.
 
     Without the first, a backtest killed outright (SIGKILL, the OOM killer) left its workers
-    running (still there two minutes later, measured). The tape's workers are spawned by the
-    thread that fills the tape, which outlives them (the kernel ties the death signal to the
-    spawning thread, not the process). The second: the caller's self-tuned run is the longest
-    chain of work, one step after another; the workers fill the tape ahead of it and run the
-    baselines beside it, and take all cores when it waits."""
+    running (still there two minutes later, measured). The second: the caller's self-tuned run
+    is the longest chain of work, one step after another; the workers fill the tape ahead of it
+    and run the baselines beside it, and take all cores when it waits."""
     die_with_parent(parent)  # also lowers this process's priority (FIT_NICENESS)
 
 

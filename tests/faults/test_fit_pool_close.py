@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
@@ -64,3 +65,23 @@ def test_an_interpreter_that_closed_its_pool_exits_without_a_traceback() -> None
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stderr == ""
+
+
+def test_workers_started_from_a_thread_that_ends_keep_working() -> None:
+    """A worker dies with the daemon, not with the thread that happened to start it.
+
+    The pool starts workers in whichever thread submits first. Linux's ``PR_SET_PDEATHSIG`` ties
+    the death signal to that thread: when it ended, its workers were SIGKILLed, and the next fit
+    found a broken pool (a restart counted, its fits lost) in a daemon that was fine."""
+    pool = FitPool(1)
+    try:
+        starter = threading.Thread(target=_start_workers, args=(pool,))
+        starter.start()
+        starter.join()
+        worker = next(iter(pool._pool._processes.values()))
+        time.sleep(1.0)  # long enough for a death signal, and for a watchdog to act on one
+        assert worker.is_alive()
+        assert pool.submit(time.sleep, 0).result(timeout=60) is None
+        assert pool.restarts_total == 0
+    finally:
+        pool.close()
