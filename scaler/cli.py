@@ -276,6 +276,7 @@ Method and figures: docs/FORECASTING.md.
   prewarm backtest --trace traffic.csv --slo 0.99 --cold-start 20m
   prewarm backtest --trace traffic.csv --cold-start 8m:14m --json out/bt.json --plot out/bt.png
   prewarm backtest --prometheus http://prometheus:9090 --model llama-3-8b --since 14d --slo 0.99
+  prewarm backtest --trace traffic.csv --slo 0.99 --timeline out/minutes.csv --tuner-log out/tuner.csv
 
 Method, output contract and measured figures: docs/BACKTEST.md.
 """,

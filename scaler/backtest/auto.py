@@ -37,7 +37,7 @@ from scaler.backtest.sim import (
 from scaler.core.config import ModelSettings, parse_settings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
 from scaler.core.excursion import Running
-from scaler.core.slo import HPA_WINDOW_SECONDS, ReplaySpec, TunerState, retune
+from scaler.core.slo import HPA_WINDOW_SECONDS, ReplaySpec, TunerState, describe, retune
 
 BASELINES = ("reactive-util", "reactive-queue", "static")
 FEEDBACK_DELAY_MINUTES = 1
@@ -61,6 +61,19 @@ def auto_model(scenario: Scenario, *, slo: float, cluster: ClusterSpec, control:
         }],
     }
     return parse_settings(raw, source="backtest").settings.models[0]
+
+
+@dataclass(frozen=True)
+class TunerStep:
+    """One hourly step of the tuner in a replay: what it was fed and what it holds after."""
+
+    at: float
+    on_time: float | None
+    """The measured share fed to it (None: nothing finished, or no reading)."""
+    requests: float | None
+    state: TunerState
+    chosen: bool
+    """The margin was chosen at this step (it may be the same as before)."""
 
 
 @dataclass
@@ -91,11 +104,14 @@ class SelfTuned:
     late: FloatArray = field(init=False)
     seen: FloatArray = field(init=False)
     """``demand`` with its missing minutes 0 (what the excursion reads)."""
+    steps: list[TunerStep] = field(init=False)
+    """Every hourly tuner step, in order (``--tuner-log``)."""
 
     def __post_init__(self) -> None:
         n = self.minutes
         self.demand, self.base, self.desired, self.margin = (np.full(n, np.nan) for _ in range(4))
         self.arrivals, self.late, self.seen = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.steps = []
         self.replay = ReplaySpec.for_lead(self.lead_seconds, step_seconds=MINUTE,
                                           capacity=self.model.capacityPerReplica,
                                           stabilization_seconds=self.model.policy.stabilization_seconds,
@@ -118,7 +134,11 @@ class SelfTuned:
         # Minutes before t - 1 - delay: the minute just completed and the delay are not seen yet.
         stop, window = t - 1 - FEEDBACK_DELAY_MINUTES, round(slo.window / MINUTE)
         on_time, requests = on_time_share(self.arrivals, self.late, stop=stop, window=window)
+        before = self.tuner
         self.tuner = self.retune(view.now, t, target=slo.onTime, on_time=on_time, requests=requests)
+        if self.tuner.tuned_at != before.tuned_at:
+            self.steps.append(TunerStep(view.now, on_time, requests, self.tuner,
+                                        chosen=self.tuner.chosen_at == view.now))
         forecast, note = self.forecasts.at(t)
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=self.lead_seconds,
                                 forecast_note=note, node_lead_seconds=self.node_lead_seconds,
@@ -276,6 +296,34 @@ def write_timeline(result: AutoResult, scenario: Scenario, path: Path) -> None:
                 _num(c.desired[t]), int(run.ready[t]), int(run.billed[t]), _num(run.late[t]),
                 _num(c.margin[t]),
             ])
+
+
+TUNER_LOG_COLUMNS = ("timestamp_utc", "measured_on_time", "requests", "budget", "chosen", "margin",
+                     "replayed_on_time", "aim", "factor", "applied_to", "standby_replicas", "spread",
+                     "cap_replicas", "hold_seconds")
+
+
+def write_tuner_log(result: AutoResult, path: Path, *, capacity: float) -> None:
+    """One row per hourly tuner step of the auto policy (docs/BACKTEST.md ``--tuner-log``): the
+    share it was fed, the week's budget (calm, spent, or calm for a one-off burst), and the margin
+    it holds after the step, read out as serve's log and ``prewarm explain`` read it out."""
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(TUNER_LOG_COLUMNS)
+        for step in result.controller.steps:
+            st, m = step.state, step.state.margin
+            terms = m.terms(capacity)
+            budget = "spent" if st.spent else "one-off" if st.one_off else "calm"
+            out.writerow([
+                format_timestamp(step.at), _opt(step.on_time), _opt(step.requests), budget,
+                int(step.chosen), describe(terms), _opt(m.expected), _opt(m.aim), _num(m.factor),
+                terms["applied_to"], _num(terms["standby_replicas"]), _num(m.spread),
+                _opt(terms["cap_replicas"]), _num(m.hold_seconds),
+            ])
+
+
+def _opt(x: float | None) -> str:
+    return "" if x is None else _num(x)
 
 
 def _num(x: float) -> str:

@@ -26,7 +26,7 @@ from forecasting.durations import DurationError, accept_negative_durations, pars
 from forecasting.extras import need_plot
 from forecasting.traces import TraceError, read_trace
 from forecasting.types import Series
-from scaler.backtest.auto import write_timeline
+from scaler.backtest.auto import write_timeline, write_tuner_log
 from scaler.backtest.plots import plot
 from scaler.backtest.report import print_table, to_json
 from scaler.backtest.scenario import Scenario, ScenarioError, scenario_from_series
@@ -92,6 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 "quantile sweep is then skipped unless --policies names it")
     run_group.add_argument("--timeline", metavar="CSV",
                            help="with --slo: one row per simulated minute of the self-tuned policy")
+    run_group.add_argument("--tuner-log", metavar="CSV",
+                           help="with --slo: one row per hourly step of its tuner (the share fed, the "
+                                "week's budget, the margin chosen and what its replay expects)")
     run_group.add_argument("--keep-gaps", action="store_true",
                            help="replay collection gaps as zero traffic (default: interpolate them)")
     run_group.add_argument("--seed", type=int, default=0, help="seed of cold-start draws (a range only)")
@@ -191,6 +194,7 @@ def build_spec(args: argparse.Namespace) -> BacktestSpec:
     _check(slo is None or (math.isfinite(slo) and 0.5 <= slo <= 0.9999),
            f"--slo {slo}: must be an on-time share in [0.5, 0.9999], e.g. 0.99")
     _check(args.timeline is None or slo is not None, "--timeline goes with --slo")
+    _check(args.tuner_log is None or slo is not None, "--tuner-log goes with --slo")
     if args.policies is not None:
         names = policies(args.policies)
     else:  # with --slo the self-tuned run replaces the predictive sweep
@@ -286,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
         spec = build_spec(args)
         json_out, plot_out = writable(args.json, "--json"), writable(args.plot, "--plot")
         timeline_out = writable(args.timeline, "--timeline")
+        tuner_out = writable(args.tuner_log, "--tuner-log")
         scenario = load_scenario(args, spec)
     except (UsageError, ScenarioError, TraceError) as exc:
         print(f"prewarm backtest: error: {exc}", file=sys.stderr)
@@ -298,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
         plot(result, plot_out)
     if timeline_out is not None and result.auto is not None:
         write_timeline(result.auto, result.scenario, timeline_out)
+    if tuner_out is not None and result.auto is not None:
+        write_tuner_log(result.auto, tuner_out, capacity=result.auto.controller.model.capacityPerReplica)
     return 0
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from scaler.backtest import cli
-from scaler.backtest.auto import TIMELINE_COLUMNS, tuned_on_past, versus
+from scaler.backtest.auto import TIMELINE_COLUMNS, TUNER_LOG_COLUMNS, tuned_on_past, versus
 from scaler.backtest.misses import KINDS
 from scaler.backtest.pareto import Point
 from scaler.backtest.report import EPISODES_IN_JSON, to_json
@@ -114,9 +114,10 @@ def test_cli_slo_table_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureF
         for i, v in enumerate(series.values):
             stamp = f"2026-01-{1 + i // 1440:02d}T{(i % 1440) // 60:02d}:{i % 60:02d}:00Z"
             fh.write(f"{stamp},{'' if not math.isfinite(v) else int(v)}\n")
-    out, timeline = tmp_path / "b.json", tmp_path / "tl.csv"
+    out, timeline, tuner = tmp_path / "b.json", tmp_path / "tl.csv", tmp_path / "tuner.csv"
     rc = cli.main(["--trace", str(trace), "--warmup", "2d", "--slo", "0.99", "--peak-replicas", "10",
-                   "--json", str(out), "--timeline", str(timeline), "--no-progress", "--jobs", "1"])
+                   "--json", str(out), "--timeline", str(timeline), "--tuner-log", str(tuner),
+                   "--no-progress", "--jobs", "1"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "self-tuned (--slo 0.99, one run, no hindsight)" in printed
@@ -136,12 +137,26 @@ def test_cli_slo_table_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureF
     assert any(blank) and not all(blank)
     assert all(float(r[1]) >= 0 and int(r[4]) >= 0 and int(r[5]) >= int(r[4]) for r in body)
     assert any(r[7] != "" for r in body)
+    # The tuner log: one row per hour of the replay, each the margin held after that hour's step.
+    with tuner.open() as fh:
+        steps = list(csv.DictReader(fh))
+    assert tuple(steps[0]) == TUNER_LOG_COLUMNS
+    assert len(steps) == -(-report["trace_minutes"] // 60)
+    assert {s["budget"] for s in steps} <= {"calm", "spent", "one-off"}
+    assert steps[0]["replayed_on_time"] == ""  # before a day of history: the starting margin, untuned
+    chosen = [s for s in steps if s["chosen"] == "1"]
+    assert chosen and all(float(s["aim"]) >= 0.99 and s["replayed_on_time"] != "" for s in chosen)
+    last = report["auto"]["last_margin"]
+    assert float(steps[-1]["factor"]) == pytest.approx(last["factor"], rel=1e-5)
+    assert float(steps[-1]["aim"]) == pytest.approx(last["aim"], rel=1e-5)
+    assert steps[-1]["margin"].startswith(f"{float(steps[-1]['factor']):g} x ")
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
     (["--slo", "1.5"], "--slo 1.5: must be an on-time share"),
     (["--slo", "nan"], "--slo nan"),
     (["--timeline", "x.csv"], "--timeline goes with --slo"),
+    (["--tuner-log", "x.csv"], "--tuner-log goes with --slo"),
 ])
 def test_cli_slo_flags_are_checked(argv: list[str], needle: str, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
