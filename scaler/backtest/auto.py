@@ -37,7 +37,7 @@ from scaler.backtest.sim import (
 from scaler.core.config import ModelSettings, parse_settings
 from scaler.core.decision import DecisionInputs, DecisionState, decide
 from scaler.core.excursion import Running
-from scaler.core.slo import HPA_WINDOW_SECONDS, ReplaySpec, TunerState, describe, retune
+from scaler.core.slo import HPA_WINDOW_SECONDS, Margin, ReplaySpec, TunerState, describe, retune
 
 BASELINES = ("reactive-util", "reactive-queue", "static")
 FEEDBACK_DELAY_MINUTES = 1
@@ -71,7 +71,11 @@ class TunerStep:
     on_time: float | None
     """The measured share fed to it (None: nothing finished, or no reading)."""
     requests: float | None
-    state: TunerState
+    margin: Margin
+    """The margin held after the step."""
+    budget: str
+    """The trailing week's error budget: ``calm``, ``spent``, or ``one-off`` (spent, but for a
+    lone burst, so calm)."""
     chosen: bool
     """The margin was chosen at this step (it may be the same as before)."""
 
@@ -137,8 +141,10 @@ class SelfTuned:
         before = self.tuner
         self.tuner = self.retune(view.now, t, target=slo.onTime, on_time=on_time, requests=requests)
         if self.tuner.tuned_at != before.tuned_at:
-            self.steps.append(TunerStep(view.now, on_time, requests, self.tuner,
-                                        chosen=self.tuner.chosen_at == view.now))
+            tuner = self.tuner
+            budget = "spent" if tuner.spent else "one-off" if tuner.one_off else "calm"
+            self.steps.append(TunerStep(view.now, on_time, requests, tuner.margin, budget,
+                                        chosen=tuner.chosen_at == view.now))
         forecast, note = self.forecasts.at(t)
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=self.lead_seconds,
                                 forecast_note=note, node_lead_seconds=self.node_lead_seconds,
@@ -311,20 +317,15 @@ def write_tuner_log(result: AutoResult, path: Path, *, capacity: float) -> None:
         out = csv.writer(fh)
         out.writerow(TUNER_LOG_COLUMNS)
         for step in result.controller.steps:
-            st, m = step.state, step.state.margin
+            m = step.margin
             terms = m.terms(capacity)
-            budget = "spent" if st.spent else "one-off" if st.one_off else "calm"
             out.writerow([
-                format_timestamp(step.at), _opt(step.on_time), _opt(step.requests), budget,
-                int(step.chosen), describe(terms), _opt(m.expected), _opt(m.aim), _num(m.factor),
+                format_timestamp(step.at), _num(step.on_time), _num(step.requests), step.budget,
+                int(step.chosen), describe(terms), _num(m.expected), _num(m.aim), _num(m.factor),
                 terms["applied_to"], _num(terms["standby_replicas"]), _num(m.spread),
-                _opt(terms["cap_replicas"]), _num(m.hold_seconds),
+                _num(terms["cap_replicas"]), _num(m.hold_seconds),
             ])
 
 
-def _opt(x: float | None) -> str:
-    return "" if x is None else _num(x)
-
-
-def _num(x: float) -> str:
-    return "" if not math.isfinite(x) else f"{x:.6g}"
+def _num(x: float | None) -> str:
+    return "" if x is None or not math.isfinite(x) else f"{x:.6g}"
