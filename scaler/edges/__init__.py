@@ -19,13 +19,16 @@ snapshot holder). The app drives every edge through :class:`Edge`:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.registry import Collector
 
-from scaler.core.config import Settings
+from forecasting.types import Series
+from scaler.core.config import ModelSettings, Settings
+from scaler.core.model import Observation
+from scaler.core.ports import MetricSource
 
 Task = Callable[[], Coroutine[Any, Any, None]]
 """A long-running coroutine function; its ``__name__`` is the task's name in logs and metrics."""
@@ -66,6 +69,23 @@ class Edge:
 
     async def aclose(self) -> None:
         """Stop and release; called once, after the app cancelled ``tasks()``."""
+
+
+class SourceEdge(Edge):
+    """An edge that is the engine's :class:`~scaler.core.ports.MetricSource` by handing every read
+    to ``self.source`` (a Prometheus client, a replayed trace), which it may swap on a new config."""
+
+    source: MetricSource
+
+    def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
+        return self.source.observe(models, now=now)
+
+    def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
+        return self.source.history(model, start=start, end=end, step_seconds=step_seconds)
+
+    def on_time_history(self, model: ModelSettings, *, start: float, end: float,
+                        step_seconds: int) -> Sequence[tuple[float, float | None, float]]:
+        return self.source.on_time_history(model, start=start, end=end, step_seconds=step_seconds)
 
 
 @dataclass

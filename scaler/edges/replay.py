@@ -17,7 +17,7 @@ from forecasting.types import Series
 from scaler.core.config import ModelSettings, ReplaySettings, Settings
 from scaler.core.errors import ConfigError
 from scaler.core.model import Observation
-from scaler.edges import Edge
+from scaler.edges import SourceEdge
 
 log = logging.getLogger("prewarm.replay")
 
@@ -75,7 +75,7 @@ class ReplaySource:
         return ()
 
 
-class ReplayEdge(Edge):
+class ReplayEdge(SourceEdge):
     """The replay source as an edge: the trace is read once; a changed ``replay:`` waits for a
     restart (replay runs demos and CI, where a restart is cheap and a half-swapped clock is not)."""
 
@@ -86,16 +86,6 @@ class ReplayEdge(Edge):
         self._settings = settings.replay
         self.source = ReplaySource(settings.replay, base_dir=base_dir)
         self.errors_total: Mapping[str, int] = {}
-
-    def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
-        return self.source.observe(models, now=now)
-
-    def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
-        return self.source.history(model, start=start, end=end, step_seconds=step_seconds)
-
-    def on_time_history(self, model: ModelSettings, *, start: float, end: float,
-                        step_seconds: int) -> Sequence[tuple[float, float | None, float]]:
-        return self.source.on_time_history(model, start=start, end=end, step_seconds=step_seconds)
 
     def apply(self, settings: Settings) -> None:
         if settings.replay != self._settings:

@@ -12,14 +12,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from prometheus_client.registry import Collector
 
-from forecasting.types import Series
-from scaler.core.config import ModelSettings, Settings
-from scaler.core.model import Observation
-from scaler.edges import Edge
+from scaler.core.config import Settings
+from scaler.edges import SourceEdge
 from scaler.edges.prometheus.checks import config_problems
 from scaler.edges.prometheus.collector import SourceCollector
 from scaler.edges.prometheus.source import PrometheusSource
@@ -33,25 +31,16 @@ def _source(settings: Settings) -> PrometheusSource:
                             rate_window_seconds=settings.prometheus.rateWindow)
 
 
-class PrometheusEdge(Edge):
+class PrometheusEdge(SourceEdge):
     """A MetricSource that swaps its client when the ``prometheus`` or ``defaults`` keys change."""
 
     name = "prometheus"
     problems = staticmethod(config_problems)
+    source: PrometheusSource
 
     def __init__(self, settings: Settings) -> None:
         self._keys = (settings.prometheus, settings.defaults)
         self.source = _source(settings)
-
-    def observe(self, models: Sequence[ModelSettings], *, now: float) -> Mapping[str, Observation]:
-        return self.source.observe(models, now=now)
-
-    def history(self, model: ModelSettings, *, start: float, end: float, step_seconds: int) -> Series:
-        return self.source.history(model, start=start, end=end, step_seconds=step_seconds)
-
-    def on_time_history(self, model: ModelSettings, *, start: float, end: float,
-                        step_seconds: int) -> Sequence[tuple[float, float | None, float]]:
-        return self.source.on_time_history(model, start=start, end=end, step_seconds=step_seconds)
 
     @property
     def errors_total(self) -> Mapping[str, int]:
