@@ -1,4 +1,5 @@
-"""The backtest's picture: forecast vs actual, ready replicas per policy, and the Pareto curves.
+"""The backtest's picture: forecast vs actual, ready replicas per policy, the self-tuner hour by
+hour (with ``--slo``), and the Pareto curves.
 
 Each panel says what it shows: the span a zoomed panel really covers, the policies it leaves out
 and why, and where a run without a single late request is drawn on the log axis.
@@ -54,10 +55,13 @@ def plot(bt: Backtest, path: Path) -> None:
     plt = pyplot("backtest")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(3, 1, figsize=(13, 11))
+    panels = 3 if bt.auto is None else 4
+    fig, axes = plt.subplots(panels, 1, figsize=(13, 11 * panels / 3))
     plot_forecast(bt, axes[0])
     plot_replicas(bt, axes[1])
-    plot_pareto(bt, axes[2])
+    if bt.auto is not None:
+        plot_tuner(bt, axes[2])
+    plot_pareto(bt, axes[-1])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -131,6 +135,56 @@ def plot_replicas(bt: Backtest, ax: Any) -> None:
 
 
 AUTO_COLOR = "tab:purple"
+TUNER_FLOOR = 1e-5
+"""Where the tuner panel draws an hour without a late request (log(0) has no place)."""
+
+
+def plot_tuner(bt: Backtest, ax: Any) -> None:
+    """The self-tuned run hour by hour: the late share its tuner was fed against the target's and
+    the aim's, the stretches where the week's error budget was spent, and the margin it held
+    (provisioned / expected demand, hourly mean) on a second axis."""
+    auto, sc = bt.auto, bt.scenario
+    assert auto is not None
+    start = sc.start + sc.warmup_minutes * 60.0
+    steps = [s for s in auto.controller.steps if s.at >= start]
+    if not steps:
+        return
+    hours = np.array([(s.at - sc.start) / 3600.0 for s in steps])
+    late = np.array([np.nan if s.on_time is None else max(TUNER_FLOOR, 1.0 - s.on_time) for s in steps])
+    none = late <= TUNER_FLOOR
+    ax.plot(hours[~none], late[~none], "o", ms=3, color=AUTO_COLOR, label="late share measured (hourly, as fed)")
+    ax.plot(hours[none], late[none], "v", ms=3, color=AUTO_COLOR, alpha=0.35,
+            label=f"no late request (drawn at {TUNER_FLOOR:g})")
+    aims = np.array([np.nan if s.margin.aim is None else 1.0 - s.margin.aim for s in steps])
+    ax.step(hours, aims, where="post", color="tab:green", lw=1.2, label="1 - aim of the margin held")
+    ax.axhline(1.0 - auto.slo, color="tab:red", lw=0.8, ls="--", label=f"1 - target {auto.slo:g}")
+    spans = _spans(np.array([s.budget == "spent" for s in steps]))
+    for i, (lo, hi) in enumerate(spans):
+        ax.axvspan(hours[lo], hours[hi - 1] + 1.0, color="tab:red", alpha=0.07, lw=0,
+                   label=None if i else "week's error budget spent (hourly choice, higher aim)")
+    ax.set_yscale("log")
+    ax.set_ylim(TUNER_FLOOR / 3, 30.0)  # the decades above 1 hold the legend, clear of the data
+    ax.set_ylabel("late share (1 - on-time)")
+    ax.set_xlabel("hours since trace start")
+    ax.set_title(f"self-tuned --slo {auto.slo:g} hour by hour: what its tuner measured, the aim it "
+                 "chose the margin for, and the margin")
+    twin = ax.twinx()
+    margin = auto.controller.margin[sc.warmup_minutes:sc.minutes]
+    whole = len(margin) // 60 * 60
+    with np.errstate(all="ignore"):  # an hour without a decision is a gap in the line
+        hourly = np.nanmean(margin[:whole].reshape(-1, 60), axis=1) if whole else np.array([])
+    twin.step(sc.warmup_minutes / 60.0 + np.arange(len(hourly)), hourly, where="post",
+              color="tab:brown", lw=0.8, alpha=0.8)
+    twin.set_ylabel("margin held (provisioned / expected)", color="tab:brown")
+    twin.set_ylim(0, max(1.0, float(np.nanmax(hourly)) if np.isfinite(hourly).any() else 1.0) * 1.6)
+    ax.plot([], [], color="tab:brown", lw=0.8, label="margin, hourly mean (right axis)")  # one legend
+    ax.legend(loc="upper left", fontsize=8, ncol=3)
+
+
+def _spans(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) index pairs of each run of True in ``mask``."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
 FLOOR = 1e-6

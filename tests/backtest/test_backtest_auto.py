@@ -15,6 +15,7 @@ from scaler.backtest import cli
 from scaler.backtest.auto import TIMELINE_COLUMNS, TUNER_LOG_COLUMNS, tuned_on_past, versus
 from scaler.backtest.misses import KINDS
 from scaler.backtest.pareto import Point
+from scaler.backtest.plots import TUNER_FLOOR, _spans, plot_tuner
 from scaler.backtest.report import EPISODES_IN_JSON, to_json
 from scaler.backtest.sim import RunResult
 from scaler.backtest.sweep import Backtest, run_backtest
@@ -106,6 +107,37 @@ def test_the_future_cannot_change_the_tuners_past(auto_run: Backtest, how: str) 
 
 
 @pytest.mark.slow
+def test_the_plot_draws_the_tuner_hour_by_hour(auto_run: Backtest) -> None:
+    """The --slo picture's tuner panel: one mark per hourly step of the window that was fed a
+    share (late ones as dots, clean ones on the floor), the aim held, the target, and a shaded
+    span per stretch of spent budget."""
+    from forecasting.extras import pyplot
+
+    plt = pyplot("backtest")
+    fig, ax = plt.subplots()
+    try:
+        plot_tuner(auto_run, ax)
+        sc, auto = auto_run.scenario, auto_run.auto
+        assert auto is not None
+        steps = [s for s in auto.controller.steps if s.at >= sc.start + sc.warmup_minutes * 60.0]
+        lines = {line.get_label(): line for line in ax.lines}
+        dots = lines["late share measured (hourly, as fed)"].get_xdata()
+        floor = lines[f"no late request (drawn at {TUNER_FLOOR:g})"].get_xdata()
+        assert len(dots) + len(floor) == sum(s.on_time is not None for s in steps)
+        assert len(dots) == sum(s.on_time is not None and s.on_time < 1.0 - TUNER_FLOOR for s in steps)
+        assert lines["1 - target 0.99"].get_ydata()[0] == pytest.approx(0.01)
+        spent = [s.budget == "spent" for s in steps]
+        assert len(ax.patches) == len(_spans(np.array(spent)))  # axvspan: one patch per stretch
+    finally:
+        plt.close(fig)
+
+
+def test_spans_are_the_runs_of_true() -> None:
+    assert _spans(np.array([False, True, True, False, True])) == [(1, 3), (4, 5)]
+    assert _spans(np.array([False, False])) == []
+
+
+@pytest.mark.slow
 def test_cli_slo_table_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     series = raw_trace(KS["mid-interval"])
     trace = tmp_path / "t.csv"
@@ -117,8 +149,9 @@ def test_cli_slo_table_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureF
     out, timeline, tuner = tmp_path / "b.json", tmp_path / "tl.csv", tmp_path / "tuner.csv"
     rc = cli.main(["--trace", str(trace), "--warmup", "2d", "--slo", "0.99", "--peak-replicas", "10",
                    "--json", str(out), "--timeline", str(timeline), "--tuner-log", str(tuner),
-                   "--no-progress", "--jobs", "1"])
+                   "--plot", str(tmp_path / "b.png"), "--no-progress", "--jobs", "1"])
     assert rc == 0
+    assert (tmp_path / "b.png").stat().st_size > 10_000  # four panels: the tuner's among them
     printed = capsys.readouterr().out
     assert "self-tuned (--slo 0.99, one run, no hindsight)" in printed
     report = json.loads(out.read_text())
