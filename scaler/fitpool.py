@@ -5,8 +5,9 @@ A worker killed by the OOM killer breaks a ``ProcessPoolExecutor`` for good: eve
 raises ``BrokenProcessPool``. :class:`FitPool` replaces the broken pool with a fresh one on the
 next submit and counts it (``prewarm_fit_pool_restarts_total``, alerted on); the engine retries
 the fits that died with it. Each worker watches its parent and exits within
-:data:`PARENT_POLL_SECONDS` of the daemon's death, so no signal, not even SIGKILL, leaves an
-orphaned worker behind; and it runs at a lower CPU priority than the serving process.
+:data:`PARENT_POLL_SECONDS` of the daemon's death (a worker inside one long native call, holding
+the GIL, when that call returns), so no signal, not even SIGKILL, leaves an orphaned worker
+behind; and it runs at a lower CPU priority than the serving process.
 
 Why a watch and not Linux's ``PR_SET_PDEATHSIG``: the kernel sends that signal when the *thread*
 that started the worker ends, not the process. The pool starts workers in whichever thread
