@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     if timeline_out is not None and result.auto is not None:
         write_timeline(result.auto, result.scenario, timeline_out)
     if tuner_out is not None and result.auto is not None:
-        write_tuner_log(result.auto, tuner_out, capacity=result.auto.controller.model.capacityPerReplica)
+        write_tuner_log(result.auto, tuner_out)
     return 0
 
 

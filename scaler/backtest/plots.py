@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from forecasting.cleaning import runs
 from scaler.backtest.pareto import Point, pareto_frontier, reaching
+from scaler.backtest.scenario import MINUTE
 from scaler.backtest.sim import RunResult
 from scaler.backtest.sweep import Backtest, Sweep
 
@@ -145,7 +147,7 @@ def plot_tuner(bt: Backtest, ax: Any) -> None:
     (provisioned / expected demand, hourly mean) on a second axis."""
     auto, sc = bt.auto, bt.scenario
     assert auto is not None
-    start = sc.start + sc.warmup_minutes * 60.0
+    start = sc.start + sc.warmup_minutes * MINUTE
     steps = [s for s in auto.controller.steps if s.at >= start]
     if not steps:
         return
@@ -158,7 +160,7 @@ def plot_tuner(bt: Backtest, ax: Any) -> None:
     aims = np.array([np.nan if s.margin.aim is None else 1.0 - s.margin.aim for s in steps])
     ax.step(hours, aims, where="post", color="tab:green", lw=1.2, label="1 - aim of the margin held")
     ax.axhline(1.0 - auto.slo, color="tab:red", lw=0.8, ls="--", label=f"1 - target {auto.slo:g}")
-    spans = _spans(np.array([s.budget == "spent" for s in steps]))
+    spans = runs(np.array([s.budget == "spent" for s in steps]))
     for i, (lo, hi) in enumerate(spans):
         ax.axvspan(hours[lo], hours[hi - 1] + 1.0, color="tab:red", alpha=0.07, lw=0,
                    label=None if i else "week's error budget spent (hourly choice, higher aim)")
@@ -179,12 +181,6 @@ def plot_tuner(bt: Backtest, ax: Any) -> None:
     twin.set_ylim(0, max(1.0, float(np.nanmax(hourly)) if np.isfinite(hourly).any() else 1.0) * 1.6)
     ax.plot([], [], color="tab:brown", lw=0.8, label="margin, hourly mean (right axis)")  # one legend
     ax.legend(loc="upper left", fontsize=8, ncol=3)
-
-
-def _spans(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) index pairs of each run of True in ``mask``."""
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
 FLOOR = 1e-6

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forecasting.cleaning import runs
 from scaler.backtest import cli
 from scaler.backtest.auto import TIMELINE_COLUMNS, TUNER_LOG_COLUMNS, tuned_on_past, versus
 from scaler.backtest.misses import KINDS
 from scaler.backtest.pareto import Point
-from scaler.backtest.plots import TUNER_FLOOR, _spans, plot_tuner
+from scaler.backtest.plots import TUNER_FLOOR, plot_tuner
 from scaler.backtest.report import EPISODES_IN_JSON, to_json
 from scaler.backtest.sim import RunResult
 from scaler.backtest.sweep import Backtest, run_backtest
@@ -127,14 +128,15 @@ def test_the_plot_draws_the_tuner_hour_by_hour(auto_run: Backtest) -> None:
         assert len(dots) == sum(s.on_time is not None and s.on_time < 1.0 - TUNER_FLOOR for s in steps)
         assert lines["1 - target 0.99"].get_ydata()[0] == pytest.approx(0.01)
         spent = [s.budget == "spent" for s in steps]
-        assert len(ax.patches) == len(_spans(np.array(spent)))  # axvspan: one patch per stretch
+        assert len(ax.patches) == len(runs(np.array(spent)))  # axvspan: one patch per stretch
     finally:
         plt.close(fig)
 
 
-def test_spans_are_the_runs_of_true() -> None:
-    assert _spans(np.array([False, True, True, False, True])) == [(1, 3), (4, 5)]
-    assert _spans(np.array([False, False])) == []
+def test_runs_are_the_stretches_of_true() -> None:
+    """The spans the tuner panel shades (``forecasting.cleaning.runs``, which gap filling uses too)."""
+    assert runs(np.array([False, True, True, False, True])) == [(1, 3), (4, 5)]
+    assert runs(np.array([False, False])) == []
 
 
 @pytest.mark.slow
