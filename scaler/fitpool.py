@@ -118,13 +118,22 @@ class FitPool(Executor, Collector):
 def stop_pool(pool: ProcessPoolExecutor, timeout: float) -> None:
     """Shut ``pool`` down without waiting for its work, and be done with it when this returns."""
     # Private attributes, stable since Python 3.9 (3.14 adds ``kill_workers()``); read before
-    # shutdown(), which drops them.
-    workers = list((getattr(pool, "_processes", None) or {}).values())
+    # shutdown(), which drops them. The dict itself, not a copy: a submit in another thread may
+    # be starting a worker right now, and shutdown() waits for it to be in there.
+    workers: dict[int, multiprocessing.process.BaseProcess] = getattr(pool, "_processes", None) or {}
+    results = getattr(pool, "_result_queue", None)
     manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
-    for worker in workers:
+    for worker in list(workers.values()):
         with contextlib.suppress(Exception):  # already gone
             worker.kill()
+    # A worker killed while it sent a large result left half a message in the result pipe, and
+    # the manager thread waits for the rest: the pipe never ends while this process holds a
+    # write end too. Closing that end (the workers have theirs, the parent writes nothing)
+    # turns the wait into an end-of-file once the workers are gone.
+    if results is not None:
+        with contextlib.suppress(OSError):
+            results._writer.close()
     # The manager thread sees its workers die, fails their futures, closes its pipes and ends.
     if manager is not None:
         manager.join(timeout)

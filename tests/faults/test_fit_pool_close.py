@@ -9,6 +9,8 @@ consumer then sees a line that is not JSON). The pool had been left to the inter
 
 from __future__ import annotations
 
+import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -85,3 +87,37 @@ def test_workers_started_from_a_thread_that_ends_keep_working() -> None:
         assert pool.restarts_total == 0
     finally:
         pool.close()
+
+
+def _die_halfway_through_sending_a_result() -> None:
+    """Runs in a worker: write the first bytes of a result message, then die.
+
+    What a worker killed while it sends a large result (a forecast segment, a sweep) leaves in
+    the result pipe. The pool's manager thread reads the message's length, then waits for the
+    rest; the pipe never reports its end, because the parent holds a write end of it too."""
+    frame = sys._getframe(1)
+    while "result_queue" not in frame.f_locals:  # the pool's worker loop, which called this one
+        frame = frame.f_back
+    writer = frame.f_locals["result_queue"]._writer
+    os.write(writer.fileno(), struct.pack("!i", 1 << 20) + b"first bytes of a megabyte")
+    os._exit(1)
+
+
+def test_close_ends_a_pool_whose_worker_died_halfway_through_a_result() -> None:
+    """Found by CI: Ctrl-C on a pooled backtest hung it for good ("the fit pool did not stop
+    within 10 s", then the interpreter's exit waited for the pool's manager thread forever),
+    when the kill caught a worker in the middle of sending its result."""
+    pool = FitPool(1)
+    _start_workers(pool)
+    manager = pool._pool._executor_manager_thread
+    fit = pool.submit(_die_halfway_through_sending_a_result)
+    deadline = time.monotonic() + 60
+    while any(w.is_alive() for w in pool._pool._processes.values()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert manager is not None and manager.is_alive()  # stuck in the half-sent message
+    pool.close(timeout=5)
+    assert not manager.is_alive()
+    with pytest.raises(BrokenProcessPool):
+        fit.result(timeout=1)
