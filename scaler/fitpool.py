@@ -4,10 +4,11 @@ the daemon.
 A worker killed by the OOM killer breaks a ``ProcessPoolExecutor`` for good: every later submit
 raises ``BrokenProcessPool``. :class:`FitPool` replaces the broken pool with a fresh one on the
 next submit and counts it (``prewarm_fit_pool_restarts_total``, alerted on); the engine retries
-the fits that died with it. Each worker watches its parent and exits within
-:data:`PARENT_POLL_SECONDS` of the daemon's death (a worker inside one long native call, holding
-the GIL, when that call returns), so no signal, not even SIGKILL, leaves an orphaned worker
-behind; and it runs at a lower CPU priority than the serving process.
+the fits that died with it. A worker killed halfway through sending its result would leave the
+pool waiting for the rest forever, so a watch thread breaks such a pool (:func:`unstick`). Each
+worker watches its parent and exits within :data:`PARENT_POLL_SECONDS` of the daemon's death
+(a worker inside one long native call, holding the GIL, when that call returns), so no signal,
+not even SIGKILL, leaves an orphaned worker behind; and it runs at a lower CPU priority than the serving process.
 
 Why a watch and not Linux's ``PR_SET_PDEATHSIG``: the kernel sends that signal when the *thread*
 that started the worker ends, not the process. The pool starts workers in whichever thread
@@ -33,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -46,6 +47,8 @@ T = TypeVar("T")
 FIT_NICENESS = 10
 PARENT_POLL_SECONDS = 0.5
 """How often a worker checks that the process that started it is still there."""
+STUCK_AFTER_SECONDS = 5.0
+"""How long a worker may lie dead before its pool counts as stuck (a sound pool notices at once)."""
 
 
 def die_with_parent(parent: int) -> None:
@@ -72,12 +75,15 @@ def _watch_parent(parent: int) -> None:
 class FitPool(Executor, Collector):
     """A process pool (spawn) that rebuilds itself when a worker died."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, stuck_after: float = STUCK_AFTER_SECONDS) -> None:
         self.workers = workers
         self.restarts_total = 0
         self._lock = threading.Lock()
         self._closed = False
         self._pool = self._new()
+        self._stop_watch = threading.Event()
+        threading.Thread(target=self._watch, args=(stuck_after,), name="prewarm-fit-pool-watch",
+                         daemon=True).start()
 
     def _new(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -97,7 +103,19 @@ class FitPool(Executor, Collector):
                 self._pool = self._new()
                 return self._pool.submit(fn, *args, **kwargs)
 
+    def _watch(self, stuck_after: float) -> None:
+        """Unstick a pool whose worker died halfway through sending a result (see
+        :func:`unstick`): its fits then fail as broken, and the engine retries them on a new pool."""
+        dead_since: dict[int, float] = {}
+        broken: ProcessPoolExecutor | None = None  # acted on: its manager is ending it
+        while not self._stop_watch.wait(min(1.0, stuck_after / 2)):
+            with self._lock:
+                pool = self._pool
+            if pool is not broken and unstick(pool, dead_since, time.monotonic(), stuck_after):
+                broken = pool
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._stop_watch.set()
         with self._lock:
             self._closed = True
             self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
@@ -105,6 +123,7 @@ class FitPool(Executor, Collector):
     def close(self, timeout: float = 10.0) -> None:
         """Stop now, for good: drop queued fits, kill the workers mid-fit (a fit is redone at the
         next start), and wait up to ``timeout`` s for the pool's manager thread to end."""
+        self._stop_watch.set()
         with self._lock:
             self._closed = True
             stop_pool(self._pool, timeout)
@@ -124,16 +143,7 @@ def stop_pool(pool: ProcessPoolExecutor, timeout: float) -> None:
     results = getattr(pool, "_result_queue", None)
     manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
-    for worker in list(workers.values()):
-        with contextlib.suppress(Exception):  # already gone
-            worker.kill()
-    # A worker killed while it sent a large result left half a message in the result pipe, and
-    # the manager thread waits for the rest: the pipe never ends while this process holds a
-    # write end too. Closing that end (the workers have theirs, the parent writes nothing)
-    # turns the wait into an end-of-file once the workers are gone.
-    if results is not None:
-        with contextlib.suppress(OSError):
-            results._writer.close()
+    _kill(workers, results)
     # The manager thread sees its workers die, fails their futures, closes its pipes and ends.
     if manager is not None:
         manager.join(timeout)
@@ -141,9 +151,45 @@ def stop_pool(pool: ProcessPoolExecutor, timeout: float) -> None:
             log.warning("the fit pool did not stop within %.0f s", timeout)
 
 
+def unstick(pool: ProcessPoolExecutor, dead_since: dict[int, float], now: float, after: float) -> bool:
+    """Break ``pool`` for good when a worker has lain dead ``after`` s without the pool noticing.
+
+    A sound pool marks itself broken the moment a worker dies. One whose worker died (OOM killer)
+    while sending a large result does not: its manager thread waits for the rest of that message
+    forever, and every fit in flight with it. Killing the other workers and closing this
+    process's write end of the result pipe ends the wait; the pool then fails its fits as broken.
+    ``dead_since`` (pid -> first seen dead) is the caller's memory between calls. True when it acted.
+    """
+    workers = getattr(pool, "_processes", None) or {}
+    if getattr(pool, "_broken", False) or not workers:
+        return False  # noticed (the next submit replaces it), or shut down
+    for pid, worker in list(workers.items()):
+        if worker.exitcode is not None:
+            dead_since.setdefault(pid, now)
+    if not any(now - since >= after for pid, since in dead_since.items() if pid in workers):
+        return False
+    log.error("a fit worker died halfway through sending its result; breaking its fit pool")
+    _kill(workers, getattr(pool, "_result_queue", None))
+    return True
+
+
+def _kill(workers: dict[int, multiprocessing.process.BaseProcess], results: Any) -> None:
+    """Kill a pool's workers, and end its result pipe once they are gone."""
+    for worker in list(workers.values()):
+        with contextlib.suppress(Exception):  # already gone
+            worker.kill()
+    # A worker killed while it sent a large result left half a message in the result pipe, and
+    # the manager thread waits for the rest: the pipe never ends while this process holds a
+    # write end too. Closing that end (the workers have theirs; the parent writes nothing to
+    # it) turns the wait into an end-of-file once the workers are gone.
+    if results is not None:
+        with contextlib.suppress(OSError):
+            results._writer.close()
+
+
 def is_broken(exc: BaseException) -> bool:
     """A fit that failed because its worker died (retry it), not because of its data."""
     return isinstance(exc, BrokenProcessPool)
 
 
-__all__ = ["FitPool", "die_with_parent", "is_broken", "stop_pool"]
+__all__ = ["FitPool", "die_with_parent", "is_broken", "stop_pool", "unstick"]

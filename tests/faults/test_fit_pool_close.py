@@ -121,3 +121,19 @@ def test_close_ends_a_pool_whose_worker_died_halfway_through_a_result() -> None:
     assert not manager.is_alive()
     with pytest.raises(BrokenProcessPool):
         fit.result(timeout=1)
+
+
+def test_a_pool_whose_worker_died_halfway_through_a_result_heals_without_a_close() -> None:
+    """In ``serve`` nobody closes the pool: an OOM kill in the middle of a result would leave the
+    fit waiting forever, and every refit after it. The pool's watch breaks it; the fit fails as
+    a dead worker's (the engine retries those) and the next one runs on a new pool."""
+    pool = FitPool(1, stuck_after=1.0)
+    try:
+        _start_workers(pool)
+        fit = pool.submit(_die_halfway_through_sending_a_result)
+        with pytest.raises(BrokenProcessPool):
+            fit.result(timeout=30)
+        assert pool.submit(os.getpid).result(timeout=60) != os.getpid()
+        assert pool.restarts_total == 1
+    finally:
+        pool.close()
