@@ -84,3 +84,19 @@ def test_a_killed_backtest_takes_its_workers_along(tmp_path: Path) -> None:
             time.sleep(0.1)
     finally:
         _kill(proc, workers)
+
+
+def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    """The imports take about a second: a Ctrl-C in them printed a KeyboardInterrupt traceback
+    (found by interrupting backtests at random moments)."""
+    trace = tmp_path / "synthetic.csv"
+    write_trace(trace, synthetic_trace(days=2, step_seconds=300, seed=2))
+    for delay in (0.15, 0.3):
+        with ctrl_c_reaches_children():
+            proc = subprocess.Popen([str(PREWARM), "backtest", "--trace", str(trace), "--no-progress"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err, err
