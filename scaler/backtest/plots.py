@@ -173,8 +173,10 @@ def plot_tuner(bt: Backtest, ax: Any) -> None:
     twin = ax.twinx()
     margin = auto.controller.margin[sc.warmup_minutes:sc.minutes]
     whole = len(margin) // 60 * 60
-    with np.errstate(all="ignore"):  # an hour without a decision is a gap in the line
-        hourly = np.nanmean(margin[:whole].reshape(-1, 60), axis=1) if whole else np.array([])
+    # An hour without a decision is a gap in the line (nanmean would warn "Mean of empty slice").
+    blocks = margin[:whole].reshape(-1, 60)
+    decided = np.isfinite(blocks).sum(axis=1)
+    hourly = np.where(decided > 0, np.nansum(blocks, axis=1) / np.maximum(decided, 1), np.nan)
     twin.step(sc.warmup_minutes / 60.0 + np.arange(len(hourly)), hourly, where="post",
               color="tab:brown", lw=0.8, alpha=0.8)
     twin.set_ylabel("margin held (provisioned / expected)", color="tab:brown")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -129,6 +130,34 @@ def test_the_plot_draws_the_tuner_hour_by_hour(auto_run: Backtest) -> None:
         assert lines["1 - target 0.99"].get_ydata()[0] == pytest.approx(0.01)
         spent = [s.budget == "spent" for s in steps]
         assert len(ax.patches) == len(runs(np.array(spent)))  # axvspan: one patch per stretch
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.slow
+def test_the_tuner_panel_leaves_an_hour_without_decisions_as_a_gap(auto_run: Backtest) -> None:
+    """The margin's hourly mean, right axis; an hour with no decision (no data) is NaN there,
+    quietly: nanmean warned "Mean of empty slice" on stderr (seen on m-mid at 30m)."""
+    import warnings
+
+    from forecasting.extras import pyplot
+
+    auto = auto_run.auto
+    assert auto is not None
+    controller = copy.copy(auto.controller)
+    controller.margin = auto.controller.margin.copy()
+    first = auto_run.scenario.warmup_minutes
+    controller.margin[first + 60:first + 120] = np.nan  # the window's second hour
+    run = dataclasses.replace(auto_run, auto=dataclasses.replace(auto, controller=controller))
+    plt = pyplot("backtest")
+    fig, ax = plt.subplots()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plot_tuner(run, ax)
+        hourly = fig.axes[1].lines[0].get_ydata()
+        assert np.isnan(hourly[1]) and not np.isnan(hourly[0]) and not np.isnan(hourly[2])
+        assert hourly[0] == pytest.approx(np.nanmean(controller.margin[first:first + 60]))
     finally:
         plt.close(fig)
 
