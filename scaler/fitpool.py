@@ -5,7 +5,7 @@ A worker killed by the OOM killer breaks a ``ProcessPoolExecutor`` for good: eve
 raises ``BrokenProcessPool``. :class:`FitPool` replaces the broken pool with a fresh one on the
 next submit and counts it (``prewarm_fit_pool_restarts_total``, alerted on); the engine retries
 the fits that died with it. A worker killed halfway through sending its result would leave the
-pool waiting for the rest forever, so a watch thread breaks such a pool (:func:`unstick`). Each
+pool waiting for the rest forever, so a watch thread breaks such a pool (:func:`keep_unstuck`). Each
 worker watches its parent and exits within :data:`PARENT_POLL_SECONDS` of the daemon's death
 (a worker inside one long native call, holding the GIL, when that call returns), so no signal,
 not even SIGKILL, leaves an orphaned worker behind; and it runs at a lower CPU priority than the serving process.
@@ -78,16 +78,16 @@ class FitPool(Executor, Collector):
     def __init__(self, workers: int, *, stuck_after: float = STUCK_AFTER_SECONDS) -> None:
         self.workers = workers
         self.restarts_total = 0
+        self._stuck_after = stuck_after
         self._lock = threading.Lock()
         self._closed = False
         self._pool = self._new()
-        self._stop_watch = threading.Event()
-        threading.Thread(target=self._watch, args=(stuck_after,), name="prewarm-fit-pool-watch",
-                         daemon=True).start()
 
     def _new(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=die_with_parent, initargs=(os.getpid(),))
+        keep_unstuck(pool, self._stuck_after)
+        return pool
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         with self._lock:
@@ -103,19 +103,7 @@ class FitPool(Executor, Collector):
                 self._pool = self._new()
                 return self._pool.submit(fn, *args, **kwargs)
 
-    def _watch(self, stuck_after: float) -> None:
-        """Unstick a pool whose worker died halfway through sending a result (see
-        :func:`unstick`): its fits then fail as broken, and the engine retries them on a new pool."""
-        dead_since: dict[int, float] = {}
-        broken: ProcessPoolExecutor | None = None  # acted on: its manager is ending it
-        while not self._stop_watch.wait(min(1.0, stuck_after / 2)):
-            with self._lock:
-                pool = self._pool
-            if pool is not broken and unstick(pool, dead_since, time.monotonic(), stuck_after):
-                broken = pool
-
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._stop_watch.set()
         with self._lock:
             self._closed = True
             self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
@@ -123,7 +111,6 @@ class FitPool(Executor, Collector):
     def close(self, timeout: float = 10.0) -> None:
         """Stop now, for good: drop queued fits, kill the workers mid-fit (a fit is redone at the
         next start), and wait up to ``timeout`` s for the pool's manager thread to end."""
-        self._stop_watch.set()
         with self._lock:
             self._closed = True
             stop_pool(self._pool, timeout)
@@ -149,6 +136,20 @@ def stop_pool(pool: ProcessPoolExecutor, timeout: float) -> None:
         manager.join(timeout)
         if manager.is_alive():
             log.warning("the fit pool did not stop within %.0f s", timeout)
+
+
+def keep_unstuck(pool: ProcessPoolExecutor, after: float = STUCK_AFTER_SECONDS) -> None:
+    """Watch ``pool`` from a thread until it is shut down or broken, and :func:`unstick` it if a
+    worker dies halfway through sending a result: its futures then fail with
+    ``BrokenProcessPool`` instead of waiting forever."""
+    def watch() -> None:
+        dead_since: dict[int, float] = {}
+        while not getattr(pool, "_shutdown_thread", True):
+            if unstick(pool, dead_since, time.monotonic(), after):
+                return
+            time.sleep(min(1.0, after / 2))
+
+    threading.Thread(target=watch, name="prewarm-pool-watch", daemon=True).start()
 
 
 def unstick(pool: ProcessPoolExecutor, dead_since: dict[int, float], now: float, after: float) -> bool:
@@ -192,4 +193,4 @@ def is_broken(exc: BaseException) -> bool:
     return isinstance(exc, BrokenProcessPool)
 
 
-__all__ = ["FitPool", "die_with_parent", "is_broken", "stop_pool", "unstick"]
+__all__ = ["FitPool", "die_with_parent", "is_broken", "keep_unstuck", "stop_pool", "unstick"]

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -295,7 +296,13 @@ def run(args: argparse.Namespace) -> int:
     except (UsageError, ScenarioError, TraceError) as exc:
         print(f"prewarm backtest: error: {exc}", file=sys.stderr)
         return 2
-    result = execute(scenario, spec, progress=not args.no_progress)
+    try:
+        result = execute(scenario, spec, progress=not args.no_progress)
+    except BrokenProcessPool:
+        print(f"prewarm backtest: error: a worker process died in the run (killed from outside, most "
+              f"often by the OOM killer); rerun with fewer --jobs (this run had {args.jobs}) or with "
+              f"more memory", file=sys.stderr)
+        return 1
     print_table(result, sys.stdout)
     if json_out is not None:
         json_out.write_text(json.dumps(to_json(result), indent=2) + "\n")

@@ -314,6 +314,14 @@ def run_backtest(scenario: Scenario, spec: BacktestSpec, progress: Progress | No
         return _run(scenario, spec, tape, aside, seconds, progress, ticks)
 
 
+def _fail_tape(tape: ForecastTape, future: Future[tuple[Sweep, float]]) -> None:
+    """A baseline failed in its worker (the OOM killer took it): this process is reading the
+    tape for the self-tuned run, which may take minutes more; fail it at its next read."""
+    exc = None if future.cancelled() else future.exception()
+    if exc is not None:
+        tape.fail(exc)
+
+
 def _run(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None, aside: Executor | None,
          seconds: dict[str, float], progress: Progress | None, ticks: Ticks | None) -> Backtest:
     pending: dict[str, Future[tuple[Sweep, float]]] = {}
@@ -336,6 +344,8 @@ def _run(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape | None, asid
     for name in spec.policies:
         if name != "predictive" and aside is not None:
             pending[name] = aside.submit(timed_sweep, name, scenario, spec, None, remote)
+            if tape is not None:
+                pending[name].add_done_callback(partial(_fail_tape, tape))
         elif name != "predictive":
             here(name)
     if "predictive" in spec.policies and aside is not None and tape is not None:

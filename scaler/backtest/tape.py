@@ -38,7 +38,7 @@ from forecasting.types import Forecast, Series
 from scaler.backtest.scenario import MINUTE, Scenario
 from scaler.core.config import Defaults
 from scaler.core.forecasts import QUANTILES, demotion_note, fit_job, forecast_steps
-from scaler.fitpool import die_with_parent, stop_pool
+from scaler.fitpool import die_with_parent, keep_unstuck, stop_pool
 
 HISTORY = round(Defaults().history / MINUTE)
 """Minutes a fit sees by default: serve's ``defaults.history`` (21 days)."""
@@ -198,6 +198,7 @@ class ForecastTape:
         self.forecasts: dict[int, Forecast | None] = {}
         self.notes: dict[int, str] = {}
         self._packs: list[Packed] = []
+        self._failed: BaseException | None = None
         self.seconds = 0.0
         """Wall seconds from the start until the last segment was on the tape."""
         self._started = time.perf_counter()
@@ -211,8 +212,16 @@ class ForecastTape:
         self._segments = segments
 
     def at(self, t: int) -> tuple[Forecast | None, str]:
+        if self._failed is not None:
+            raise self._failed
         self._fill(t)
         return _look_up(self.forecasts, self.notes, t)
+
+    def fail(self, exc: BaseException) -> None:
+        """Work beside this tape failed (a worker died): stop fitting, and raise ``exc`` to the
+        next reader, so the run ends now rather than after everything that reads the tape."""
+        self._failed = exc
+        self.close()
 
     def filled(self) -> bool:
         """Every segment is made: :meth:`complete` will not wait for a fit."""
@@ -391,8 +400,10 @@ def new_worker_pool(workers: int) -> ProcessPoolExecutor:
     # other (benchmarks/forecast_throughput.py measured 2-5x slower fits).
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_background, initargs=(os.getpid(),))
+    keep_unstuck(pool)  # a worker OOM-killed while it sends a result: an error, not a hang
+    return pool
 
 
 @contextlib.contextmanager

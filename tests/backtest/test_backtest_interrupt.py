@@ -100,3 +100,27 @@ def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback(tmp_path:
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("victim", [0, 1, 2])
+def test_a_worker_killed_mid_run_ends_the_backtest_with_a_clear_error(tmp_path: Path, victim: int) -> None:
+    """The OOM killer takes one worker (a forecast tape's or the baselines'; by start order): the
+    backtest says so and how to avoid it (exit 1), with no traceback, no report, and no worker
+    left behind. A dead baselines' worker used to go unnoticed until the self-tuned run ended."""
+    proc, workers = _started_backtest(tmp_path)
+    try:
+        time.sleep(3.0)
+        assert proc.poll() is None, "the backtest ended before the kill: make the trace longer"
+        os.kill(sorted(workers)[victim], signal.SIGKILL)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            _kill(proc, workers)
+    assert proc.returncode == 1, err
+    assert "a worker process died in the run" in err and "--jobs" in err, err
+    assert "Traceback" not in err, err
+    assert not (tmp_path / "r.json").exists()
+    deadline = time.monotonic() + 5
+    while left := {pid for pid in workers if alive(pid)}:
+        assert time.monotonic() < deadline, f"workers {left} outlived the failed backtest"
+        time.sleep(0.1)

@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from scaler.fitpool import FitPool
+from scaler.fitpool import FitPool, stop_pool
 
 pytestmark = pytest.mark.slow
 
@@ -137,3 +137,15 @@ def test_a_pool_whose_worker_died_halfway_through_a_result_heals_without_a_close
         assert pool.restarts_total == 1
     finally:
         pool.close()
+
+
+def test_a_backtest_pool_whose_worker_died_halfway_through_a_result_fails_instead_of_hanging() -> None:
+    """The backtest's pools are not replaced, only failed: its fits and sweeps wait on them."""
+    from scaler.backtest.tape import new_worker_pool
+
+    pool = new_worker_pool(1)
+    try:
+        with pytest.raises(BrokenProcessPool):
+            pool.submit(_die_halfway_through_sending_a_result).result(timeout=60)
+    finally:
+        stop_pool(pool, timeout=5)
