@@ -5,10 +5,11 @@ A worker killed by the OOM killer breaks a ``ProcessPoolExecutor`` for good: eve
 raises ``BrokenProcessPool``. :class:`FitPool` replaces the broken pool with a fresh one on the
 next submit and counts it (``prewarm_fit_pool_restarts_total``, alerted on); the engine retries
 the fits that died with it. A worker killed halfway through sending its result would leave the
-pool waiting for the rest forever, so a watch thread breaks such a pool (:func:`keep_unstuck`). Each
-worker watches its parent and exits within :data:`PARENT_POLL_SECONDS` of the daemon's death
-(a worker inside one long native call, holding the GIL, when that call returns), so no signal,
-not even SIGKILL, leaves an orphaned worker behind; and it runs at a lower CPU priority than the serving process.
+pool waiting for the rest forever, so a watch thread breaks such a pool (:func:`keep_unstuck`).
+Each worker watches its parent and exits within :data:`PARENT_POLL_SECONDS` of the daemon's
+death (a worker inside one long native call, holding the GIL, when that call returns), so no
+signal, not even SIGKILL, leaves an orphaned worker behind; and it runs at a lower CPU priority
+than the serving process.
 
 Why a watch and not Linux's ``PR_SET_PDEATHSIG``: the kernel sends that signal when the *thread*
 that started the worker ends, not the process. The pool starts workers in whichever thread
@@ -169,7 +170,8 @@ def unstick(pool: ProcessPoolExecutor, dead_since: dict[int, float], now: float,
             dead_since.setdefault(pid, now)
     if not any(now - since >= after for pid, since in dead_since.items() if pid in workers):
         return False
-    log.error("a fit worker died halfway through sending its result; breaking its fit pool")
+    log.error("a pool worker died %.0f s ago and its pool has not noticed (killed halfway through "
+              "sending a result); breaking the pool, so its work fails as a dead worker's", after)
     _kill(workers, getattr(pool, "_result_queue", None))
     return True
 
