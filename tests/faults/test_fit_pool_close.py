@@ -107,7 +107,7 @@ def test_close_ends_a_pool_whose_worker_died_halfway_through_a_result() -> None:
     """Found by CI: Ctrl-C on a pooled backtest hung it for good ("the fit pool did not stop
     within 10 s", then the interpreter's exit waited for the pool's manager thread forever),
     when the kill caught a worker in the middle of sending its result."""
-    pool = FitPool(1)
+    pool = FitPool(1, stuck_after=1e9)  # close() alone, without the watch that would unstick it
     _start_workers(pool)
     manager = pool._pool._executor_manager_thread
     fit = pool.submit(_die_halfway_through_sending_a_result)
