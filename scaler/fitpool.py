@@ -85,10 +85,7 @@ class FitPool(Executor, Collector):
         self._pool = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=die_with_parent, initargs=(os.getpid(),))
-        keep_unstuck(pool, self._stuck_after)
-        return pool
+        return spawn_pool(self.workers, stuck_after=self._stuck_after)
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         with self._lock:
@@ -120,6 +117,16 @@ class FitPool(Executor, Collector):
         yield CounterMetricFamily("prewarm_fit_pool_restarts",
                                   "Fit pools replaced after a worker died (OOM killer, SIGKILL).",
                                   value=self.restarts_total)
+
+
+def spawn_pool(workers: int, *, stuck_after: float = STUCK_AFTER_SECONDS) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes that die with this one and run at a lower CPU
+    priority (:func:`die_with_parent`), watched for a worker that dies halfway through sending a
+    result (:func:`keep_unstuck`)."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
+    keep_unstuck(pool, stuck_after)
+    return pool
 
 
 def stop_pool(pool: ProcessPoolExecutor, timeout: float) -> None:
@@ -195,4 +202,4 @@ def is_broken(exc: BaseException) -> bool:
     return isinstance(exc, BrokenProcessPool)
 
 
-__all__ = ["FitPool", "die_with_parent", "is_broken", "keep_unstuck", "stop_pool", "unstick"]
+__all__ = ["FitPool", "die_with_parent", "is_broken", "keep_unstuck", "spawn_pool", "stop_pool", "unstick"]

@@ -20,7 +20,6 @@ processes packed as arrays (:class:`Packed`), and a complete tape can be copied 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import threading
 import time
@@ -38,7 +37,7 @@ from forecasting.types import Forecast, Series
 from scaler.backtest.scenario import MINUTE, Scenario
 from scaler.core.config import Defaults
 from scaler.core.forecasts import QUANTILES, demotion_note, fit_job, forecast_steps
-from scaler.fitpool import die_with_parent, keep_unstuck, stop_pool
+from scaler.fitpool import spawn_pool, stop_pool
 
 HISTORY = round(Defaults().history / MINUTE)
 """Minutes a fit sees by default: serve's ``defaults.history`` (21 days)."""
@@ -400,10 +399,12 @@ def new_worker_pool(workers: int) -> ProcessPoolExecutor:
     # other (benchmarks/forecast_throughput.py measured 2-5x slower fits).
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_background, initargs=(os.getpid(),))
-    keep_unstuck(pool)  # a worker OOM-killed while it sends a result: an error, not a hang
-    return pool
+    # Workers that die with the backtest: a backtest killed outright (SIGKILL, the OOM killer)
+    # left them running (still there two minutes later, measured). And at a lower CPU priority:
+    # the self-tuned run here is the longest chain of work, one step after another; the workers
+    # fill the tape ahead of it and run the baselines beside it, and take all cores when it waits.
+    # A worker OOM-killed while it sends a result fails its work instead of hanging it.
+    return spawn_pool(workers)
 
 
 @contextlib.contextmanager
@@ -418,16 +419,6 @@ def worker_pool(workers: int) -> Iterator[Executor]:
         stop_pool(pool, timeout=10.0)
         raise
     pool.shutdown(wait=True)
-
-
-def _background(parent: int) -> None:
-    """Worker initializer: die with the backtest, and yield the CPU to it.
-
-    Without the first, a backtest killed outright (SIGKILL, the OOM killer) left its workers
-    running (still there two minutes later, measured). The second: the caller's self-tuned run
-    is the longest chain of work, one step after another; the workers fill the tape ahead of it
-    and run the baselines beside it, and take all cores when it waits."""
-    die_with_parent(parent)  # also lowers this process's priority (FIT_NICENESS)
 
 
 def clear_cache() -> None:

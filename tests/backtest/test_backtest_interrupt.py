@@ -38,10 +38,7 @@ def test_sigint_stops_a_pooled_backtest_at_once_and_takes_its_workers_along(tmp_
     assert not (tmp_path / "r.json").exists()  # an interrupted run writes no report
     # The workers were killed, not waited for (before the fix: 8.5-9 s here, for the fits and
     # the baseline sweep in flight; after: 0.1 s). The kernel reaps them a moment later.
-    deadline = time.monotonic() + 5
-    while left := {pid for pid in workers if alive(pid)}:
-        assert time.monotonic() < deadline, f"workers {left} outlived the interrupted backtest"
-        time.sleep(0.1)
+    _assert_gone(workers, "outlived the interrupted backtest")
     assert stopped_after < 5, f"the interrupt took {stopped_after:.1f} s to stop the backtest"
 
 
@@ -62,6 +59,14 @@ def _started_backtest(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int]]:
     return proc, workers
 
 
+def _assert_gone(workers: set[int], what: str, within: float = 5.0) -> None:
+    """Every worker is gone within ``within`` s (the kernel reaps a killed one a moment later)."""
+    deadline = time.monotonic() + within
+    while left := {pid for pid in workers if alive(pid)}:
+        assert time.monotonic() < deadline, f"workers {left} {what}"
+        time.sleep(0.1)
+
+
 def _kill(proc: subprocess.Popen[str], workers: set[int]) -> tuple[str, str]:
     """Kill the backtest and its workers; what it printed."""
     for pid in {proc.pid, *workers}:
@@ -78,10 +83,7 @@ def test_a_killed_backtest_takes_its_workers_along(tmp_path: Path) -> None:
         proc.kill()  # no handler runs: only the kernel can stop the workers now
         # Before the fix the workers were still running two minutes later. (Orphans: init
         # reaps them, so /proc tells whether they are gone.)
-        deadline = time.monotonic() + 10
-        while left := {pid for pid in workers if alive(pid)}:
-            assert time.monotonic() < deadline, f"workers {left} outlived the killed backtest"
-            time.sleep(0.1)
+        _assert_gone(workers, "outlived the killed backtest", within=10)
     finally:
         _kill(proc, workers)
 
@@ -120,7 +122,4 @@ def test_a_worker_killed_mid_run_ends_the_backtest_with_a_clear_error(tmp_path: 
     assert "a worker process died in the run" in err and "--jobs" in err, err
     assert "Traceback" not in err, err
     assert not (tmp_path / "r.json").exists()
-    deadline = time.monotonic() + 5
-    while left := {pid for pid in workers if alive(pid)}:
-        assert time.monotonic() < deadline, f"workers {left} outlived the failed backtest"
-        time.sleep(0.1)
+    _assert_gone(workers, "outlived the failed backtest")
