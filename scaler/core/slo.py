@@ -113,6 +113,9 @@ HPA_WINDOW_SECONDS = 300.0
 """The HPA's scale-down stabilization window when the caller does not know it (Kubernetes'
 default, and the ``scaleDown`` the deploy examples set): the replicas kept are the most asked
 for over it, so the replay must hold them as long."""
+AHEAD_STEPS = 720
+"""Steps of the replay whose answers are worked out at once (where no candidate has a backlog):
+half a day of 1-minute steps; longer blocks were slower (the cache), shorter ones no faster."""
 
 FACTORS = (1.0, 1.1, 1.2, 1.35, 1.5, 1.7, 2.0, 2.5, 3.0)
 """Multiplicative margins tried."""
@@ -544,7 +547,8 @@ class _Replay:
         late, held = self.closed_loop_blocks(margins, weight)
         return late.sum(axis=0), held
 
-    def closed_loop_blocks(self, margins: list[Margin], weight: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def closed_loop_blocks(self, margins: list[Margin], weight: FloatArray, *,
+                           ahead: bool = True) -> tuple[FloatArray, FloatArray]:
         """Weighted late demand per block (:attr:`blocks` x margins) and weighted replicas held of
         each margin, replayed step by step with every candidate at once (a vector each), the way
         serve and the HPA would run it.
@@ -555,6 +559,8 @@ class _Replay:
         serving are the fewest kept over the last cold start (a dropped one restarts cold); and
         the backlog is served first (FIFO), so after a shortfall this step's arrivals wait too.
         A loop over steps, not a closed form: the backlog feeds the next decision.
+
+        ``ahead`` False computes every step in full: the reference the shortcut is tested against.
         """
         spec, n = self.spec, len(margins)
         windows = np.array([max(1, spec.min_hold_steps, round(m.hold_seconds / self.step_seconds))
@@ -575,11 +581,23 @@ class _Replay:
         late_sum = np.zeros((int(block.max()) + 1, n))
         queue, held_sum = np.zeros(n), np.zeros(n)
         held, c = np.empty(n), spec.capacity
+        def asked_for(seen: Any, base: Any, excursion: Any) -> FloatArray:
+            """What each candidate asks for, seeing ``seen`` (its own backlog included)."""
+            wanted = np.minimum(factor * np.maximum(base, seen) + extra + spread * excursion, cap)
+            return replicas_of(np.maximum(seen, wanted), c)
+
+        # Most steps find no candidate with a backlog (97 % on a bursty synthetic trace). What
+        # they ask for is then known ahead, AHEAD_STEPS at a time, in the same floats: about a
+        # fifth less time per choice, the loop being bound by numpy's cost per call.
+        ahead_rows, backlog = np.empty((0, n)), False
         for t in range(len(self.demand)):
-            seen = self.seen[t] + queue
-            wanted = np.minimum(factor * np.maximum(self.base[t], seen) + extra
-                                + spread * self.excursion[t], cap)
-            asked = replicas_of(np.maximum(seen, wanted), c)
+            if ahead and t % AHEAD_STEPS == 0:
+                s = slice(t, t + AHEAD_STEPS)
+                ahead_rows = asked_for(self.seen[s, None], self.base[s, None], self.excursion[s, None])
+            if backlog or not ahead:
+                asked = asked_for(self.seen[t] + queue, self.base[t], self.excursion[t])
+            else:
+                asked = ahead_rows[t % AHEAD_STEPS]
             if t == 0:  # the Deployment before the replay: as if this answer had held all along
                 asked_ring[:] = asked
             i = t % width
@@ -592,9 +610,14 @@ class _Replay:
             held_ring[j] = held_ring[j + cold] = held
             served = held_ring[j + 1:j + cold + 1].min(axis=0) * c
             d = self.demand[t]
-            late_sum[block[t]] += weight[t] * np.maximum(0.0, d - np.maximum(0.0, served - queue))
+            if backlog or not ahead:
+                late = np.maximum(0.0, d - np.maximum(0.0, served - queue))
+                queue = np.maximum(0.0, queue + d - served)
+            else:  # no backlog: the two lines above give one array, in the same floats
+                late = queue = np.maximum(0.0, d - served)
+            late_sum[block[t]] += weight[t] * late
             held_sum += weight[t] * held
-            queue = np.maximum(0.0, queue + d - served)
+            backlog = bool(queue.any())
         late, cost = np.empty_like(late_sum), np.empty(n)
         late[:, order], cost[order] = late_sum, held_sum
         return late, cost

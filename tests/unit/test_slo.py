@@ -91,6 +91,25 @@ def test_replaying_many_margins_at_once_equals_one_at_a_time() -> None:
         assert late[i] == pytest.approx(one_late[0], rel=1e-12) and held[i] == pytest.approx(one_held[0], rel=1e-12)
 
 
+def test_answers_worked_out_ahead_are_the_step_by_step_replay_to_the_last_bit() -> None:
+    """The shortcut for steps without a backlog changes no float: every candidate's late demand
+    per block and replicas held equal the replay computed in full at every step, on bursty demand
+    with gaps, where lean candidates build backlogs and fat ones never do."""
+    demand = demand_trace(4, cv=0.6, seed=5)
+    demand[2000:2090] = np.nan  # a collection gap
+    base = demand * 1.05
+    base[:500] = np.nan
+    past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
+    assert past is not None
+    margins = slo.candidates(past)
+    weight = past.weights(recency=True)
+    late, held = past.closed_loop_blocks(margins, weight)
+    full_late, full_held = past.closed_loop_blocks(margins, weight, ahead=False)
+    assert np.array_equal(late, full_late) and np.array_equal(held, full_held)
+    on_time = 1.0 - late.sum(axis=0) / (weight * past.demand).sum()
+    assert on_time.min() < 0.99 < 1.0 == on_time.max()  # both kinds of candidate were replayed
+
+
 def test_tune_meets_the_target_on_unseen_data_from_the_same_process() -> None:
     history, future = demand_trace(14, cv=0.25, seed=1), demand_trace(14, cv=0.25, seed=2)
     margin = tune(history, np.full_like(history, np.nan), SPEC, target=0.99, step_seconds=STEP)
