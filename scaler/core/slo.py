@@ -597,7 +597,8 @@ class _Replay:
             if ahead and t % AHEAD_STEPS == 0:
                 s = slice(t, t + AHEAD_STEPS)
                 ahead_rows = asked_for(self.seen[s, None], self.base[s, None], self.excursion[s, None])
-            if backlog or not ahead:
+            full = backlog or not ahead  # this step worked out in full, backlog and all
+            if full:
                 asked = asked_for(self.seen[t] + queue, self.base[t], self.excursion[t])
             else:
                 asked = ahead_rows[t % AHEAD_STEPS]
@@ -613,7 +614,7 @@ class _Replay:
             held_ring[j] = held_ring[j + cold] = held
             served = held_ring[j + 1:j + cold + 1].min(axis=0) * c
             d = self.demand[t]
-            if backlog or not ahead:
+            if full:
                 late = np.maximum(0.0, d - np.maximum(0.0, served - queue))
                 queue = np.maximum(0.0, queue + d - served)
             else:  # no backlog: the two lines above give one array, in the same floats
