@@ -27,7 +27,8 @@ median and a self-tuned margin (``scaler.core.slo``) goes on top, never below de
                       at least scaleDown.stabilization when that is set)
 
 ``factor``, ``extra``, ``spread``, ``cap`` and the hold are chosen as the cheapest that would have
-kept ``onTime`` plus a reserve of the error budget on the model's own replayed two weeks: once a
+kept ``onTime`` plus a reserve of the error budget on the model's own replayed two weeks (each
+replayed day with the caps and standbys the days before it gave, not the ones read off it): once a
 day while the measured on-time share keeps the week within its budget, hourly and with a larger
 reserve once the week has spent half of it (``scaler.core.slo``, docs/SLO.md). An explicit
 ``quantile`` pins the level the base is read at instead of the median; ``standbyReplicas`` still adds on top.

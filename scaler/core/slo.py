@@ -29,6 +29,16 @@ candidates span "follow the forecast closely" through "the forecast plus a stand
 burst it cannot see" to "hold a static count", so where nothing is forecastable the tuner lands
 on the static count that meets the SLO, by itself.
 
+**Levels judged as rules, walked forward.** A cap (a quantile of the replayed demand) and a burst
+standby (a share of its peak, or of the largest burst above the forecast) are read off the
+history. Replayed on that same history they are judged with hindsight: a cap at the replayed
+peak never fails there, however often the traffic sets a new record. So each replayed day gets
+the caps and standbys the days before it gave (up to :data:`REPLAY_SECONDS` back, as far as the
+history reaches), as a daily choice would have had them; the margin chosen takes them from the
+whole replay. Static counts stay counts, judged as the number a user would pin (walked forward
+too, a count following a rising level looked worse than the factors, and ServeGen m-mid at 30m
+cost 1.12x the cheapest hindsight baseline instead of 0.93x; docs/BACKTEST.md).
+
 **When it is chosen, and at what aim** (:func:`retune`, every :data:`RETUNE_SECONDS`). Bursts that
 do not recur must not buy a fat margin for days, and bursts that do must. So the tuner keeps the
 last week of measured on-time shares (serve: vLLM's ``request_queue_time_seconds`` histogram;
@@ -131,6 +141,12 @@ forecast cannot see (an unscheduled batch job) could be covered only by a static
 for it on top of the busiest forecast hour. On a trace of scheduled jobs plus one unscheduled job
 a day the tuner held a static 17 replicas (1.12x static's hindsight cost) where the forecast
 plus a job's worth met the aim for 0.93x (docs/BACKTEST.md, batch-jobs)."""
+EXCESS_SHARES = (0.75, 1.0, 1.25)
+"""...and these shares of the largest excess of demand over its decision's base (the largest
+burst the forecast did not see). Walked forward (see above), a share of the peak is fragile where
+the peak is two jobs at once on some days and one on others; the burst itself is the same size
+from one fortnight to the next (scheduled jobs plus one unscheduled a day: the tuner held a static
+count for 0.86-1.03x the cheapest static cost, with these 0.69-0.72x)."""
 BURST_FACTORS = (1.0, 1.2, 1.5)
 """Factors tried with those standbys (no spread: the standby is the burst allowance)."""
 CAP_QUANTILES = (0.98, 1.0)
@@ -381,9 +397,9 @@ def tune(
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
     if past is None:
         return None
-    margins = candidates(past)
+    margins = family(past)
     share, rest, cost = past.judge_bursts(margins, recency=spent)
-    return _pick(past, margins, share, cost, aim=aim(target, spent=spent),
+    return _pick(past, margins.margins, share, cost, aim=aim(target, spent=spent),
                  rest=None if spent else (rest, target))
 
 
@@ -396,21 +412,85 @@ def replayed_share(demand: FloatArray, base: FloatArray, spec: ReplaySpec, margi
     return None if past is None else float(past.judge([margin], recency=False)[0][0])
 
 
-def candidates(past: _Replay) -> list[Margin]:
-    """Every margin the tuner weighs: static counts, then factor x extra x spread x cap x hold."""
-    spec, step_seconds = past.spec, past.step_seconds
-    whole = spec.hold_steps * step_seconds
-    # A static count (the base never matters: min(base + level, level) = level): where nothing is
-    # forecastable this is what meets the SLO cheapest, and the tuner must be able to say so.
-    out = [Margin(1.0, level, 0.0, level, hold_seconds=whole) for level in past.static_levels()]
+@dataclass(frozen=True)
+class Levels:
+    """The candidates' terms read off a stretch of demand: the caps (:data:`CAP_QUANTILES` of it,
+    and none) and the burst standbys (:data:`BURST_PEAK_SHARES` of its peak, :data:`EXCESS_SHARES`
+    of its largest excess over the base; whole replicas). Fixed in number, so every replayed
+    day's candidates line up with the chosen ones."""
+
+    caps: tuple[float, ...]
+    standbys: tuple[float, ...]
+
+    @classmethod
+    def of(cls, demand: FloatArray, excess: FloatArray, capacity: float) -> Levels:
+        peak, surprise = float(demand.max()), max(0.0, float(excess.max()))
+        return cls(caps=(*(float(np.quantile(demand, q)) for q in CAP_QUANTILES), math.inf),
+                   standbys=tuple(whole(share * peak, capacity) for share in BURST_PEAK_SHARES)
+                   + tuple(whole(share * surprise, capacity) for share in EXCESS_SHARES))
+
+
+def _leveled(levels: Levels, spec: ReplaySpec, step_seconds: float) -> list[Margin]:
+    """The candidates whose terms come from :class:`Levels`: factor x extra x spread x cap x
+    hold, then the forecast plus a standby the size of a burst it cannot see (a job's worth)."""
+    return [Margin(factor, extra, spread, cap, hold_seconds=hold)
+            for factor, extra, spread, cap, hold in _leveled_terms(levels, spec, step_seconds)]
+
+
+def _leveled_terms(levels: Levels, spec: ReplaySpec,
+                   step_seconds: float) -> list[tuple[float, float, float, float, float]]:
+    """(factor, extra, spread, cap, hold) of :func:`_leveled`, in its order (no margins built:
+    a choice needs them for each replayed day)."""
     holds = [h * step_seconds for h in spec.holds()]
-    for hold, cap, extra, spread, factor in itertools.product(holds, past.caps(), EXTRAS, SPREADS, FACTORS):
-        out.append(Margin(factor, extra * spec.capacity, spread, cap, hold_seconds=hold))
-    # The forecast plus a standby the size of a burst it cannot see (a job's worth).
-    standbys = [past.whole(share * past.peak) for share in BURST_PEAK_SHARES]
-    for hold, standby, factor in itertools.product(holds, standbys, BURST_FACTORS):
-        out.append(Margin(factor, standby, 0.0, math.inf, hold_seconds=hold))
+    out = [(factor, extra * spec.capacity, spread, cap, hold)
+           for hold, cap, extra, spread, factor in itertools.product(holds, levels.caps, EXTRAS, SPREADS, FACTORS)]
+    out += [(factor, standby, 0.0, math.inf, hold)
+            for hold, standby, factor in itertools.product(holds, levels.standbys, BURST_FACTORS)]
     return out
+
+
+@dataclass(frozen=True)
+class Family:
+    """The candidate margins, and the standby and cap each replayed day gives each of them."""
+
+    margins: list[Margin]
+    extra: FloatArray
+    """Replayed days x margins (day 0: the last 24 hours)."""
+    cap: FloatArray
+
+    def plus(self, margin: Margin) -> Family:
+        """With ``margin`` (the one in use) judged as it is, on every day alike."""
+        days = self.extra.shape[0]
+        return Family([*self.margins, margin], np.column_stack([self.extra, np.full(days, margin.extra)]),
+                      np.column_stack([self.cap, np.full(days, margin.cap)]))
+
+
+def family(past: _Replay) -> Family:
+    """:func:`candidates`, with each replayed day's terms: the caps and standbys the history
+    before that day gave (too little of it: the ones chosen with)."""
+    statics, leveled = _statics(past), _leveled(past.levels(), past.spec, past.step_seconds)
+    margins = statics + leveled
+    extra = np.tile([m.extra for m in margins], (past.days, 1))
+    cap = np.tile([m.cap for m in margins], (past.days, 1))
+    for day in range(past.days):
+        levels = past.levels_before(day)
+        if levels is not None:
+            terms = np.array(_leveled_terms(levels, past.spec, past.step_seconds))
+            extra[day, len(statics):], cap[day, len(statics):] = terms[:, 1], terms[:, 3]
+    return Family(margins, extra, cap)
+
+
+def candidates(past: _Replay) -> list[Margin]:
+    """Every margin the tuner weighs, with the terms read off the whole replay: static counts,
+    then the :func:`_leveled` ones."""
+    return _statics(past) + _leveled(past.levels(), past.spec, past.step_seconds)
+
+
+def _statics(past: _Replay) -> list[Margin]:
+    """Static counts (min(base + level, level) = level: the base never matters). Where nothing is
+    forecastable this is what meets the SLO cheapest, and the tuner must be able to say so."""
+    whole_hold = past.spec.hold_steps * past.step_seconds
+    return [Margin(1.0, level, 0.0, level, hold_seconds=whole_hold) for level in past.static_levels()]
 
 
 def _pick(past: _Replay, margins: list[Margin], share: FloatArray, cost: FloatArray, *,
@@ -447,6 +527,11 @@ class _Replay:
     step_seconds: float
     known_base: npt.NDArray[np.bool_]
     """Steps whose decision base was recorded."""
+    before: FloatArray
+    """Observed demand before the replayed steps (NaN where missing), as far as it was kept: what
+    each replayed day's :meth:`levels_before` looks back on besides the replayed days before it."""
+    excess_before: FloatArray
+    """Demand over the base its decision had, over the same steps: the bursts the forecast missed."""
 
     @classmethod
     def of(cls, demand: FloatArray, base: FloatArray, spec: ReplaySpec, *,
@@ -462,8 +547,10 @@ class _Replay:
         # Where a step is missing, the decision saw the last observed demand before it; before
         # the first observed step, the replay starts as if that demand had held all along.
         first = history[np.isfinite(history)][:1]
-        prev = _forward_fill(np.concatenate([first if first.size else [0.0], history[:-1]]))[-keep:]
-        prev = np.nan_to_num(prev, nan=0.0)
+        prev_all = np.nan_to_num(_forward_fill(np.concatenate([first if first.size else [0.0], history[:-1]])), nan=0.0)
+        base_all = base[-len(history):]
+        excess_all = history - np.maximum(np.where(np.isfinite(base_all), base_all, prev_all), prev_all)
+        prev = prev_all[-keep:]
         demand, base = demand[-keep:], base[-keep:]
         observed = np.isfinite(demand)
         if observed.sum() * step_seconds < MIN_HISTORY_SECONDS:
@@ -473,16 +560,42 @@ class _Replay:
             return None
         b = np.maximum(np.where(np.isfinite(base), base, prev), prev)
         age = (len(d) - 1 - np.arange(len(d), dtype=np.float64)) * step_seconds
-        return cls(d, prev, b, spells, observed, age, spec, step_seconds, np.isfinite(base))
+        cut = max(0, len(history) - keep)
+        return cls(d, prev, b, spells, observed, age, spec, step_seconds, np.isfinite(base),
+                   history[:cut], excess_all[:cut])
 
     @property
     def knows_forecasts(self) -> bool:
         """Most replayed steps recorded the base their decision had (forecast included)."""
         return bool(self.known_base[self.observed].mean() >= 0.5) if self.observed.any() else False
 
-    def caps(self) -> list[float]:
-        seen = self.demand[self.observed]
-        return sorted({float(np.quantile(seen, q)) for q in CAP_QUANTILES} | {math.inf})
+    def levels(self) -> Levels:
+        """:class:`Levels` read off the whole replay: the terms a margin is chosen with."""
+        return Levels.of(self.demand[self.observed], (self.demand - self.base)[self.observed], self.spec.capacity)
+
+    def levels_before(self, day: int) -> Levels | None:
+        """:class:`Levels` read off the :data:`REPLAY_SECONDS` before replayed ``day`` (0: the
+        last 24 hours), as far as the history reaches; None with under
+        :data:`MIN_HISTORY_SECONDS` of it observed, or no demand."""
+        older = self.age >= (day + 1) * 86400.0  # the steps before the day's first
+        seen = np.concatenate([self.before, np.where(self.observed, self.demand, np.nan)[older]])
+        excess = np.concatenate([self.excess_before, (self.demand - self.base)[older]])
+        keep = int(REPLAY_SECONDS // self.step_seconds)
+        seen, excess = seen[-keep:], excess[-keep:]
+        ok = np.isfinite(seen)
+        seen, excess = seen[ok], excess[ok]
+        if seen.size * self.step_seconds < MIN_HISTORY_SECONDS or seen.sum() <= 0:
+            return None
+        return Levels.of(seen, excess, self.spec.capacity)
+
+    @property
+    def day(self) -> npt.NDArray[np.intp]:
+        """Each step's replayed day, counted back from the newest (0: the last 24 hours)."""
+        return (self.age // 86400.0 + 1e-9).astype(np.intp)
+
+    @property
+    def days(self) -> int:
+        return int(self.day.max()) + 1
 
     @property
     def peak(self) -> float:
@@ -505,14 +618,15 @@ class _Replay:
         w = 0.5 ** (self.age / HALF_LIFE_SECONDS) if recency else np.ones_like(self.age)
         return np.where(self.observed, w, 0.0)
 
-    def judge(self, margins: list[Margin], *, recency: bool) -> tuple[FloatArray, FloatArray]:
+    def judge(self, margins: list[Margin] | Family, *, recency: bool) -> tuple[FloatArray, FloatArray]:
         """(on-time share, weighted replica-steps) of each margin over the replayed history."""
         share, _, cost = self.judge_bursts(margins, recency=recency)
         return share, cost
 
-    def judge_bursts(self, margins: list[Margin], *,
-                   recency: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(on-time share, the share without a one-off burst, weighted replica-steps) of each margin.
+    def judge_bursts(self, margins: list[Margin] | Family, *,
+                     recency: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(on-time share, the share without a one-off burst, weighted replica-steps) of each
+        margin: a :class:`Family` with each replayed day's terms, a list with its own terms.
 
         A margin's one-off burst is the stretch of :data:`ONE_OFF_HOURS` consecutive hours holding
         over :data:`ONE_OFF_SHARE` of its late requests; without one, the second share is the first.
@@ -542,13 +656,13 @@ class _Replay:
         """Each step's block, counted back from the newest (0)."""
         return (self.age // self.block_seconds + 1e-9).astype(np.intp)
 
-    def closed_loop(self, margins: list[Margin], weight: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def closed_loop(self, margins: list[Margin] | Family, weight: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Weighted late demand and weighted replicas held of each margin (:meth:`closed_loop_blocks`
         summed over the replay)."""
         late, held = self.closed_loop_blocks(margins, weight)
         return late.sum(axis=0), held
 
-    def closed_loop_blocks(self, margins: list[Margin], weight: FloatArray, *,
+    def closed_loop_blocks(self, margins: list[Margin] | Family, weight: FloatArray, *,
                            ahead: bool = True) -> tuple[FloatArray, FloatArray]:
         """Weighted late demand per block (:attr:`blocks` x margins) and weighted replicas held of
         each margin, replayed step by step with every candidate at once (a vector each), the way
@@ -563,6 +677,12 @@ class _Replay:
 
         ``ahead`` False computes every step in full: the reference the shortcut is tested against.
         """
+        if not isinstance(margins, Family):  # their own terms on every day
+            extras, caps = (np.array([[getattr(m, name) for m in margins]], dtype=np.float64)
+                            for name in ("extra", "cap"))
+            margins = Family(margins, extras, caps)
+        terms = margins
+        margins = terms.margins
         spec, n = self.spec, len(margins)
         windows = np.array([max(1, spec.min_hold_steps, round(m.hold_seconds / self.step_seconds))
                             + spec.window_steps - 1 for m in margins])
@@ -573,7 +693,10 @@ class _Replay:
         def column(name: str) -> FloatArray:
             return np.array([getattr(m, name) for m in ms], dtype=np.float64)
 
-        factor, extra, spread, cap = column("factor"), column("extra"), column("spread"), column("cap")
+        factor, spread = column("factor"), column("spread")
+        # Each step's standby and cap: its replayed day's (one row for a list of margins).
+        extras, caps = terms.extra[:, order], terms.cap[:, order]
+        day = np.minimum(self.day, extras.shape[0] - 1)
         groups = [(int(w), int(lo), int(hi)) for w, lo, hi in _runs(windows[order])]
         width, cold = int(windows.max()), spec.cold_steps + 1
         # Ring buffers written twice (at i and i + size): the last k entries are one slice.
@@ -583,8 +706,8 @@ class _Replay:
         queue, held_sum = np.zeros(n), np.zeros(n)
         held, c = np.empty(n), spec.capacity
 
-        def asked_for(seen: FloatArray | float, base: FloatArray | float,
-                      excursion: FloatArray | float) -> FloatArray:
+        def asked_for(seen: FloatArray | float, base: FloatArray | float, excursion: FloatArray | float,
+                      extra: FloatArray, cap: FloatArray) -> FloatArray:
             """What each candidate asks for, seeing ``seen`` (its own backlog included)."""
             wanted = np.minimum(factor * np.maximum(base, seen) + extra + spread * excursion, cap)
             return replicas_of(np.maximum(seen, wanted), c)
@@ -596,10 +719,14 @@ class _Replay:
         for t in range(len(self.demand)):
             if ahead and t % AHEAD_STEPS == 0:
                 s = slice(t, t + AHEAD_STEPS)
-                ahead_rows = asked_for(self.seen[s, None], self.base[s, None], self.excursion[s, None])
+                days = day[s]  # one day's row, or (in a block across midnight) each step's
+                extra, cap = ((extras[days[0]], caps[days[0]]) if days[0] == days[-1]
+                              else (extras[days], caps[days]))
+                ahead_rows = asked_for(self.seen[s, None], self.base[s, None], self.excursion[s, None], extra, cap)
             full = backlog or not ahead  # this step worked out in full, backlog and all
             if full:
-                asked = asked_for(self.seen[t] + queue, self.base[t], self.excursion[t])
+                asked = asked_for(self.seen[t] + queue, self.base[t], self.excursion[t],
+                                  extras[day[t]], caps[day[t]])
             else:
                 asked = ahead_rows[t % AHEAD_STEPS]
             if t == 0:  # the Deployment before the replay: as if this answer had held all along
@@ -681,12 +808,12 @@ def retune(
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
     if past is None:  # too little history yet: try again next hour
         return state
-    margins = candidates(past)
+    margins = family(past)
     # No measurement: never a margin cheaper than the one in use, judged on the same replay.
     hold = measured(on_time, requests) is None and state.margin.expected is not None
-    share, rest, cost = past.judge_bursts([*margins, state.margin] if hold else margins, recency=spent)
-    n = len(margins)
-    margin = _pick(past, margins, share[:n], cost[:n], aim=aim(target, spent=spent),
+    share, rest, cost = past.judge_bursts(margins.plus(state.margin) if hold else margins, recency=spent)
+    n = len(margins.margins)
+    margin = _pick(past, margins.margins, share[:n], cost[:n], aim=aim(target, spent=spent),
                    rest=None if spent else (rest[:n], target))
     if hold and margin.cost < cost[-1]:
         return replace(state, chosen_at=now)

@@ -95,19 +95,48 @@ def test_answers_worked_out_ahead_are_the_step_by_step_replay_to_the_last_bit() 
     """The shortcut for steps without a backlog changes no float: every candidate's late demand
     per block and replicas held equal the replay computed in full at every step, on bursty demand
     with gaps, where lean candidates build backlogs and fat ones never do."""
-    demand = demand_trace(4, cv=0.6, seed=5)
+    demand = demand_trace(5, cv=0.6, seed=5)[:4 * DAY + 300]  # days end inside the shortcut's blocks
     demand[2000:2090] = np.nan  # a collection gap
     base = demand * 1.05
     base[:500] = np.nan
     past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
     assert past is not None
-    margins = slo.candidates(past)
+    margins = slo.family(past)  # each replayed day's own caps and standbys
+    assert not np.array_equal(margins.cap[0], margins.cap[2])
     weight = past.weights(recency=True)
     late, held = past.closed_loop_blocks(margins, weight)
     full_late, full_held = past.closed_loop_blocks(margins, weight, ahead=False)
     assert np.array_equal(late, full_late) and np.array_equal(held, full_held)
     on_time = 1.0 - late.sum(axis=0) / (weight * past.demand).sum()
     assert on_time.min() < 0.99 < 1.0 == on_time.max()  # both kinds of candidate were replayed
+
+
+def test_a_cap_read_off_the_replay_is_judged_on_the_days_that_broke_it() -> None:
+    """Traffic that keeps setting records: each day's burst is 15 % above the day before's. A
+    cap at the replayed peak is never late on the history it was read off; walked forward, each
+    day's cap is the peak before it, and each day's burst breaks it. A static count is judged as
+    the count it is, alike either way."""
+    demand = np.full(22 * DAY, 20.0)
+    for d in range(22):
+        demand[d * DAY + 600:d * DAY + 640] = 100.0 * 1.15 ** d
+    # A forecast that knows the lead ahead: only the cap can make the margin late.
+    ahead = SPEC.cold_steps + 1
+    base = np.array([demand[t:t + ahead].max() for t in range(demand.shape[0])])
+    past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
+    assert past is not None
+    margins = slo.family(past)
+    peak_cap = past.levels().caps[1]  # the replayed peak (quantile 1.0)
+    assert peak_cap == pytest.approx(past.peak)
+    capped = next(i for i, m in enumerate(margins.margins)
+                  if (m.factor, m.extra, m.spread, m.cap) == (2.0, 0.0, 0.0, peak_cap))
+    walked, _ = past.judge(margins, recency=False)
+    hindsight, _ = past.judge(margins.margins, recency=False)
+    assert hindsight[capped] == 1.0 and walked[capped] < 0.99
+    # On each replayed day the cap is the peak of the two weeks before it: the day before's burst.
+    for day in range(past.days):
+        assert margins.cap[day, capped] == pytest.approx(100.0 * 1.15 ** (21 - day - 1))
+    statics = [i for i, m in enumerate(margins.margins) if m.factor == 1.0 and m.extra == m.cap]
+    assert statics and np.array_equal(walked[statics], hindsight[statics])
 
 
 def test_tune_meets_the_target_on_unseen_data_from_the_same_process() -> None:
