@@ -397,9 +397,9 @@ def tune(
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
     if past is None:
         return None
-    margins = family(past)
-    share, rest, cost = past.judge_bursts(margins, recency=spent)
-    return _pick(past, margins.margins, share, cost, aim=aim(target, spent=spent),
+    options = family(past)
+    share, rest, cost = past.judge_bursts(options, recency=spent)
+    return _pick(past, options.margins, share, cost, aim=aim(target, spent=spent),
                  rest=None if spent else (rest, target))
 
 
@@ -457,6 +457,12 @@ class Family:
     extra: FloatArray
     """Replayed days x margins (day 0: the last 24 hours)."""
     cap: FloatArray
+
+    @classmethod
+    def fixed(cls, margins: list[Margin]) -> Family:
+        """``margins`` with their own terms on every day (one row serves them all)."""
+        return cls(margins, np.array([[m.extra for m in margins]], dtype=np.float64),
+                   np.array([[m.cap for m in margins]], dtype=np.float64))
 
     def plus(self, margin: Margin) -> Family:
         """With ``margin`` (the one in use) judged as it is, on every day alike."""
@@ -677,18 +683,13 @@ class _Replay:
 
         ``ahead`` False computes every step in full: the reference the shortcut is tested against.
         """
-        if not isinstance(margins, Family):  # their own terms on every day
-            extras, caps = (np.array([[getattr(m, name) for m in margins]], dtype=np.float64)
-                            for name in ("extra", "cap"))
-            margins = Family(margins, extras, caps)
-        terms = margins
-        margins = terms.margins
-        spec, n = self.spec, len(margins)
+        terms = margins if isinstance(margins, Family) else Family.fixed(margins)
+        spec, n = self.spec, len(terms.margins)
         windows = np.array([max(1, spec.min_hold_steps, round(m.hold_seconds / self.step_seconds))
-                            + spec.window_steps - 1 for m in margins])
+                            + spec.window_steps - 1 for m in terms.margins])
         # Sorted by window, each window's candidates are one contiguous slice of every vector.
         order = np.argsort(windows, kind="stable")
-        ms = [margins[i] for i in order]
+        ms = [terms.margins[i] for i in order]
 
         def column(name: str) -> FloatArray:
             return np.array([getattr(m, name) for m in ms], dtype=np.float64)
@@ -808,12 +809,12 @@ def retune(
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
     if past is None:  # too little history yet: try again next hour
         return state
-    margins = family(past)
+    options = family(past)
     # No measurement: never a margin cheaper than the one in use, judged on the same replay.
     hold = measured(on_time, requests) is None and state.margin.expected is not None
-    share, rest, cost = past.judge_bursts(margins.plus(state.margin) if hold else margins, recency=spent)
-    n = len(margins.margins)
-    margin = _pick(past, margins.margins, share[:n], cost[:n], aim=aim(target, spent=spent),
+    share, rest, cost = past.judge_bursts(options.plus(state.margin) if hold else options, recency=spent)
+    n = len(options.margins)
+    margin = _pick(past, options.margins, share[:n], cost[:n], aim=aim(target, spent=spent),
                    rest=None if spent else (rest[:n], target))
     if hold and margin.cost < cost[-1]:
         return replace(state, chosen_at=now)
