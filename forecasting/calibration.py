@@ -57,23 +57,28 @@ class Calibration:
         Guarantees: nothing negative or NaN; ``q(p) <= mean <= q(r)`` for ``p < 0.5 < r``;
         quantiles non-decreasing in the level.
         """
-        h = raw_mean.shape[0]
-        mean = np.maximum(np.nan_to_num(raw_mean, nan=0.0), 0.0)
+        mean, paths = self.band_rows(raw_mean[np.newaxis])
+        return mean[0], dict(zip(sorted(self.levels), paths[0], strict=True))
+
+    def band_rows(self, raw_means: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """:meth:`bands` of many point forecasts at once, the same floats: ``raw_means`` is
+        (forecasts, h); returns the clipped means (forecasts, h) and the paths (forecasts,
+        levels, h), levels lowest first. A backtest makes a forecast at every simulated minute."""
+        h = raw_means.shape[1]
+        mean = np.maximum(np.nan_to_num(raw_means, nan=0.0), 0.0)
         levels = sorted(self.levels)
         if not levels:
-            return mean, {}
-        # Every level in one array, lowest first (a forecast is made at every decision: hot).
+            return mean, np.zeros((raw_means.shape[0], 0, h))
         rows = self.offsets[np.argsort(self.levels, kind="stable")]
         cols = np.minimum(np.arange(h), max(rows.shape[1] - 1, 0))
         offset = rows[:, cols] if rows.shape[1] else np.zeros((len(levels), h))
         scale = np.maximum(mean, self.floor) ** self.power
-        path = np.maximum(np.nan_to_num(raw_mean + offset * scale, nan=0.0), 0.0)
+        path = np.maximum(np.nan_to_num(raw_means[:, None, :] + offset * scale[:, None, :], nan=0.0), 0.0)
         low, high = bisect_left(levels, 0.5), bisect_right(levels, 0.5)
-        path[:low] = np.minimum(path[:low], mean)
-        path[high:] = np.maximum(path[high:], mean)
-        np.maximum.accumulate(path, axis=0, out=path)  # non-decreasing in the level
-        paths = dict(zip(levels, path, strict=True))
-        return mean, paths
+        path[:, :low] = np.minimum(path[:, :low], mean[:, None, :])
+        path[:, high:] = np.maximum(path[:, high:], mean[:, None, :])
+        np.maximum.accumulate(path, axis=1, out=path)  # non-decreasing in the level
+        return mean, path
 
 
 def calibrate(

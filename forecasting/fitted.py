@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from forecasting.calibration import Calibration
-from forecasting.smoothing import SmoothingState, predict, run
+from forecasting.smoothing import SmoothingState, predict, rolling_forecasts, run
 from forecasting.types import FitDiagnostics, FloatArray, Forecast, Series
 
 
@@ -74,6 +74,23 @@ class FittedModel:
             raise ValueError(f"h = {h}, must be >= 1")
         mean, paths = self.calibration.bands(predict(self.state, h))
         return Forecast(self.end, self.step_seconds, mean, paths, self.name)
+
+    def rolling(self, new: FloatArray, h: int, *, every: int = 1) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The forecasts ``update`` with ``new[:i]`` then ``forecast(h)`` would give, for ``i`` =
+        0, ``every``, ... < ``len(new)``, in one pass and the same floats: (origins, means
+        (forecasts, h), quantile paths (forecasts, levels, h), levels lowest first). ``new``
+        starts at ``end``, on this model's step (a backtest forecasts at every minute)."""
+        if h < 1:
+            raise ValueError(f"h = {h}, must be >= 1")
+        if every < 1:
+            raise ValueError(f"every = {every}, must be >= 1")
+        _, raw = rolling_forecasts(self.state, np.asarray(new, dtype=np.float64), horizon=h, stride=every)
+        means, paths = self.calibration.band_rows(raw)
+        # Added up one update at a time, as ``update`` moves ``end``: the same floats.
+        steps = np.full(raw.shape[0], float(every * self.step_seconds))
+        steps[:1] = self.end
+        origins = np.cumsum(steps)
+        return origins, means, paths
 
     def update(self, new: Series) -> FittedModel:
         """Follow the level with observations after ``end``; returns a new model.

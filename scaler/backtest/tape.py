@@ -32,7 +32,7 @@ from functools import cached_property, partial
 import numpy as np
 import numpy.typing as npt
 
-from forecasting.fitted import FittedForecaster
+from forecasting.fitted import FittedForecaster, FittedModel
 from forecasting.types import Forecast, Series
 from scaler.backtest.scenario import MINUTE, Scenario
 from scaler.core.config import Defaults
@@ -165,6 +165,8 @@ def segment_job(spec: TapeSpec, start: int, stop: int, *, seen: Series,
         assert history is not None
         fitted = fit_job(history, spec.fit_horizon_steps, spec.seasons)
     h = forecast_steps(origin=0.0, now=0.0, horizon_seconds=spec.horizon_seconds, step_seconds=MINUTE)
+    if isinstance(fitted, FittedModel):
+        return Segment(start, stop, fitted, *_rolled(fitted, spec, start, stop, seen=seen, h=h))
     forecasts: dict[int, Forecast | None] = {}
     notes: dict[int, str] = {}
     current, known = fitted, start  # ``current`` has seen the minutes before ``known``
@@ -181,6 +183,26 @@ def segment_job(spec: TapeSpec, start: int, stop: int, *, seen: Series,
             forecasts[t] = current.forecast(h)
     return Segment(start, stop, fitted, Packed.of({t: f for t, f in forecasts.items() if f is not None}),
                    notes)
+
+
+def _rolled(fitted: FittedModel, spec: TapeSpec, start: int, stop: int, *, seen: Series,
+            h: int) -> tuple[Packed, dict[int, str]]:
+    """:func:`segment_job`'s forecasts in one pass of the filter (:meth:`FittedModel.rolling`),
+    packed: the same floats as updating and forecasting minute by minute, about 20x cheaper."""
+    minutes = [t for t in range(start, stop) if t % spec.every == 0]
+    demoted = demotion_note(fitted.name, fitted.skill, spec.max_skill)
+    if not minutes or demoted is not None:
+        return Packed.of({}), dict.fromkeys(minutes, demoted or "")
+    first, last = minutes[0] - start, minutes[-1] - start
+    current = fitted.update(Series(fitted.end, MINUTE, seen.values[:first])) if first else fitted
+    # One step past the last decision minute (never fed: only the row made before it is read).
+    new = np.append(seen.values[first:last], np.nan)
+    origins, means, paths = current.rolling(new, h, every=spec.every)
+    packed = Packed(np.asarray(minutes, np.int64), origins, current.step_seconds,
+                    tuple(sorted(current.calibration.levels)),
+                    np.concatenate([means[:, None, :], paths], axis=1), (current.name,),
+                    np.zeros(len(minutes), np.int64))
+    return packed, {}
 
 
 class ForecastTape:

@@ -10,6 +10,9 @@ import pickle
 import numpy as np
 import pytest
 
+from forecasting.fitted import FittedModel
+from forecasting.models import MSTLETS, HoltWintersDamped
+from forecasting.types import Forecast, Series
 from scaler.backtest import tape
 from scaler.backtest.sweep import (
     build_tape,
@@ -20,6 +23,7 @@ from scaler.backtest.sweep import (
     ticks_from_workers,
 )
 from scaler.backtest.tape import ForecastTape, Packed, TapeSpec, worker_pool
+from scaler.core.forecasts import QUANTILES, fit_job
 from tests.backtest.support import synthetic
 from tests.backtest.test_backtest_lookahead import SPEC
 
@@ -112,6 +116,56 @@ def test_packed_forecasts_come_back_the_same() -> None:
     shorter = {half: dataclasses.replace(forecasts[half], mean=forecasts[half].mean[:-1])}
     with pytest.raises(ValueError, match=f"minute {half}"):
         Packed.of({**{t: f for t, f in forecasts.items() if t < half}, **shorter})
+
+
+class _Opaque:
+    """A fitted model that is not a FittedModel: :func:`tape.segment_job` then updates and
+    forecasts it minute by minute, the reference for its one-pass path."""
+
+    def __init__(self, fitted: FittedModel) -> None:
+        self.fitted = fitted
+        self.name, self.skill, self.end = fitted.name, fitted.skill, fitted.end
+
+    def update(self, new: Series) -> FittedModel:
+        return self.fitted.update(new)
+
+    def forecast(self, h: int) -> Forecast:
+        return self.fitted.forecast(h)
+
+
+@pytest.mark.parametrize("model", ["auto", "holt_winters", "mstl"])
+@pytest.mark.parametrize(("start", "every"), [(4320, 1), (4321, 1), (4321, 2), (4325, 3)])
+def test_a_segment_in_one_pass_is_the_minute_by_minute_one(model: str, start: int, every: int) -> None:
+    """The tape's forecasts made in one pass of the filter equal, to the last bit, updating the
+    fit and forecasting at each decision minute: means, every quantile path and origins, for a
+    moving seasonal profile (Holt-Winters), a fixed one (MSTL) and the auto pick; a demoted fit
+    leaves the same notes."""
+    sc = synthetic(days=5)
+    spec = dataclasses.replace(TAPE, every=every, history=4320)
+    history = spec.fit_history(sc, start)
+    fits = {"auto": lambda: fit_job(history, spec.fit_horizon_steps, spec.seasons),
+            "holt_winters": lambda: HoltWintersDamped().fit(history, horizon_steps=10, quantiles=QUANTILES),
+            "mstl": lambda: MSTLETS(seasons_seconds=(86400,)).fit(history, horizon_steps=10, quantiles=QUANTILES)}
+    fitted = fits[model]()
+    assert isinstance(fitted, FittedModel)
+    stop = start + 360
+    values = sc.history(sc.minutes).values
+    seen = Series(sc.start + start * 60, 60, values[start:stop - 1])
+    minutes = [t for t in range(start, stop) if t % every == 0]
+    for fit in (fitted, dataclasses.replace(fitted, skill=5.0)):  # the second is demoted
+        fast = tape.segment_job(spec, start, stop, seen=seen, fitted=fit)
+        slow = tape.segment_job(spec, start, stop, seen=seen, fitted=_Opaque(fit))  # type: ignore[arg-type]
+        assert fast.notes == slow.notes
+        a, b = fast.packed, slow.packed
+        np.testing.assert_array_equal(a.minutes, b.minutes)
+        np.testing.assert_array_equal(a.origins, b.origins)
+        np.testing.assert_array_equal(a.paths, b.paths)
+        assert (a.levels, a.names, a.step_seconds) == (b.levels, b.names, b.step_seconds)
+        np.testing.assert_array_equal(a.model, b.model)
+        if fit.skill == 5.0:
+            assert sorted(fast.notes) == minutes and len(a.minutes) == 0
+        else:
+            assert not fast.notes and list(a.minutes) == minutes
 
 
 def test_the_hindsight_sweep_shares_its_runs_once_the_tape_is_complete() -> None:

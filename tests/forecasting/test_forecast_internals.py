@@ -35,6 +35,30 @@ def test_filter_reproduces_statsmodels_holt_winters() -> None:
     np.testing.assert_allclose(predict(final, 5), res.forecast(5), rtol=1e-8)
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.3])
+@pytest.mark.parametrize(("horizon", "stride"), [(1, 1), (5, 1), (11, 3), (30, 2)])
+def test_rolling_rows_are_the_forecasts_of_the_state_at_each_origin(gamma: float, horizon: int,
+                                                                     stride: int) -> None:
+    """Each row equals ``predict`` from the state the filter had reached at its origin, to the
+    last bit: a moving profile (gamma > 0) read as it stood then, horizons past a whole period
+    (12 slots), missing steps, gap zeros, clipped errors and level shifts included."""
+    rng = np.random.default_rng(7)
+    n, period = 120, 12
+    y = 50 + 10 * np.sin(2 * np.pi * np.arange(n) / period) + rng.normal(0, 2, n)
+    y[rng.random(n) < 0.1] = np.nan
+    y[40:43] = 0.0  # a collection gap
+    y[80:] += 30.0  # a level shift
+    state = SmoothingState(level=50.0, trend=0.1, season=rng.normal(0, 5, period), pos=5,
+                           alpha=0.4, beta=0.05, gamma=gamma, phi=0.95, error_clip=15.0,
+                           gap_min_level=10.0, max_gap_steps=5, shift_error=12.0)
+    final, rows = rolling_forecasts(state, y, horizon=horizon, stride=stride)
+    origins = range(0, n, stride)
+    assert rows.shape == (len(origins), horizon)
+    for r, i in enumerate(origins):
+        np.testing.assert_array_equal(rows[r], predict(run(state, y[:i]), horizon))
+    np.testing.assert_array_equal(final.season, run(state, y).season)
+
+
 def test_nan_advances_time_without_correction() -> None:
     state = SmoothingState(level=10.0, trend=1.0, season=np.zeros(1), alpha=0.5, beta=0.1,
                            phi=0.9)
@@ -125,3 +149,4 @@ def test_align_after_rejects_off_grid_and_other_steps() -> None:
         align_after(Series(105.0, 10, np.ones(2)), end=100.0, step_seconds=10)
     with pytest.raises(ValueError, match="step is 20 s"):
         align_after(Series(100.0, 20, np.ones(2)), end=100.0, step_seconds=10)
+
