@@ -194,6 +194,8 @@ def _rows(state: SmoothingState, levels: list[float], trends: list[float], visit
     filter writes one slot per step, in turn), so it holds ``visited`` there, or its starting
     value when that step lies before the first.
     """
+    if horizon == 0:  # ``run``: no rows
+        return np.empty((0, 0))
     period = state.period
     origin = np.arange(len(levels)) * stride
     offsets = np.arange(horizon)
