@@ -474,15 +474,14 @@ class Family:
 def family(past: _Replay) -> Family:
     """:func:`candidates`, with each replayed day's terms: the caps and standbys the history
     before that day gave (too little of it: the ones chosen with)."""
-    statics, leveled = _statics(past), _leveled(past.levels(), past.spec, past.step_seconds)
-    margins = statics + leveled
+    margins = candidates(past)
     extra = np.tile([m.extra for m in margins], (past.days, 1))
     cap = np.tile([m.cap for m in margins], (past.days, 1))
     for day in range(past.days):
         levels = past.levels_before(day)
-        if levels is not None:
+        if levels is not None:  # the leveled candidates come last, as many every day
             terms = np.array(_leveled_terms(levels, past.spec, past.step_seconds))
-            extra[day, len(statics):], cap[day, len(statics):] = terms[:, 1], terms[:, 3]
+            extra[day, -len(terms):], cap[day, -len(terms):] = terms[:, 1], terms[:, 3]
     return Family(margins, extra, cap)
 
 
@@ -533,10 +532,10 @@ class _Replay:
     step_seconds: float
     known_base: npt.NDArray[np.bool_]
     """Steps whose decision base was recorded."""
-    before: FloatArray
-    """Observed demand before the replayed steps (NaN where missing), as far as it was kept: what
-    each replayed day's :meth:`levels_before` looks back on besides the replayed days before it."""
-    excess_before: FloatArray
+    history: FloatArray
+    """Observed demand as far as it was kept, the replayed steps last (NaN where missing): what
+    each replayed day's :meth:`levels_before` looks back on."""
+    excess: FloatArray
     """Demand over the base its decision had, over the same steps: the bursts the forecast missed."""
 
     @classmethod
@@ -566,9 +565,8 @@ class _Replay:
             return None
         b = np.maximum(np.where(np.isfinite(base), base, prev), prev)
         age = (len(d) - 1 - np.arange(len(d), dtype=np.float64)) * step_seconds
-        cut = max(0, len(history) - keep)
         return cls(d, prev, b, spells, observed, age, spec, step_seconds, np.isfinite(base),
-                   history[:cut], excess_all[:cut])
+                   history, excess_all)
 
     @property
     def knows_forecasts(self) -> bool:
@@ -583,11 +581,10 @@ class _Replay:
         """:class:`Levels` read off the :data:`REPLAY_SECONDS` before replayed ``day`` (0: the
         last 24 hours), as far as the history reaches; None with under
         :data:`MIN_HISTORY_SECONDS` of it observed, or no demand."""
-        older = self.age >= (day + 1) * 86400.0  # the steps before the day's first
-        seen = np.concatenate([self.before, np.where(self.observed, self.demand, np.nan)[older]])
-        excess = np.concatenate([self.excess_before, (self.demand - self.base)[older]])
-        keep = int(REPLAY_SECONDS // self.step_seconds)
-        seen, excess = seen[-keep:], excess[-keep:]
+        # The day and the newer ones are the last replayed steps: the window ends before them.
+        end = len(self.history) - int(np.count_nonzero(self.age < (day + 1) * 86400.0))
+        start = max(0, end - int(REPLAY_SECONDS // self.step_seconds))
+        seen, excess = self.history[start:end], self.excess[start:end]
         ok = np.isfinite(seen)
         seen, excess = seen[ok], excess[ok]
         if seen.size * self.step_seconds < MIN_HISTORY_SECONDS or seen.sum() <= 0:
