@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scaler.backtest.scenario import MINUTE, Scenario
+from scaler.core.record import record
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -83,7 +84,7 @@ class ControlSpec:
         return max(1, math.ceil(self.polling_s / MINUTE - _EPSILON))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Metric:
     """What a policy tells KEDA at one poll: one AverageValue metric and IsActive."""
 
@@ -98,7 +99,7 @@ class Metric:
     """GPU nodes to hold ready beyond the replicas (balloon pods), in replicas."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class View:
     """What a policy may see when deciding at minute ``t``: only minutes before ``t``."""
 
@@ -153,13 +154,18 @@ class Hpa:
         return self._stabilize(desired, now)
 
     def _stabilize(self, desired: int, now: float) -> int:
-        """Highest recommendation within the window, clamped to [max(min, 1), max]."""
+        """Highest recommendation within the window, clamped to [max(min, 1), max].
+
+        ``recent`` keeps only recommendations higher than every later one (a newer, higher or
+        equal one outlives them in the window), so it falls from old to new and its first is
+        the highest."""
         c = self.control
         while self.recent and self.recent[0][0] <= now - c.scale_down_window_s:
             self.recent.popleft()
+        while self.recent and self.recent[-1][1] <= desired:
+            self.recent.pop()
         self.recent.append((now, desired))
-        highest = max([d for _, d in self.recent])
-        return min(max(highest, c.min_replicas, 1), c.max_replicas)
+        return min(max(self.recent[0][1], c.min_replicas, 1), c.max_replicas)
 
 
 class Cluster:

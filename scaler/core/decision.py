@@ -38,18 +38,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from forecasting.types import Forecast, Series
 from scaler.core.config import ModelSettings, Overrides, Settings
 from scaler.core.model import Decision, Reason
+from scaler.core.record import record
 from scaler.core.replicas import replicas_for
 from scaler.core.slo import Margin
 
 
-@dataclass(frozen=True)
+@record
 class DecisionInputs:
     demand: float | None
     """Current demand (model's demand unit); None when the source has no fresh sample."""
@@ -73,7 +74,7 @@ class DecisionInputs:
     slow read does not make fresh data look old, and old data never looks fresh."""
 
 
-@dataclass(frozen=True)
+@record
 class DecisionState:
     """What ``decide`` carries from one call to the next (returned anew, never mutated)."""
 
@@ -85,7 +86,7 @@ class DecisionState:
     """(time, replicas, peak) of the last forecast-based need, held while the forecast is missing."""
 
 
-@dataclass(frozen=True)
+@record
 class Bounds:
     min: int
     max: int
@@ -143,12 +144,15 @@ def _floor_within(x: float, h: int) -> int:
 def stabilize(
     needs: tuple[tuple[float, int], ...], need: int, *, now: float, window_seconds: float
 ) -> tuple[int, tuple[tuple[float, int], ...]]:
-    """Highest need within (now - window, now], and the window to carry forward.
+    """Highest need within (now - window, now], and the needs to carry forward.
 
-    Scale-up is immediate; scale-down waits until every need in the window is lower.
+    Scale-up is immediate; scale-down waits until every need in the window is lower. Only the
+    needs higher than ``need`` are carried: a lower or equal one can never be the highest again,
+    whatever window a later call asks for, since ``need`` is newer and inside every window that
+    holds it (a backtest calls this every decision-minute: the carried tuple stays short).
     """
     cutoff = now - window_seconds
-    kept = (*[tn for tn in needs if tn[0] > cutoff], (now, need))
+    kept = (*[tn for tn in needs if tn[0] > cutoff and tn[1] > need], (now, need))
     return max([n for _, n in kept]), kept
 
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from scaler.core.record import record
+
 
 class Reason(StrEnum):
     """Why a decision has the replica count it has (exported as a label; keep values stable)."""
@@ -57,7 +59,7 @@ class ColdStart:
     """False while the config's initial value is used."""
 
 
-@dataclass(frozen=True)
+@record
 class Decision:
     """The scaler's answer for one model at one time. Immutable; served from a snapshot."""
 

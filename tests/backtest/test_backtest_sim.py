@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from scaler.backtest.policies import ReactiveQueue, ReactiveUtil, Static
@@ -106,6 +107,22 @@ def test_hpa_scale_down_waits_for_the_window_scale_up_does_not() -> None:
         applied.append(current)
     # 5 stays the highest of the last five minutes until minute 5; 9 clamps to max 8.
     assert applied == [5, 5, 5, 5, 5, 2, 2, 8]
+
+
+def test_hpa_window_keeps_only_what_can_still_be_the_highest() -> None:
+    """The window is pruned to recommendations higher than every later one; each answer must be
+    the definition's: the highest recommendation of the last 300 s (clamped)."""
+    rng = np.random.default_rng(7)
+    hpa = Hpa(ControlSpec(scale_down_window_s=300, min_replicas=1, max_replicas=40))
+    seen: list[tuple[float, int]] = []
+    now, current = 0.0, 1
+    for _ in range(2000):
+        now += float(rng.choice([30.0, 60.0, 90.0, 300.0]))
+        wanted = int(rng.integers(0, 30))
+        seen.append((now, wanted))
+        current = hpa.apply(Metric(float(wanted), 1.0, True), current, now)
+        assert current == max(1, max(d for t, d in seen if t > now - 300.0))
+        assert len(hpa.recent) <= 1 + int(300.0 // 30.0)
 
 
 def test_keda_scales_from_zero_only_when_active_and_to_zero_after_cooldown() -> None:

@@ -89,6 +89,26 @@ def test_stabilize(needs, need, now, expected) -> None:
     assert stabilize(needs, need, now=now, window_seconds=300)[0] == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(calls=st.lists(st.tuples(st.integers(0, 120), st.integers(0, 9), st.sampled_from([0.0, 60.0, 300.0, 900.0])),
+                      min_size=1, max_size=60))
+def test_stabilize_carries_only_what_can_still_be_the_highest(calls: list[tuple[int, int, float]]) -> None:
+    """The carried needs are pruned (only those higher than every later one); each answer must
+    still be the definition's: the highest need of every call within its window, windows
+    changing from call to call (the tuner's hold moves it) and needs cut by an earlier window
+    gone, as before."""
+    carried: tuple[tuple[float, int], ...] = ()
+    everything: list[tuple[float, int]] = []  # the definition keeps every need its windows left
+    now = 0.0
+    for gap, need, window in calls:
+        now += gap
+        cutoff = now - window
+        everything = [*(tn for tn in everything if tn[0] > cutoff), (now, need)]
+        highest, carried = stabilize(carried, need, now=now, window_seconds=window)
+        assert highest == max(n for _, n in everything)
+        assert len(carried) <= len(everything)
+
+
 @pytest.mark.parametrize(
     ("need", "bounds", "expected"),
     [
@@ -256,3 +276,19 @@ def test_a_restart_recalls_the_reactive_needs_of_the_backfilled_demand() -> None
     decided = DecisionState(needs=((now, 3),))
     assert recalled(decided, demand, 10.0, now=now) is decided
     assert recalled(DecisionState(), None, 10.0, now=now) == DecisionState()
+
+
+def test_a_decision_is_a_value_record() -> None:
+    """``@record`` (scaler.core.record) trades the run-time freeze for speed; what code relies on
+    stays: equality and hashing by value, ``replace`` for changed copies, no stray attributes."""
+    from dataclasses import replace
+
+    from scaler.core.model import Decision
+
+    a = Decision(model="m", at=1.0, replicas=2, reason=Reason.REACTIVE, valid=True, active=True)
+    b = Decision(model="m", at=1.0, replicas=2, reason=Reason.REACTIVE, valid=True, active=True)
+    assert a == b and hash(a) == hash(b)
+    c = replace(a, replicas=3)
+    assert (a.replicas, c.replicas) == (2, 3) and c != a
+    with pytest.raises(AttributeError):
+        a.typo = 1  # type: ignore[attr-defined]  # slots: a misspelt field fails loudly
