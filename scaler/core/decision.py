@@ -79,7 +79,8 @@ class DecisionState:
     """What ``decide`` carries from one call to the next (returned anew, never mutated)."""
 
     needs: tuple[tuple[float, int], ...] = ()
-    """(time, need) within the scale-down stabilization window."""
+    """(time, need) within the scale-down stabilization window that can still be the highest
+    (:func:`stabilize` drops those a newer need equals or beats)."""
     last_valid: Decision | None = None
     """The last decision made on fresh data (what HOLD serves)."""
     forecast_need: tuple[float, int, float] | None = None
