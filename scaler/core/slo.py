@@ -553,8 +553,10 @@ class _Replay:
         # the first observed step, the replay starts as if that demand had held all along.
         first = history[np.isfinite(history)][:1]
         prev_all = np.nan_to_num(_forward_fill(np.concatenate([first if first.size else [0.0], history[:-1]])), nan=0.0)
+        # Each step's base, never below what its decision saw (that demand, where none was recorded).
         base_all = base[-len(history):]
-        excess_all = history - np.maximum(np.where(np.isfinite(base_all), base_all, prev_all), prev_all)
+        based = np.maximum(np.where(np.isfinite(base_all), base_all, prev_all), prev_all)
+        excess_all = history - based
         prev = prev_all[-keep:]
         demand, base = demand[-keep:], base[-keep:]
         observed = np.isfinite(demand)
@@ -563,9 +565,8 @@ class _Replay:
         d = np.where(observed, demand, 0.0)
         if d.sum() <= 0:
             return None
-        b = np.maximum(np.where(np.isfinite(base), base, prev), prev)
         age = (len(d) - 1 - np.arange(len(d), dtype=np.float64)) * step_seconds
-        return cls(d, prev, b, spells, observed, age, spec, step_seconds, np.isfinite(base),
+        return cls(d, prev, based[-keep:], spells, observed, age, spec, step_seconds, np.isfinite(base),
                    history, excess_all)
 
     @property
