@@ -24,7 +24,7 @@ from scaler.backtest.auto import BASELINES, AutoResult
 from scaler.backtest.misses import DAYS, by_kind
 from scaler.backtest.pareto import Point, pareto_frontier
 from scaler.backtest.scenario import MINUTE
-from scaler.backtest.sweep import SLOS, Backtest, Sweep
+from scaler.backtest.sweep import SLOS, Backtest, Sweep, refit_seconds
 from scaler.core.fields import format_duration
 
 
@@ -56,7 +56,7 @@ def _settings_json(bt: Backtest) -> dict[str, Any]:
         "polling_interval_s": ctl.polling_s, "hpa_tolerance": ctl.tolerance,
         "scale_down_window_s": ctl.scale_down_window_s, "min_replicas": ctl.min_replicas,
         "max_replicas": ctl.max_replicas, "peak_replicas": s.peak_replicas,
-        "refit_every_s": s.refit_every_s, "predictive_stabilization_s": s.stabilization_s,
+        "refit_every_s": refit_seconds(bt.scenario, s), "predictive_stabilization_s": s.stabilization_s,
         "lead_s": s.lead_s,
     }
 

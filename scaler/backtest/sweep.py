@@ -8,6 +8,7 @@ shared by all of its sweep points.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,11 @@ PREDICTIVE_KNOBS: tuple[tuple[float, float], ...] = tuple(
 """(forecast quantile, headroom): serve's ``quantile``, and ``capacityPerReplica = c / headroom``
 (what a user sets to keep replicas below full load, like reactive-util's target u = 1 / headroom)."""
 
+DAY = 86400.0
+REFIT_INTERVALS = (6 * 3600.0, 8 * 3600.0, 12 * 3600.0, DAY)
+MAX_FITS = 480
+"""Fits a backtest makes at most by default: every 6 hours up to 120 days of trace."""
+
 Progress = Callable[[int], None]
 
 
@@ -56,7 +62,8 @@ class BacktestSpec:
     control: ControlSpec = field(default_factory=ControlSpec)
     policies: tuple[str, ...] = POLICIES
     peak_replicas: int = 20
-    refit_every_s: float = 6 * 3600.0
+    refit_every_s: float | None = None
+    """Predictive refit interval; None: :func:`refit_every` of the trace's length."""
     stabilization_s: float = 600.0
     """The predictive policy's own scale-down stabilization (serve's ``scaleDown.stabilization``)."""
     predictive_knobs: tuple[tuple[float, float], ...] = PREDICTIVE_KNOBS
@@ -70,7 +77,7 @@ class BacktestSpec:
         unknown = [p for p in self.policies if p not in POLICIES]
         if unknown or not self.policies:
             raise ValueError(f"unknown policies {unknown}; choose from {', '.join(POLICIES)}")
-        if self.refit_every_s < MINUTE:
+        if self.refit_every_s is not None and self.refit_every_s < MINUTE:
             raise ValueError(f"refit interval {self.refit_every_s:g}s: must be >= 60s")
 
     @property
@@ -138,9 +145,29 @@ def predictive_model(scenario: Scenario, spec: BacktestSpec, *, quantile: float,
     return parse_settings(raw, source="backtest").settings.models[0]
 
 
+def refit_every(trace_seconds: float) -> float:
+    """The default refit interval: 6 hours, or on a trace too long for :data:`MAX_FITS` fits at
+    that, the first of 8 and 12 hours and whole days that keeps within them.
+
+    Serve refits every 10 minutes; between refits ``update`` follows the level and a refit only
+    re-estimates parameters on data that barely moved, so the interval hardly shows in the
+    figures (docs/BACKTEST.md) while a fit is most of what a long backtest costs. A budget of
+    fits, not a fixed interval, keeps that cost from growing with the trace.
+    """
+    for every in REFIT_INTERVALS:
+        if trace_seconds / every <= MAX_FITS:
+            return every
+    return DAY * math.ceil(trace_seconds / MAX_FITS / DAY)
+
+
+def refit_seconds(scenario: Scenario, spec: BacktestSpec) -> float:
+    """The refit interval of this backtest: the one given, or :func:`refit_every` of the trace."""
+    return spec.refit_every_s if spec.refit_every_s is not None else refit_every(scenario.minutes * MINUTE)
+
+
 def tape_spec(scenario: Scenario, spec: BacktestSpec) -> TapeSpec:
     """Fit schedule: one refit interval before the evaluation window, then every interval."""
-    refit = max(1, round(spec.refit_every_s / MINUTE))
+    refit = max(1, round(refit_seconds(scenario, spec) / MINUTE))
     lead = spec.lead_s
     first = scenario.warmup_minutes - refit
     if spec.slo is not None:  # the tuner learns from its own forecasts: fit from the first day on

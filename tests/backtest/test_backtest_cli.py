@@ -50,6 +50,10 @@ def test_json_contract(report: dict[str, object]) -> None:
             assert point["gpu_hours"] > 0
         for cost in block["cost_at_slo"].values():
             assert cost is None or cost >= oracle["gpu_hours"] - 1e-9, name
+    settings, forecaster = report["settings"], report["forecaster"]
+    assert isinstance(settings, dict) and isinstance(forecaster, dict)
+    assert settings["refit_every_s"] == 6 * 3600  # a short trace: the default interval
+    assert forecaster["fits"] == 5  # from a refit interval before the window (2 days), every 6 h
     assert len(policies["predictive"]["points"]) == 4
     assert len(policies["reactive-util"]["points"]) == 8
     assert len(policies["reactive-queue"]["points"]) == 6
