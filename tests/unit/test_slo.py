@@ -91,11 +91,17 @@ def test_replaying_many_margins_at_once_equals_one_at_a_time() -> None:
         assert late[i] == pytest.approx(one_late[0], rel=1e-12) and held[i] == pytest.approx(one_held[0], rel=1e-12)
 
 
-def test_answers_worked_out_ahead_are_the_step_by_step_replay_to_the_last_bit() -> None:
-    """The shortcut for steps without a backlog changes no float: every candidate's late demand
-    per block and replicas held equal the replay computed in full at every step, on bursty demand
-    with gaps, where lean candidates build backlogs and fat ones never do."""
-    demand = demand_trace(5, cv=0.6, seed=5)[:4 * DAY + 300]  # days end inside the shortcut's blocks
+@pytest.mark.parametrize("block", [7, slo.AHEAD_STEPS, 720])
+@pytest.mark.parametrize("cv", [0.6, 0.15])
+def test_answers_worked_out_ahead_are_the_step_by_step_replay_to_the_last_bit(
+        block: int, cv: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shortcut for the steps a backlog has not touched changes no float: every candidate's
+    late demand per block and replicas held equal the replay computed in full at every step, on
+    bursty demand with gaps (lean candidates build backlogs, fat ones never do) and on calmer
+    demand, where most steps take the shortcut; with blocks short and long, so that backlogs
+    start, last and pass across their edges."""
+    monkeypatch.setattr(slo, "AHEAD_STEPS", block)
+    demand = demand_trace(5, cv=cv, seed=5)[:4 * DAY + 300]  # days end inside the shortcut's blocks
     demand[2000:2090] = np.nan  # a collection gap
     base = demand * 1.05
     base[:500] = np.nan
@@ -109,6 +115,27 @@ def test_answers_worked_out_ahead_are_the_step_by_step_replay_to_the_last_bit() 
     assert np.array_equal(late, full_late) and np.array_equal(held, full_held)
     on_time = 1.0 - late.sum(axis=0) / (weight * past.demand).sum()
     assert on_time.min() < 0.99 < 1.0 == on_time.max()  # both kinds of candidate were replayed
+
+
+@pytest.mark.parametrize(("seed", "lead", "stabilization", "cv", "base", "block"), [
+    (6, 630, 120.0, 0.3, 1.0, 60), (24, 630, 0.0, 0.6, 1.0, 60), (11, 270, 0.0, 0.6, 1.0, 13),
+    (27, 270, 600.0, 0.1, 0.9, 60)])
+def test_the_shortcut_waits_until_a_backlog_has_left_every_window(
+        seed: int, lead: float, stabilization: float, cv: float, base: float, block: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a backlog made a candidate ask for stays in its held window for the hold, and what
+    that held in the serving window for a cold start more. Shortcut steps taken any earlier
+    change the answer on these replays (each was found to catch a shortcut resumed after the
+    hold only, or 6 steps early); the shortcut must still give the step-by-step floats."""
+    monkeypatch.setattr(slo, "AHEAD_STEPS", block)
+    spec = ReplaySpec.for_lead(lead, step_seconds=STEP, capacity=10.0, stabilization_seconds=stabilization)
+    demand = demand_trace(2, cv=cv, seed=seed)
+    past = slo._Replay.of(demand, demand * base, spec, step_seconds=STEP)
+    assert past is not None
+    margins, weight = slo.candidates(past), past.weights(recency=True)
+    late, held = past.closed_loop_blocks(margins, weight)
+    full_late, full_held = past.closed_loop_blocks(margins, weight, ahead=False)
+    assert np.array_equal(late, full_late) and np.array_equal(held, full_held)
 
 
 def test_a_cap_read_off_the_replay_is_judged_on_the_days_that_broke_it() -> None:
