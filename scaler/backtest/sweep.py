@@ -219,10 +219,9 @@ def run_sweep(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastS
 
 
 def sweep_points(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastSource | None,
-                 which: range | None = None, progress: Progress | None = None) -> list[tuple[Point, RunResult]]:
-    """The knobs ``which`` (by position; all by default) of one policy, each simulated."""
-    points = list(controllers(name, scenario, spec, tape))
-    return [_simulated(scenario, spec, *points[i], progress) for i in (range(len(points)) if which is None else which)]
+                 progress: Progress | None = None) -> list[tuple[Point, RunResult]]:
+    """Every knob of one policy, each simulated."""
+    return [_simulated(scenario, spec, *point, progress) for point in controllers(name, scenario, spec, tape)]
 
 
 def _simulated(scenario: Scenario, spec: BacktestSpec, blank: Point, make: Callable[[], Controller],
@@ -242,32 +241,61 @@ def _sweep(name: str, done: list[tuple[Point, RunResult]]) -> Sweep:
 def shared_sweep(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape, aside: Executor,
                  progress: Progress | None = None, ticks: Ticks | None = None) -> Sweep:
     """The predictive sweep on two cores: here, knob after knob, while the tape fills; once it is
-    complete, the later half of the knobs left go to ``aside`` with a copy of the tape.
+    complete, ``aside`` gets a copy of the tape and both processes take the knobs left from one
+    queue, so they finish together whatever else ``aside`` had to run first (the baselines).
 
     Its runs are most of a long trace's hindsight backtest (45 runs of about 4 s on 215 days)
     and need the whole tape, which a worker can hold only once it is made (a copy is 170 MB of
-    arrays on 215 days: well under a second to send, a few seconds to unpack). The worker's
-    runs tick through ``ticks``, if given.
+    arrays on 215 days: well under a second to send, a few seconds to unpack). An even split
+    instead left this process idle for the last 40 s of a year (the worker ran the baselines
+    first). The worker's runs tick through ``ticks``, if given.
     """
     points = list(controllers("predictive", scenario, spec, tape))
-    done: list[tuple[Point, RunResult]] = []
-    stop, remote = len(points), None
-    while len(done) < stop:
-        if remote is None and stop - len(done) >= 2 and tape.filled():
-            # One knob more here: the worker first unpacks its copy (about a run's time).
-            stop = len(done) + (stop - len(done) + 2) // 2
-            remote = aside.submit(sweep_points, "predictive", scenario, spec, tape.copy(),
-                                  range(stop, len(points)), None if ticks is None else ticks.put)
-        done.append(_simulated(scenario, spec, *points[len(done)], progress))
-    while remote is not None:
+    done: dict[int, tuple[Point, RunResult]] = {}
+    with contextlib.ExitStack() as stack:
+        knobs: Queue[int] | None = None
+        remote: Future[list[tuple[int, tuple[Point, RunResult]]]] | None = None
+        following = 0  # the next knob, until the queue takes over
+        while True:
+            if knobs is None and len(points) - following >= 2 and tape.filled():
+                knobs = stack.enter_context(multiprocessing.get_context("spawn").Manager()).Queue()
+                for i in range(following, len(points)):
+                    knobs.put(i)
+                remote = aside.submit(queued_points, "predictive", scenario, spec, tape.copy(), knobs,
+                                      None if ticks is None else ticks.put)
+            if knobs is not None:
+                try:
+                    i = knobs.get_nowait()
+                except Empty:
+                    break
+            elif following < len(points):
+                i, following = following, following + 1
+            else:
+                break
+            done[i] = _simulated(scenario, spec, *points[i], progress)
+        while remote is not None:
+            try:
+                done.update(remote.result(timeout=1.0))
+                remote = None
+            except TimeoutError:  # the worker's runs tick on the bar meanwhile
+                pass
+            if ticks is not None:  # its ticks are all queued before its result is sent
+                ticks.drain()
+    return _sweep("predictive", [done[i] for i in range(len(points))])
+
+
+def queued_points(name: str, scenario: Scenario, spec: BacktestSpec, tape: ForecastSource, knobs: Queue[int],
+                  progress: Progress | None = None) -> list[tuple[int, tuple[Point, RunResult]]]:
+    """Knobs of one policy (by position) taken from ``knobs`` until it is empty, each simulated;
+    other processes take from the same queue."""
+    points = list(controllers(name, scenario, spec, tape))
+    out: list[tuple[int, tuple[Point, RunResult]]] = []
+    while True:
         try:
-            done += remote.result(timeout=1.0)
-            remote = None
-        except TimeoutError:  # the worker's runs tick on the bar meanwhile
-            pass
-        if ticks is not None:  # its ticks are all queued before its result is sent
-            ticks.drain()
-    return _sweep("predictive", done)
+            i = knobs.get_nowait()
+        except Empty:
+            return out
+        out.append((i, _simulated(scenario, spec, *points[i], progress)))
 
 
 class Ticks:

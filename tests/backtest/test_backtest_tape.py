@@ -169,7 +169,8 @@ def test_a_segment_in_one_pass_is_the_minute_by_minute_one(model: str, start: in
 
 
 def test_the_hindsight_sweep_shares_its_runs_once_the_tape_is_complete() -> None:
-    """The later half of the knobs run in a worker on a copy of the tape: the same runs as here."""
+    """Once the tape is complete, a worker with a copy of it takes knobs from the same queue as
+    this process: the same runs as here, in the knobs' order."""
     sc = synthetic(days=3)
     knobs = ((0.5, 1.0), (0.9, 1.0), (0.9, 1.3), (0.99, 1.0), (0.99, 1.5))
     spec = dataclasses.replace(SPEC, predictive_knobs=knobs, jobs=2)
