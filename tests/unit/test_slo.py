@@ -138,6 +138,21 @@ def test_the_shortcut_waits_until_a_backlog_has_left_every_window(
     assert np.array_equal(late, full_late) and np.array_equal(held, full_held)
 
 
+@pytest.mark.parametrize("cold", [0, 1])
+@pytest.mark.parametrize("block", [1, 2, 60])
+def test_the_shortcut_with_windows_of_one_step(cold: int, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hold, no HPA window, a cold start of nothing or one step: windows with no tail at all."""
+    monkeypatch.setattr(slo, "AHEAD_STEPS", block)
+    spec = ReplaySpec(cold_steps=cold, hold_steps=1, capacity=10.0, window_steps=1)
+    demand = demand_trace(2, cv=0.6, seed=3)
+    past = slo._Replay.of(demand, demand, spec, step_seconds=STEP)
+    assert past is not None
+    margins, weight = slo.candidates(past), past.weights(recency=False)
+    late, held = past.closed_loop_blocks(margins, weight)
+    full_late, full_held = past.closed_loop_blocks(margins, weight, ahead=False)
+    assert np.array_equal(late, full_late) and np.array_equal(held, full_held)
+
+
 def test_a_cap_read_off_the_replay_is_judged_on_the_days_that_broke_it() -> None:
     """Traffic that keeps setting records: each day's burst is 15 % above the day before's. A
     cap at the replayed peak is never late on the history it was read off; walked forward, each
