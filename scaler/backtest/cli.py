@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                            help="worker processes for the forecast tape (the fits and their forecasts, "
                                 "while the policies run), plus one for the baselines, which then "
-                                "takes half of the predictive sweep once the tape is complete "
+                                "shares the predictive sweep's knobs once the tape is complete "
                                 "(it holds a copy: more memory on long traces); 1 runs everything "
                                 "in this process (default min(2, CPUs))")
     run_group.add_argument("--json", metavar="OUT", help="write the JSON report here")
