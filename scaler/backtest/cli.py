@@ -80,8 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--warmup", default="7d",
                            help="history used only to fit and settle, not scored (default 7d)")
     run_group.add_argument("--refit-every", default=None,
-                           help="predictive refit interval (default 6h; on a trace over 120 days the first of "
-                                "8h, 12h and whole days that keeps to 480 fits)")
+                           help="predictive refit interval (default: 6h, or on a trace over 120 days the "
+                                "shortest of 8h, 12h, 1d, 2d, ... that keeps to 480 fits)")
     run_group.add_argument("--stabilization", default="10m",
                            help="predictive scaleDown.stabilization, as in serve's config (default 10m)")
     run_group.add_argument("--quantiles", default=",".join(f"{q:g}" for q in PREDICTIVE_QUANTILES),
