@@ -708,7 +708,7 @@ class _Replay:
         # Steps up to this one are worked out one by one: a backlog changed what was asked at a
         # step, and so what was held and served until that step leaves the windows.
         unsettled_until = -1 if ahead else steps
-        backlog, before = False, 0
+        backlog = False
         short: list[bool] = []
         late_ahead = np.empty((0, n))
 
@@ -728,9 +728,9 @@ class _Replay:
         for first in range(0, steps, size):
             s = slice(first, min(steps, first + size))
             k = s.stop - first
-            if first:  # the tail: the last rows of the block before
-                asked_rows[:width - 1] = asked_rows[before:before + width - 1]
-                held_rows[:cold - 1] = held_rows[before:before + cold - 1]
+            if first:  # the tail: the last rows of the block before (a whole one: only the last is short)
+                asked_rows[:width - 1] = asked_rows[size:size + width - 1]
+                held_rows[:cold - 1] = held_rows[size:size + cold - 1]
             days = day[s]  # one day's row, or (in a block across midnight) each step's
             extra, cap = ((extras[days[0]], caps[days[0]]) if days[0] == days[-1] else (extras[days], caps[days]))
             asked_rows[width - 1:width - 1 + k] = asked_for(self.seen[s, None], self.base[s, None],
@@ -777,7 +777,6 @@ class _Replay:
                 pending = t + 1
                 backlog = bool(queue.any())
             held_sum = _summed(held_sum, held_rows[cold - 1 + pending - first:cold - 1 + k], weight[pending:s.stop])
-            before = k
         late, cost = np.empty_like(late_sum), np.empty(n)
         late[:, order], cost[order] = late_sum, held_sum
         return late, cost
@@ -786,7 +785,11 @@ class _Replay:
 def _sliding(op: np.ufunc, x: FloatArray, w: int) -> FloatArray:
     """``op`` (``np.maximum`` or ``np.minimum``) over every ``w`` consecutive rows of ``x``: row
     ``i`` of the answer covers ``x[i:i + w]``. Spans double until one more would pass ``w``, and
-    two overlapping spans make a window (log2(w) + 1 passes over ``x``)."""
+    two overlapping spans make a window (log2(w) + 1 passes over ``x``).
+
+    :func:`scaler.core.excursion.trailing` (scipy's rank filters) gives the same floats along
+    axis 0, but a choice took 12 % longer with it (2.55-2.61 s against 2.28-2.31 s on 11 real
+    choices): the filter copies each of the block's columns out and back."""
     m, p = x, 1
     while 2 * p <= w:
         m = op(m[:-p], m[p:])  # row i: x[i:i + 2p]
