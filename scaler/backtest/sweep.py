@@ -252,25 +252,18 @@ def shared_sweep(scenario: Scenario, spec: BacktestSpec, tape: ForecastTape, asi
     """
     points = list(controllers("predictive", scenario, spec, tape))
     done: dict[int, tuple[Point, RunResult]] = {}
-    with contextlib.ExitStack() as stack:
-        knobs: Queue[int] | None = None
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        knobs: Queue[int] = manager.Queue()
+        for i in range(len(points)):
+            knobs.put(i)
         remote: Future[list[tuple[int, tuple[Point, RunResult]]]] | None = None
-        following = 0  # the next knob, until the queue takes over
         while True:
-            if knobs is None and len(points) - following >= 2 and tape.filled():
-                knobs = stack.enter_context(multiprocessing.get_context("spawn").Manager()).Queue()
-                for i in range(following, len(points)):
-                    knobs.put(i)
+            if remote is None and knobs.qsize() >= 2 and tape.filled():
                 remote = aside.submit(queued_points, "predictive", scenario, spec, tape.copy(), knobs,
                                       None if ticks is None else ticks.put)
-            if knobs is not None:
-                try:
-                    i = knobs.get_nowait()
-                except Empty:
-                    break
-            elif following < len(points):
-                i, following = following, following + 1
-            else:
+            try:
+                i = knobs.get_nowait()
+            except Empty:
                 break
             done[i] = _simulated(scenario, spec, *points[i], progress)
         while remote is not None:
