@@ -11,13 +11,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from forecasting import durations
 from forecasting.evaluate import AUTO, EvalSpec, ModelRun, actuals, evaluate, origins
-from forecasting.refits import refit_every
 from forecasting.traces import TraceError, read_trace
 
 ERROR = "prewarm forecast-eval: error:"
@@ -42,10 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", required=True, help="trace CSV (gzip ok)")
     parser.add_argument("--horizon", default="30m", help="lead time scored (default 30m)")
     parser.add_argument("--season", default="1d", help="seasonal-naive season for MASE (1d)")
-    parser.add_argument("--refit-every",
-                        help="refit interval; update() in between (default: 6h, or on an evaluated "
-                             "span over 120 days the shortest of 8h, 12h, 1d, 2d, ... that keeps to "
-                             "480 fits a model)")
+    parser.add_argument("--refit-every", default="6h",
+                        help="refit interval; update() in between (default 6h)")
     parser.add_argument("--history", default="21d",
                         help="history each fit sees, as the scaler's defaults.history (default 21d)")
     parser.add_argument("--quantiles", default="0.1,0.5,0.9,0.95", help="quantile levels")
@@ -58,8 +54,6 @@ def build_spec(args: argparse.Namespace, step_seconds: int) -> EvalSpec:
     """Validated :class:`EvalSpec` from the flags, in steps of the trace."""
     values = {}
     for flag in ("horizon", "season", "refit_every"):
-        if getattr(args, flag) is None:  # --refit-every: a budget of fits, set below
-            continue
         seconds = parse_duration(getattr(args, flag), flag="--" + flag.replace("_", "-"))
         if seconds < step_seconds or seconds % step_seconds:
             raise UsageError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be a "
@@ -71,22 +65,12 @@ def build_spec(args: argparse.Namespace, step_seconds: int) -> EvalSpec:
                          f"({step_seconds} s)")
     try:
         quantiles = tuple(float(q) for q in args.quantiles.split(","))
-        spec = EvalSpec(horizon_steps=values["horizon"] // step_seconds,
+        return EvalSpec(horizon_steps=values["horizon"] // step_seconds,
                         season_seconds=values["season"],
+                        refit_every_steps=values["refit_every"] // step_seconds,
                         quantiles=quantiles, history_steps=history // step_seconds)
     except ValueError as exc:
         raise UsageError(f"--quantiles {args.quantiles!r}: {exc}") from exc
-    if "refit_every" in values:
-        return replace(spec, refit_every_steps=values["refit_every"] // step_seconds)
-    return spec
-
-
-def budgeted(spec: EvalSpec, n_steps: int, step_seconds: int) -> EvalSpec:
-    """``spec`` refitting at :func:`forecasting.refits.refit_every` of its evaluated span, in whole
-    trace steps (a fit per model and interval: their cost stops growing with the trace)."""
-    span = len(origins(n_steps, spec)) * step_seconds
-    every = max(1, round(refit_every(span) / step_seconds))
-    return replace(spec, refit_every_steps=every)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         trace = read_trace(args.trace)
         spec = build_spec(args, trace.step_seconds)
-        if args.refit_every is None:
-            spec = budgeted(spec, len(trace.series), trace.step_seconds)
         report, runs = _evaluate(args, trace.series, spec)
     except (UsageError, TraceError) as exc:
         print(f"{ERROR} {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ shared by all of its sweep points.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from queue import Empty, Queue
 
-from forecasting.refits import refit_every
 from scaler.backtest.auto import BASELINES, AutoResult, auto_model, run_auto
 from scaler.backtest.oracle import oracle_billed, oracle_cold_minutes
 from scaler.backtest.pareto import Point, cost_at_slo
@@ -46,6 +46,10 @@ PREDICTIVE_KNOBS: tuple[tuple[float, float], ...] = tuple(
 """(forecast quantile, headroom): serve's ``quantile``, and ``capacityPerReplica = c / headroom``
 (what a user sets to keep replicas below full load, like reactive-util's target u = 1 / headroom)."""
 
+DAY = 86400.0
+REFIT_INTERVALS = (6 * 3600.0, 8 * 3600.0, 12 * 3600.0, DAY)
+MAX_FITS = 480
+"""Fits a backtest makes at most by default: every 6 hours up to 120 days of trace."""
 
 Progress = Callable[[int], None]
 
@@ -141,9 +145,23 @@ def predictive_model(scenario: Scenario, spec: BacktestSpec, *, quantile: float,
     return parse_settings(raw, source="backtest").settings.models[0]
 
 
+def refit_every(trace_seconds: float) -> float:
+    """The default refit interval: 6 hours, or on a trace too long for :data:`MAX_FITS` fits at
+    that, the first of 8 and 12 hours and whole days that keeps within them.
+
+    Serve refits every 10 minutes; between refits ``update`` follows the level and a refit only
+    re-estimates parameters on data that barely moved, so the interval hardly shows in the
+    figures (docs/BACKTEST.md) while a fit is most of what a long backtest costs. A budget of
+    fits, not a fixed interval, keeps that cost from growing with the trace.
+    """
+    for every in REFIT_INTERVALS:
+        if trace_seconds / every <= MAX_FITS:
+            return every
+    return DAY * math.ceil(trace_seconds / MAX_FITS / DAY)
+
+
 def refit_seconds(scenario: Scenario, spec: BacktestSpec) -> float:
-    """The refit interval of this backtest: the one given, or :func:`forecasting.refits.refit_every`
-    of the whole trace (fits start before the warmup ends, from the first day with ``--slo``)."""
+    """The refit interval of this backtest: the one given, or :func:`refit_every` of the trace."""
     return spec.refit_every_s if spec.refit_every_s is not None else refit_every(scenario.minutes * MINUTE)
 
 

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from forecasting.fitted import FittedForecaster
-from forecasting.refits import MAX_FITS
 from forecasting.traces import read_trace, synthetic_trace
 from forecasting.types import Series
 from scaler.backtest import tape
 from scaler.backtest.scenario import fill_from_past, scenario_from_series
-from scaler.backtest.sweep import BacktestSpec, tape_spec
+from scaler.backtest.sweep import MAX_FITS, REFIT_INTERVALS, BacktestSpec, refit_every, tape_spec
 from scaler.backtest.tape import ForecastTape, TapeSpec
 from tests.backtest.support import T0, synthetic
 
@@ -110,6 +109,16 @@ def test_servegen_gaps_are_found_from_the_past(trace: str, filled: int) -> None:
     sc = scenario_from_series(series, name=trace, warmup_seconds=7 * 86400)
     assert sc.filled_buckets == filled
     assert int((~sc.observed).sum()) == 10 * filled
+
+
+@pytest.mark.parametrize(("days", "hours"), [(14, 6), (120, 6), (121, 8), (160, 8), (161, 12), (240, 12),
+                                             (241, 24), (480, 24), (481, 48), (1000, 72)])
+def test_the_default_refit_interval_keeps_a_long_trace_to_its_fit_budget(days: int, hours: int) -> None:
+    every = refit_every(days * 86400.0)
+    assert every == hours * 3600.0
+    assert days * 86400.0 / every <= MAX_FITS  # the budget holds at every length
+    # ... and no shorter interval of the ladder would have kept to it.
+    assert all(days * 86400.0 / shorter > MAX_FITS for shorter in REFIT_INTERVALS if shorter < every)
 
 
 def test_the_fit_schedule_uses_the_interval_given_or_the_default() -> None:

@@ -49,21 +49,12 @@ def test_json_matches_the_contract(trace_csv: Path, tmp_path: Path,
         pytest.param(["--horizon", "soon"], "--horizon 'soon'", id="horizon-garbage"),
         pytest.param(["--horizon", "1h", "--quantiles", "0.9,1.5"], "--quantiles", id="bad-quantile"),
         pytest.param(["--horizon", "5d"], "too long", id="horizon-too-long"),
-        pytest.param(["--horizon", "1h", "--refit-every", "90m"], "--refit-every 90m", id="refit-off-grid"),
-        pytest.param(["--horizon", "1h", "--refit-every", "often"], "--refit-every 'often'", id="refit-garbage"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(trace_csv: Path, argv: list[str], message: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert eval_cli.run(_args("--trace", str(trace_csv), *argv)) == 2
     assert message in capsys.readouterr().err
-
-
-def test_the_refit_interval_defaults_to_the_budget_and_the_json_says_which(
-        trace_csv: Path, tmp_path: Path) -> None:
-    out = tmp_path / "r.json"
-    assert eval_cli.run(_args("--trace", str(trace_csv), "--horizon", "2h", "--json", str(out))) == 0
-    assert json.loads(out.read_text())["refit_every_s"] == 6 * 3600  # 2.5 days evaluated: 6 h
 
 
 def test_missing_trace_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
