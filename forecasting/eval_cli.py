@@ -22,6 +22,11 @@ ERROR = "prewarm forecast-eval: error:"
 """The prefix every `prewarm` command's errors share (forecasting never imports scaler's)."""
 
 
+DEFAULT_EVAL_DAYS = 120
+"""Longest span scored by default: 480 refits of each model at 6 h, about a minute and a half on
+2 cores; a year's trace (91 days scored) is under it (docs/FORECASTING.md, "Long traces")."""
+
+
 class UsageError(ValueError):
     """Bad command-line input; the message names the flag."""
 
@@ -44,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refit interval; update() in between (default 6h)")
     parser.add_argument("--history", default="21d",
                         help="history each fit sees, as the scaler's defaults.history (default 21d)")
+    parser.add_argument("--eval-span", default=f"{DEFAULT_EVAL_DAYS}d",
+                        help="score the last 25%% of the trace, at most this long (default "
+                             f"{DEFAULT_EVAL_DAYS}d: a longer trace costs no more; 'all' for no cap)")
     parser.add_argument("--quantiles", default="0.1,0.5,0.9,0.95", help="quantile levels")
     parser.add_argument("--json", metavar="OUT", help="write the JSON report here")
     parser.add_argument("--plot", metavar="PNG", help="plot actual vs forecast with the band")
@@ -63,12 +71,17 @@ def build_spec(args: argparse.Namespace, step_seconds: int) -> EvalSpec:
     if history < step_seconds:
         raise UsageError(f"--history {args.history}: must be at least the trace step "
                          f"({step_seconds} s)")
+    span = None if args.eval_span == "all" else parse_duration(args.eval_span, flag="--eval-span")
+    if span is not None and span < step_seconds:
+        raise UsageError(f"--eval-span {args.eval_span}: must be at least the trace step "
+                         f"({step_seconds} s), or 'all'")
     try:
         quantiles = tuple(float(q) for q in args.quantiles.split(","))
         return EvalSpec(horizon_steps=values["horizon"] // step_seconds,
                         season_seconds=values["season"],
                         refit_every_steps=values["refit_every"] // step_seconds,
-                        quantiles=quantiles, history_steps=history // step_seconds)
+                        quantiles=quantiles, history_steps=history // step_seconds,
+                        max_eval_steps=None if span is None else span // step_seconds)
     except ValueError as exc:
         raise UsageError(f"--quantiles {args.quantiles!r}: {exc}") from exc
 
@@ -122,7 +135,8 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
     history = ("all history" if report["history_s"] is None
                else f"the last {report['history_s'] / 86400:g} d")
     print(f"trace {report['trace']}: horizon {report['horizon_s']} s, {report['origins']} "
-          f"origins, refit every {report['refit_every_s']} s on {history}, "
+          f"origins (the last {report['eval_span_s'] / 86400:.3g} d), "
+          f"refit every {report['refit_every_s']} s on {history}, "
           f"{report['excluded_points']} gap/missing points not scored", file=out)
     print(head, file=out)
     for name, m in models.items():

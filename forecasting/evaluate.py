@@ -1,7 +1,8 @@
 """Rolling-origin forecast evaluation: the numbers behind ``prewarm forecast-eval``.
 
-Over the last 25 % of a trace, one origin per step, every model forecasts ``horizon`` ahead from
-what it could have seen: it is refitted every ``refit_every_steps`` on the ``history_steps``
+Over the last 25 % of a trace (at most ``max_eval_steps``; the command line's default is 120 days,
+so a long trace costs what 120 days do), one origin per step, every model forecasts ``horizon``
+ahead from what it could have seen: it is refitted every ``refit_every_steps`` on the ``history_steps``
 before the origin (the scaler's ``defaults.history``, 21 days) and follows the level with
 ``update`` in between - what the scaler does, with less frequent refits. Scored at the horizon
 step (docs/FORECASTING.md):
@@ -61,6 +62,10 @@ class EvalSpec:
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9, 0.95)
     refit_every_steps: int = 36
     eval_fraction: float = 0.25
+    max_eval_steps: int | None = None
+    """The scored span is the last ``eval_fraction`` of the trace, at most this many steps (None:
+    no cap). Each origin is an update and a forecast of every model, and every refit interval a
+    fit of each: without a cap a long trace costs in proportion."""
     seasons_seconds: tuple[int, ...] = (86400, 604800)
     history_steps: int | None = None
     """A fit sees at most this many steps before its origin (None: all of them). Like the
@@ -73,6 +78,8 @@ class EvalSpec:
             raise ValueError(f"history = {self.history_steps} steps, must be >= 1 step")
         if self.refit_every_steps < 1:
             raise ValueError(f"refit every {self.refit_every_steps} steps, must be >= 1")
+        if self.max_eval_steps is not None and self.max_eval_steps < 1:
+            raise ValueError(f"scored span = {self.max_eval_steps} steps, must be >= 1 step")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"eval fraction = {self.eval_fraction}, must be in (0, 1)")
         if not self.quantiles or any(not 0.0 < q < 1.0 for q in self.quantiles):
@@ -80,8 +87,10 @@ class EvalSpec:
 
 
 def origins(n: int, spec: EvalSpec) -> range:
-    """Forecast origins (index of the first forecast step) over the last ``eval_fraction``."""
-    first = n - int(n * spec.eval_fraction)
+    """Forecast origins (index of the first forecast step) over the last ``eval_fraction``, at
+    most the last ``max_eval_steps``."""
+    scored = int(n * spec.eval_fraction)
+    first = n - (scored if spec.max_eval_steps is None else min(scored, spec.max_eval_steps))
     return range(first, n - spec.horizon_steps + 1)
 
 
@@ -199,6 +208,7 @@ def evaluate(
         "step_s": series.step_seconds,
         "season_s": spec.season_seconds,
         "origins": len(origins(len(series), spec)),
+        "eval_span_s": len(origins(len(series), spec)) * series.step_seconds,
         "refit_every_s": spec.refit_every_steps * series.step_seconds,
         "history_s": None if spec.history_steps is None
         else spec.history_steps * series.step_seconds,

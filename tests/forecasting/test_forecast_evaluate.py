@@ -32,6 +32,14 @@ def test_origins_cover_the_last_quarter() -> None:
     assert span.start == 75 and span.stop == 98  # the last origin still has its horizon step
 
 
+@pytest.mark.parametrize(("cap", "start"), [(None, 7500), (10_000, 7500), (2500, 7500), (1000, 9000)])
+def test_a_long_trace_scores_at_most_the_span_given(cap: int | None, start: int) -> None:
+    """The last quarter, or the last ``max_eval_steps`` when that is shorter: the cost of the
+    evaluation stops growing with the trace."""
+    span = origins(10_000, EvalSpec(horizon_steps=3, max_eval_steps=cap))
+    assert span.start == start and span.stop == 9998
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("1h", 3600), ("1d", 86400),
                                                ("90s", 90), ("1.5h", 5400), ("1w", 604800)])
 def test_parse_duration(text: str, seconds: int) -> None:
@@ -46,7 +54,8 @@ def test_parse_duration_names_the_flag(text: str) -> None:
 
 @pytest.mark.parametrize("kwargs", [{"horizon_steps": 0}, {"horizon_steps": 1, "quantiles": ()},
                                     {"horizon_steps": 1, "eval_fraction": 1.0},
-                                    {"horizon_steps": 1, "refit_every_steps": 0}])
+                                    {"horizon_steps": 1, "refit_every_steps": 0},
+                                    {"horizon_steps": 1, "max_eval_steps": 0}])
 def test_eval_spec_validates(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         EvalSpec(**kwargs)  # type: ignore[arg-type]

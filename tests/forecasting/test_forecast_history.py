@@ -1,8 +1,10 @@
-"""``forecast-eval --history``: every fit sees at most the scaler's history window."""
+"""``forecast-eval --history``: every fit sees at most the scaler's history window; ``--eval-span``:
+the scored span is at most this long."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -55,9 +57,23 @@ def test_history_flag_defaults_to_21_days(trace_csv: Path) -> None:
                                3600).history_steps == 72
 
 
-@pytest.mark.parametrize(("value", "message"), [("lots", "--history 'lots'"),
-                                                ("30m", "--history 30m: must be at least")])
-def test_bad_history_exits_2_naming_the_flag(trace_csv: Path, value: str, message: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert eval_cli.run(_args("--trace", str(trace_csv), "--history", value)) == 2
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--history", "lots", "--history 'lots'"),
+    ("--history", "30m", "--history 30m: must be at least"),
+    ("--eval-span", "forever", "--eval-span 'forever'"),
+    ("--eval-span", "30m", "--eval-span 30m: must be at least"),
+])
+def test_bad_spans_exit_2_naming_the_flag(trace_csv: Path, flag: str, value: str, message: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert eval_cli.run(_args("--trace", str(trace_csv), flag, value)) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_scored_span_defaults_to_120_days_and_all_lifts_it(trace_csv: Path, tmp_path: Path) -> None:
+    assert eval_cli.build_spec(_args("--trace", str(trace_csv)), 3600).max_eval_steps == 120 * 24
+    assert eval_cli.build_spec(_args("--trace", str(trace_csv), "--eval-span", "all"), 3600).max_eval_steps is None
+    out = tmp_path / "r.json"
+    assert eval_cli.run(_args("--trace", str(trace_csv), "--eval-span", "1d", "--json", str(out))) == 0
+    report = json.loads(out.read_text())
+    assert report["origins"] == 24 - 1 and report["eval_span_s"] == 23 * 3600  # the last origin keeps its horizon
+
