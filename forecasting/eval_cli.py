@@ -72,9 +72,9 @@ def build_spec(args: argparse.Namespace, step_seconds: int) -> EvalSpec:
         raise UsageError(f"--history {args.history}: must be at least the trace step "
                          f"({step_seconds} s)")
     span = None if args.eval_span == "all" else parse_duration(args.eval_span, flag="--eval-span")
-    if span is not None and span < step_seconds:
-        raise UsageError(f"--eval-span {args.eval_span}: must be at least the trace step "
-                         f"({step_seconds} s), or 'all'")
+    if span is not None and span < values["horizon"]:  # at least one origin keeps its horizon step
+        raise UsageError(f"--eval-span {args.eval_span}: must be at least --horizon "
+                         f"({args.horizon}), or 'all'")
     try:
         quantiles = tuple(float(q) for q in args.quantiles.split(","))
         return EvalSpec(horizon_steps=values["horizon"] // step_seconds,

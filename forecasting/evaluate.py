@@ -78,8 +78,9 @@ class EvalSpec:
             raise ValueError(f"history = {self.history_steps} steps, must be >= 1 step")
         if self.refit_every_steps < 1:
             raise ValueError(f"refit every {self.refit_every_steps} steps, must be >= 1")
-        if self.max_eval_steps is not None and self.max_eval_steps < 1:
-            raise ValueError(f"scored span = {self.max_eval_steps} steps, must be >= 1 step")
+        if self.max_eval_steps is not None and self.max_eval_steps < self.horizon_steps:
+            raise ValueError(f"scored span = {self.max_eval_steps} steps, must be >= the horizon "
+                             f"({self.horizon_steps} steps)")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"eval fraction = {self.eval_fraction}, must be in (0, 1)")
         if not self.quantiles or any(not 0.0 < q < 1.0 for q in self.quantiles):

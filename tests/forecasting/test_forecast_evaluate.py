@@ -55,7 +55,7 @@ def test_parse_duration_names_the_flag(text: str) -> None:
 @pytest.mark.parametrize("kwargs", [{"horizon_steps": 0}, {"horizon_steps": 1, "quantiles": ()},
                                     {"horizon_steps": 1, "eval_fraction": 1.0},
                                     {"horizon_steps": 1, "refit_every_steps": 0},
-                                    {"horizon_steps": 1, "max_eval_steps": 0}])
+                                    {"horizon_steps": 3, "max_eval_steps": 2}])
 def test_eval_spec_validates(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         EvalSpec(**kwargs)  # type: ignore[arg-type]

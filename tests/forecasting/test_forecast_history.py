@@ -61,7 +61,7 @@ def test_history_flag_defaults_to_21_days(trace_csv: Path) -> None:
     ("--history", "lots", "--history 'lots'"),
     ("--history", "30m", "--history 30m: must be at least"),
     ("--eval-span", "forever", "--eval-span 'forever'"),
-    ("--eval-span", "30m", "--eval-span 30m: must be at least"),
+    ("--eval-span", "1h", "--eval-span 1h: must be at least --horizon (2h)"),
 ])
 def test_bad_spans_exit_2_naming_the_flag(trace_csv: Path, flag: str, value: str, message: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
