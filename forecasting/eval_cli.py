@@ -22,9 +22,14 @@ ERROR = "prewarm forecast-eval: error:"
 """The prefix every `prewarm` command's errors share (forecasting never imports scaler's)."""
 
 
-DEFAULT_EVAL_DAYS = 120
-"""Longest span scored by default: 480 refits of each model at 6 h, about a minute and a half on
-2 cores; a year's trace (91 days scored) is under it (docs/FORECASTING.md, "Long traces")."""
+DEFAULT_EVAL_DAYS = 90
+"""Longest span scored by default: 360 refits of each model at 6 h, about a minute on 2 cores at
+30-minute steps and two and a half at 1-minute steps, whose fits cost twice as much (at 120 days
+they took 181 s; docs/FORECASTING.md, "Long traces"). A 360-day trace scores 90 days: up to
+that, the last 25 % as EVALUATION.md says."""
+DEFAULT_MAX_ORIGINS = 20_000
+"""Most origins scored by default: 90 days at 30-minute steps are 4,320 (every step scored); at
+1-minute steps 129,600, scored every 7th step."""
 
 
 class UsageError(ValueError):
@@ -52,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-span", default=f"{DEFAULT_EVAL_DAYS}d",
                         help="score the last 25%% of the trace, at most this long (default "
                              f"{DEFAULT_EVAL_DAYS}d: a longer trace costs no more; 'all' for no cap)")
+    parser.add_argument("--max-origins", type=int, default=DEFAULT_MAX_ORIGINS,
+                        help="score every k-th step when the span has more origins than this "
+                             f"(default {DEFAULT_MAX_ORIGINS}; 0: every step)")
     parser.add_argument("--quantiles", default="0.1,0.5,0.9,0.95", help="quantile levels")
     parser.add_argument("--json", metavar="OUT", help="write the JSON report here")
     parser.add_argument("--plot", metavar="PNG", help="plot actual vs forecast with the band")
@@ -75,13 +83,16 @@ def build_spec(args: argparse.Namespace, step_seconds: int) -> EvalSpec:
     if span is not None and span < values["horizon"]:  # at least one origin keeps its horizon step
         raise UsageError(f"--eval-span {args.eval_span}: must be at least --horizon "
                          f"({args.horizon}), or 'all'")
+    if args.max_origins < 0:
+        raise UsageError(f"--max-origins {args.max_origins}: must be >= 1, or 0 for every step")
     try:
         quantiles = tuple(float(q) for q in args.quantiles.split(","))
         return EvalSpec(horizon_steps=values["horizon"] // step_seconds,
                         season_seconds=values["season"],
                         refit_every_steps=values["refit_every"] // step_seconds,
                         quantiles=quantiles, history_steps=history // step_seconds,
-                        max_eval_steps=None if span is None else span // step_seconds)
+                        max_eval_steps=None if span is None else span // step_seconds,
+                        max_origins=args.max_origins or None)
     except ValueError as exc:
         raise UsageError(f"--quantiles {args.quantiles!r}: {exc}") from exc
 
@@ -134,9 +145,11 @@ def print_table(report: dict[str, Any], out: TextIO) -> None:
         f"{'pin' + q:>10} {'cov' + q:>8}" for q in levels) + f" {'fit_s':>7}"
     history = ("all history" if report["history_s"] is None
                else f"the last {report['history_s'] / 86400:g} d")
+    scored = f"the last {report['eval_span_s'] / 86400:.3g} d"
+    if report["origin_every_s"] != report["step_s"]:  # --max-origins thinned them
+        scored += f", every {report['origin_every_s']} s"
     print(f"trace {report['trace']}: horizon {report['horizon_s']} s, {report['origins']} "
-          f"origins (the last {report['eval_span_s'] / 86400:.3g} d), "
-          f"refit every {report['refit_every_s']} s on {history}, "
+          f"origins ({scored}), refit every {report['refit_every_s']} s on {history}, "
           f"{report['excluded_points']} gap/missing points not scored", file=out)
     print(head, file=out)
     for name, m in models.items():

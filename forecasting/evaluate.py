@@ -1,10 +1,11 @@
 """Rolling-origin forecast evaluation: the numbers behind ``prewarm forecast-eval``.
 
-Over the last 25 % of a trace (at most ``max_eval_steps``; the command line's default is 120 days,
-so a long trace costs what 120 days do), one origin per step, every model forecasts ``horizon``
-ahead from what it could have seen: it is refitted every ``refit_every_steps`` on the ``history_steps``
-before the origin (the scaler's ``defaults.history``, 21 days) and follows the level with
-``update`` in between - what the scaler does, with less frequent refits. Scored at the horizon
+Over the last 25 % of a trace (at most ``max_eval_steps``; the command line's default is 90 days,
+so a long trace costs what 90 days do), one origin per step (at most ``max_origins``: then every
+k-th step), every model forecasts ``horizon`` ahead from what it could have seen: it is refitted
+every ``refit_every_steps`` steps on the ``history_steps`` before the origin (the scaler's
+``defaults.history``, 21 days) and follows the level with ``update`` in between - what the
+scaler does, with less frequent refits. Scored at the horizon
 step (docs/FORECASTING.md):
 
 - MASE: mean absolute error over that of seasonal naive (``season``) on the same points;
@@ -62,6 +63,10 @@ class EvalSpec:
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9, 0.95)
     refit_every_steps: int = 36
     eval_fraction: float = 0.25
+    max_origins: int | None = None
+    """At most this many origins are scored (None: every step): a span with more is scored every
+    k-th step, the smallest k that keeps within it. A 1-minute trace has 30x the origins of a
+    30-minute one over the same days, each an update and a forecast of every model."""
     max_eval_steps: int | None = None
     """The scored span is the last ``eval_fraction`` of the trace, at most this many steps (None:
     no cap). Each origin is an update and a forecast of every model, and every refit interval a
@@ -78,6 +83,8 @@ class EvalSpec:
             raise ValueError(f"history = {self.history_steps} steps, must be >= 1 step")
         if self.refit_every_steps < 1:
             raise ValueError(f"refit every {self.refit_every_steps} steps, must be >= 1")
+        if self.max_origins is not None and self.max_origins < 1:
+            raise ValueError(f"at most {self.max_origins} origins, must be >= 1")
         if self.max_eval_steps is not None and self.max_eval_steps < self.horizon_steps:
             raise ValueError(f"scored span = {self.max_eval_steps} steps, must be >= the horizon "
                              f"({self.horizon_steps} steps)")
@@ -89,10 +96,13 @@ class EvalSpec:
 
 def origins(n: int, spec: EvalSpec) -> range:
     """Forecast origins (index of the first forecast step) over the last ``eval_fraction``, at
-    most the last ``max_eval_steps``."""
+    most the last ``max_eval_steps``; every step, or every k-th to keep to ``max_origins`` (the
+    last origin is always scored)."""
     scored = int(n * spec.eval_fraction)
     first = n - (scored if spec.max_eval_steps is None else min(scored, spec.max_eval_steps))
-    return range(first, n - spec.horizon_steps + 1)
+    last = n - spec.horizon_steps
+    every = 1 if spec.max_origins is None else max(1, math.ceil((last - first + 1) / spec.max_origins))
+    return range(last - (last - first) // every * every, last + 1, every)
 
 
 def fit_start(origin: int, spec: EvalSpec) -> int:
@@ -125,7 +135,7 @@ def run_model(
     name: str,
     progress: Progress | None = None,
 ) -> ModelRun:
-    """Refit every ``refit_every_steps`` origins, ``update`` + ``forecast`` at every origin."""
+    """Refit every ``refit_every_steps`` steps, ``update`` + ``forecast`` at every origin."""
     h, step = spec.horizon_steps, series.step_seconds
     span = origins(len(series), spec)
     mean = np.full(len(span), np.nan)
@@ -133,8 +143,10 @@ def run_model(
     seconds: list[float] = []
     picks: list[str] = []
     fitted: FittedForecaster | None = None
+    fitted_at = span.start
     for j, origin in enumerate(span):
-        if j % spec.refit_every_steps == 0:
+        if fitted is None or origin - fitted_at >= spec.refit_every_steps:
+            fitted_at = origin
             started = time.perf_counter()
             fitted = fit(_slice(series, fit_start(origin, spec), origin))
             seconds.append(time.perf_counter() - started)
@@ -203,13 +215,15 @@ def evaluate(
     y, excluded = actuals(series, spec)
     baseline = runs[specs[0].name]
     picks = Counter(runs[AUTO].picks)
+    scored = origins(len(series), spec)
     report = {
         "trace": trace,
         "horizon_s": spec.horizon_steps * series.step_seconds,
         "step_s": series.step_seconds,
         "season_s": spec.season_seconds,
-        "origins": len(origins(len(series), spec)),
-        "eval_span_s": len(origins(len(series), spec)) * series.step_seconds,
+        "origins": len(scored),
+        "eval_span_s": len(scored) * scored.step * series.step_seconds,
+        "origin_every_s": scored.step * series.step_seconds,
         "refit_every_s": spec.refit_every_steps * series.step_seconds,
         "history_s": None if spec.history_steps is None
         else spec.history_steps * series.step_seconds,

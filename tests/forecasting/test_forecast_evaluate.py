@@ -40,6 +40,15 @@ def test_a_long_trace_scores_at_most_the_span_given(cap: int | None, start: int)
     assert span.start == start and span.stop == 9998
 
 
+@pytest.mark.parametrize(("most", "every", "count"), [(None, 1, 2498), (2498, 1, 2498), (2497, 2, 1249),
+                                                      (1000, 3, 833), (1, 2498, 1)])
+def test_too_many_origins_are_scored_every_kth_step_ending_at_the_last(most: int | None, every: int,
+                                                                       count: int) -> None:
+    span = origins(10_000, EvalSpec(horizon_steps=3, max_origins=most))
+    assert span.step == every and len(span) == count and len(span) <= (most or count)
+    assert span[-1] == 9997 and span[0] >= 7500  # the newest origin, within the last quarter
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("1h", 3600), ("1d", 86400),
                                                ("90s", 90), ("1.5h", 5400), ("1w", 604800)])
 def test_parse_duration(text: str, seconds: int) -> None:
@@ -55,7 +64,8 @@ def test_parse_duration_names_the_flag(text: str) -> None:
 @pytest.mark.parametrize("kwargs", [{"horizon_steps": 0}, {"horizon_steps": 1, "quantiles": ()},
                                     {"horizon_steps": 1, "eval_fraction": 1.0},
                                     {"horizon_steps": 1, "refit_every_steps": 0},
-                                    {"horizon_steps": 3, "max_eval_steps": 2}])
+                                    {"horizon_steps": 3, "max_eval_steps": 2},
+                                    {"horizon_steps": 1, "max_origins": 0}])
 def test_eval_spec_validates(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         EvalSpec(**kwargs)  # type: ignore[arg-type]
