@@ -5,8 +5,7 @@ so a long trace costs what 90 days do), one origin per step (at most ``max_origi
 k-th step), every model forecasts ``horizon`` ahead from what it could have seen: it is refitted
 every ``refit_every_steps`` steps on the ``history_steps`` before the origin (the scaler's
 ``defaults.history``, 21 days) and follows the level with ``update`` in between - what the
-scaler does, with less frequent refits. Scored at the horizon
-step (docs/FORECASTING.md):
+scaler does, with less frequent refits. Scored at the horizon step (docs/FORECASTING.md):
 
 - MASE: mean absolute error over that of seasonal naive (``season``) on the same points;
 - sMAPE in percent (0..200), pinball loss and empirical coverage of each quantile;
