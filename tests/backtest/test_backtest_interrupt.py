@@ -92,7 +92,9 @@ def test_ctrl_c_while_the_command_starts_exits_130_without_a_traceback(tmp_path:
     """The imports take about a second: a Ctrl-C in them printed a KeyboardInterrupt traceback
     (found by interrupting backtests at random moments)."""
     trace = tmp_path / "synthetic.csv"
-    write_trace(trace, synthetic_trace(days=2, step_seconds=300, seed=2))
+    # A trace the backtest accepts (longer than the 7-day warmup), so the run outlasts the
+    # interrupt: with 2 days, warm imports let the command refuse the trace (exit 2) before it.
+    write_trace(trace, synthetic_trace(days=10, step_seconds=300, seed=2))
     for delay in (0.15, 0.3):
         with ctrl_c_reaches_children():
             proc = subprocess.Popen([str(PREWARM), "backtest", "--trace", str(trace), "--no-progress"],
