@@ -30,7 +30,7 @@ median and a self-tuned margin (``scaler.core.slo``) goes on top, never below de
 kept ``onTime`` plus a reserve of the error budget on the model's own replayed two weeks (each
 replayed day with the caps and standbys the days before it gave, not the ones read off it): once a
 day while the measured on-time share keeps the week within its budget, hourly and with a larger
-reserve once the week has spent half of it (``scaler.core.slo``, docs/SLO.md). An explicit
+reserve once the week has spent 70 % of it (``scaler.core.slo``, docs/SLO.md). An explicit
 ``quantile`` pins the level the base is read at instead of the median; ``standbyReplicas`` still adds on top.
 """
 

@@ -205,12 +205,12 @@ def test_tune_needs_a_day_of_history() -> None:
 def test_a_spent_week_counts_requests_not_hours() -> None:
     """Quiet hours with a few late requests are noise: the week's budget is counted in requests."""
     good = ((1.0, 10_000.0),) * 162
-    # Six busy hours at 0.8: 12,000 late of 1.68M requests, over half the 1 % budget (8,400).
+    # Six busy hours at 0.8: 12,000 late of 1.68M requests, over 70 % of the 1 % budget (11,760).
     assert budget_spent((*good, *((0.8, 10_000.0),) * 6), 0.99)
     # Six quiet night hours at 0.8 (2 of 10 late): 12 late requests, nothing.
     assert not budget_spent((*good, *((0.8, 10.0),) * 6), 0.99)
-    # Over a full week the bar is target + half the budget on the request-weighted share.
-    assert not budget_spent(((0.9951, 1.0),) * 168, 0.99) and budget_spent(((0.9949, 1.0),) * 168, 0.99)
+    # Over a full week the bar is target + 0.3 of the budget on the request-weighted share.
+    assert not budget_spent(((0.9931, 1.0),) * 168, 0.99) and budget_spent(((0.9929, 1.0),) * 168, 0.99)
     state = TunerState()
     for _ in range(slo.BUDGET_HOURS + 10):
         state = adapt(state, 1.0, requests=10_000.0)
@@ -222,18 +222,18 @@ def test_a_lone_outlier_burst_is_not_a_spent_week_unless_the_rest_of_it_is() -> 
     budget in 20 minutes, and the spent choice held 16-20 replicas for the week after it where
     10 met the SLO. After an outlier burst, two hours holding most of the week's late requests
     are left out and the rest of the week decides; late requests spread wider are a pattern."""
-    good, bad = (1.0, 10_000.0), (0.5, 10_000.0)
-    one_off = (*(good,) * 100, *(bad,) * 2, *(good,) * 66)  # 10,000 late within two hours
+    good, bad = (1.0, 10_000.0), (0.3, 10_000.0)
+    one_off = (*(good,) * 100, *(bad,) * 2, *(good,) * 66)  # 14,000 late within two hours
     peak = 66.5 * 3600.0  # the outlier peaked within those hours (entries 67 and 66 back)
     assert budget_spent(one_off, 0.99) and not budget_spent(one_off, 0.99, outlier=peak)
     # A record of two hours or less cannot tell a one-off: judged whole.
     assert budget_spent(one_off[100:102], 0.99, outlier=0.5 * 3600.0)
     # The same late requests in two bursts two days apart: half in either, a pattern.
     two = (*(good,) * 50, *(bad,) * 2, *(good,) * 50, *(bad,) * 2, *(good,) * 64)
-    two = tuple((0.75, w) if s == 0.5 else (s, w) for s, w in two)
+    two = tuple((0.65, w) if s == 0.3 else (s, w) for s, w in two)
     assert budget_spent(two, 0.99, outlier=65.5 * 3600.0)
-    # One burst, and the rest of the week spent on its own (0.994 an hour): spent.
-    leaky = tuple((0.994, w) if s == 1.0 else (s, w) for s, w in one_off)
+    # One burst, and the rest of the week spent on its own (0.992 an hour): spent.
+    leaky = tuple((0.992, w) if s == 1.0 else (s, w) for s, w in one_off)
     assert budget_spent(leaky, 0.99, outlier=peak)
 
 
@@ -244,7 +244,7 @@ def test_a_lone_burst_is_a_one_off_only_when_the_outlier_peaked_in_it(hours_back
     Found on regime-shift traffic (fixed seed, 10m): a spike a day after a bursty afternoon
     passed that afternoon off as a one-off, and the calm margin then chosen left the next
     afternoon's burst late. An entry measures the hour before it, so an hour either way is kept."""
-    good, bad = (1.0, 10_000.0), (0.5, 10_000.0)
+    good, bad = (1.0, 10_000.0), (0.3, 10_000.0)
     week = (*(good,) * 100, *(bad,) * 2, *(good,) * 66)  # the late hours: entries 67 and 66 back
     assert budget_spent(week, 0.99, outlier=hours_back * 3600.0) is not one_off
 
@@ -258,7 +258,7 @@ def test_retune_tells_a_lone_outlier_burst_from_a_spent_week() -> None:
     spike, elsewhere = demand.copy(), demand.copy()
     spike[-2 * DAY:-2 * DAY + 20] = 4.0 * demand.max()  # peaks 47.98 hours back: entry 47
     elsewhere[-4 * DAY:-4 * DAY + 20] = 4.0 * demand.max()
-    good, bad = (1.0, 10_000.0), (0.5, 10_000.0)
+    good, bad = (1.0, 10_000.0), (0.3, 10_000.0)
     # With this hour's entry added, the late hours are entries 48 and 47 back.
     state = TunerState(recent=(*(good,) * 119, *(bad,) * 2, *(good,) * 46))
 
@@ -319,11 +319,11 @@ def test_the_calm_choice_lets_a_lone_burst_spend_the_reserve_not_the_budget() ->
 
 def test_a_short_record_is_a_share_of_a_weeks_budget() -> None:
     """After a start or a restart one bad hour is not a spent week: the week's requests are
-    extrapolated from the hours recorded. Hours at 0.9 spend half of 1 % of 168 hours in 9."""
+    extrapolated from the hours recorded. Hours at 0.9 spend 70 % of 1 % of 168 hours in 12."""
     state = TunerState()
-    for hour in range(1, 10):
+    for hour in range(1, 14):
         state = adapt(state, 0.9, requests=100.0)
-        assert budget_spent(state.recent, 0.99) == (hour >= 9), hour
+        assert budget_spent(state.recent, 0.99) == (hour >= 12), hour
 
 
 @pytest.mark.parametrize("bad", [None, math.nan, -0.1, 1.5])
@@ -338,12 +338,12 @@ def test_idle_hours_keep_the_trailing_week_seven_days_long() -> None:
     An idle hour (read, nothing finished) is an hour of no requests."""
     state = adapt(TunerState(), None, requests=0.0)
     assert state.recent == (slo.IDLE_HOUR,)
-    burst = adapt(TunerState(), 0.0, requests=1000.0)  # 1000 late: spent against a week of 1000/h
-    assert budget_spent(burst.recent, 0.99)
-    for _ in range(167):  # the rest of the week: every other hour busy and on time, the others idle
+    burst = adapt(adapt(TunerState(), 0.0, requests=1000.0), 0.0, requests=1000.0)
+    assert budget_spent(burst.recent, 0.99)  # 2000 late: spent against a week of 1000/h
+    for _ in range(166):  # the rest of the week: every other hour busy and on time, the others idle
         burst = adapt(burst, 1.0, requests=1000.0) if len(burst.recent) % 2 else adapt(burst, None, requests=0.0)
     assert len(burst.recent) == 168 and budget_spent(burst.recent, 0.99)  # still inside the week
-    later = adapt(burst, None, requests=0.0)
+    later = adapt(adapt(burst, None, requests=0.0), None, requests=0.0)
     assert slo.IDLE_HOUR in later.recent and (0.0, 1000.0) not in later.recent
     assert not budget_spent(later.recent, 0.99)
 
@@ -470,13 +470,21 @@ def test_excursion_per_decision_equals_the_replays_vector() -> None:
         assert excursion(x[:i], step_seconds=STEP, lead_steps=31) == pytest.approx(vector[i]), i
 
 
-def test_excursion_sees_this_time_of_day_on_past_days() -> None:
-    """A burst at 18:00 yesterday widens the margin at 17:50 today, not at 06:00."""
-    x = np.full(3 * DAY, 100.0)
-    x[DAY + 18 * 60: DAY + 18 * 60 + 20] = 300.0
-    evening = excursion(x[: 2 * DAY + 17 * 60 + 50], step_seconds=STEP, lead_steps=31)
-    morning = excursion(x[: 2 * DAY + 6 * 60], step_seconds=STEP, lead_steps=31)
+def test_excursion_sees_this_time_of_day_on_two_past_days() -> None:
+    """Bursts at 18:00 on two of the last days widen the margin at 17:50 today, not at 06:00.
+    One day's burst alone does not: with it, ServeGen m-small at 10m held twice its demand for
+    days after a burst that did not come back at that hour."""
+    x = np.full(4 * DAY, 100.0)
+    x[2 * DAY + 18 * 60: 2 * DAY + 18 * 60 + 20] = 300.0
+    once = excursion(x[: 3 * DAY + 17 * 60 + 50], step_seconds=STEP, lead_steps=31)
+    x[DAY + 18 * 60 + 10: DAY + 18 * 60 + 30] = 250.0  # a day earlier too, ten minutes later
+    evening = excursion(x[: 3 * DAY + 17 * 60 + 50], step_seconds=STEP, lead_steps=31)
+    morning = excursion(x[: 3 * DAY + 6 * 60], step_seconds=STEP, lead_steps=31)
+    assert once == pytest.approx(0.0)
     assert evening > 100.0 and morning == pytest.approx(0.0)
+    # The second largest of the days': the smaller burst's spread over its window (the lead
+    # +- an hour: 151 steps), not the larger one's.
+    assert evening == pytest.approx(250.0 - (20 * 250.0 + 131 * 100.0) / 151)
 
 
 def test_a_margin_judged_without_recorded_forecasts_applies_to_demand_alone() -> None:
