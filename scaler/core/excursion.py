@@ -88,7 +88,8 @@ def _spread(window: FloatArray) -> float:
 
 
 def _recurring(days: list[float]) -> float:
-    """The spread :data:`SEASONAL_RECURRENCE` of the past ``days`` reached (0 with fewer days)."""
+    """The largest spread at least :data:`SEASONAL_RECURRENCE` of the past ``days`` reached (0
+    with fewer days)."""
     return sorted(days)[-SEASONAL_RECURRENCE] if len(days) >= SEASONAL_RECURRENCE else 0.0
 
 

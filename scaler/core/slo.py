@@ -46,12 +46,11 @@ backtest: the simulated late share, as late as serve would see it), each weighte
 
 - *calm* - the week's share is at least target + :data:`SPENT_BELOW` of the error budget (0.993
   for 0.99; with less than a week recorded, its late requests are within ``1 - SPENT_BELOW`` of a
-  week's budget): the
-  margin is chosen once a day (:data:`CHOOSE_SECONDS`) on the replay with every day weighted
-  alike, aiming at target + :data:`CALM_RESERVE` of the budget (0.995 for 0.99): one bad day
-  moves neither the choice nor the cost, and a lone burst holding most of a margin's replayed
-  late requests may spend the reserve (that margin must reach the aim without the burst and the
-  target with it);
+  week's budget): the margin is chosen once a day (:data:`CHOOSE_SECONDS`) on the replay with
+  every day weighted alike, aiming at target + :data:`CALM_RESERVE` of the budget (0.995 for
+  0.99): one bad day moves neither the choice nor the cost, and a lone burst holding most of a
+  margin's replayed late requests may spend the reserve (that margin must reach the aim without
+  the burst and the target with it);
 - *spent* - below that, the bursts are recurring (unless one outlier burst, far above anything
   else replayed, holds most of the week's late requests and the rest of the week is not spent:
   :func:`budget_spent`): the margin is re-chosen every hour on the replay with recent days
@@ -101,7 +100,7 @@ BUDGET_HOURS = 168
 """Measured shares (one per retune) kept to tell a spent week: the trailing week."""
 SPENT_BELOW = 0.3
 """The week is spent when its request-weighted share falls below target + this share of the
-error budget (0.993 for 0.99): when 70 % of the week's late requests are gone. A lower bar (the
+error budget (0.993 for 0.99): when 70 % of the week's error budget is gone. A lower bar (the
 target itself) reacts only after the week's budget is gone, too late to save it (ServeGen
 m-small fell below 0.99 at both leads); a higher one reacts to single bad days that do not
 recur. Half the budget (0.995) was the bar until the seasonal excursion asked for two bursty
