@@ -204,8 +204,9 @@ async def slo_engine(signals: dict[str, float]) -> AsyncIterator[tuple[Harness, 
 
 async def test_the_tuner_weighs_the_measured_share_by_the_requests_behind_it() -> None:
     """serve feeds the tuner vLLM's share with its request count (``slo_requests``): the week's
-    error budget is counted in requests (docs/SLO.md). One hour of 1,080 late is not half of the
-    10 % budget of a week of such hours (10,080): one bad hour after a start is not a spent week."""
+    error budget is counted in requests (docs/SLO.md). One hour of 1,080 late is not 70 % of the
+    10 % budget of a week of such hours (14,112 of 20,160): one bad hour after a start is not
+    a spent week."""
     async with slo_engine({"slo_on_time_ratio": 0.1, "slo_requests": 1200.0}) as (h, _):
         await h.engine.retune(h.clock.now())
         tuner = h.engine.models["chat"].tuner
