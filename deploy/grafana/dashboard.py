@@ -56,7 +56,7 @@ LAYOUT: list[tuple[str, list[PanelSpec]]] = [
         ("SLO margin",
          "The safety margin prewarm chose to hold the SLO at the least GPU cost: demand provisioned for over "
          "expected demand (1 = none). Re-chosen daily from the model's replayed history, and hourly while the "
-         "week's measured share has spent half its error budget.",
+         "week's measured share has spent 70 % of its error budget.",
          "timeseries", 8, "short",
          [(f"max by (model) (prewarm_slo_margin{{{M}}})", "{{model}} margin")],
          {}),
