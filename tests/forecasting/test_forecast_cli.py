@@ -49,6 +49,8 @@ def test_json_matches_the_contract(trace_csv: Path, tmp_path: Path,
         pytest.param(["--horizon", "soon"], "--horizon 'soon'", id="horizon-garbage"),
         pytest.param(["--horizon", "1h", "--quantiles", "0.9,1.5"], "--quantiles", id="bad-quantile"),
         pytest.param(["--horizon", "5d"], "too long", id="horizon-too-long"),
+        pytest.param(["--horizon", "1h", "--refit-every", "90m"], "--refit-every 90m", id="refit-off-grid"),
+        pytest.param(["--horizon", "1h", "--refit-every", "often"], "--refit-every 'often'", id="refit-garbage"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(trace_csv: Path, argv: list[str], message: str,

@@ -84,7 +84,7 @@ def test_history_flag_defaults_to_21_days(trace_csv: Path) -> None:
     ("--max-origins", "-1", "--max-origins -1: must be >= 1, or 0"),
 ])
 def test_bad_scoring_flags_exit_2_naming_the_flag(trace_csv: Path, flag: str, value: str, message: str,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert eval_cli.run(_args("--trace", str(trace_csv), flag, value)) == 2
     assert message in capsys.readouterr().err
 
