@@ -30,7 +30,7 @@ from forecasting.types import Series
 from scaler.backtest.auto import write_timeline, write_tuner_log
 from scaler.backtest.plots import plot
 from scaler.backtest.report import print_table, to_json
-from scaler.backtest.scenario import Scenario, ScenarioError, scenario_from_series
+from scaler.backtest.scenario import Scenario, ScenarioError, last_span, scenario_from_series
 from scaler.backtest.sim import ClusterSpec, ControlSpec
 from scaler.backtest.sweep import (
     POLICIES,
@@ -41,7 +41,11 @@ from scaler.backtest.sweep import (
     progress_steps,
     run_backtest,
 )
+from scaler.backtest.tape import HISTORY
 from scaler.core.errors import ConfigError, SourceError
+
+DEFAULT_EVAL_DAYS = 90
+"""Days scored by default, as forecast-eval's ``--eval-span``: a year's trace costs what 111 days do."""
 
 
 class UsageError(ValueError):
@@ -79,6 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 "--slo, the baselines only)")
     run_group.add_argument("--warmup", default="7d",
                            help="history used only to fit and settle, not scored (default 7d)")
+    run_group.add_argument("--eval-span", default=f"{DEFAULT_EVAL_DAYS}d",
+                           help="score the last this-long of the trace after the warmup, replayed "
+                                "from 21 days before it (default %(default)s: a longer trace costs "
+                                "no more; 'all' replays and scores every minute after the warmup)")
     run_group.add_argument("--refit-every", default=None,
                            help="predictive refit interval (default: 6h, or on a trace over 120 days the "
                                 "shortest of 8h, 12h, 1d, 2d, ... that keeps to 480 fits)")
@@ -268,11 +276,22 @@ def prometheus_series(url: str, model_name: str, since_seconds: float) -> tuple[
     return Series(series.start, 60, series.values * 60.0), f"prometheus:{model_name}"
 
 
+def eval_span_minutes(text: str) -> int | None:
+    """``--eval-span``: whole minutes, or None for ``all``."""
+    if text == "all":
+        return None
+    span = duration(text, "--eval-span")
+    _check(span >= 3600, f"--eval-span {text}: must be at least 1h, or 'all'")
+    return math.ceil(span / 60)
+
+
 def load_scenario(args: argparse.Namespace, spec: BacktestSpec) -> Scenario:
+    span = eval_span_minutes(args.eval_span)  # checked before the trace is read
     series, name = load_series(args)
-    return scenario_from_series(series, name=name, warmup_seconds=duration(args.warmup, "--warmup"),
-                                peak_replicas=spec.peak_replicas, capacity=args.capacity,
-                                fill=not args.keep_gaps, warmup_text=args.warmup)
+    whole = scenario_from_series(series, name=name, warmup_seconds=duration(args.warmup, "--warmup"),
+                                 peak_replicas=spec.peak_replicas, capacity=args.capacity,
+                                 fill=not args.keep_gaps, warmup_text=args.warmup)
+    return last_span(whole, span, HISTORY)
 
 
 def execute(scenario: Scenario, spec: BacktestSpec, *, progress: bool) -> Backtest:

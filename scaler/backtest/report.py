@@ -113,7 +113,8 @@ def to_json(bt: Backtest) -> dict[str, Any]:
         "predictive_vs_cheapest_baseline": _versus_cheapest(bt),
         "predictive_vs_best_reactive": _versus_reactive(bt),
         "warmup_minutes": sc.warmup_minutes,
-        "trace_minutes": sc.minutes,
+        "trace_minutes": sc.skipped_minutes + sc.minutes,
+        "skipped_minutes": sc.skipped_minutes,
         "capacity_per_replica": sc.capacity,
         "filled_buckets": sc.filled_buckets,
         "settings": _settings_json(bt),
@@ -209,6 +210,10 @@ def print_table(bt: Backtest, out: TextIO) -> None:
     print(f"\nbacktest {sc.name}: {report['minutes']} minutes evaluated after "
           f"{format_duration(sc.warmup_minutes * 60.0)} warmup; cold start {cold_text}; "
           f"c = {sc.capacity:.4g} requests/min per replica; lead {bt.spec.lead_s:g} s", file=out)
+    if sc.skipped_minutes:
+        print(f"(the trace's last {format_duration(report['minutes'] * 60.0)} only: its first "
+              f"{format_duration(sc.skipped_minutes * 60.0)} are not replayed; --eval-span all "
+              f"scores every minute)", file=out)
     print(f"{'policy':<15} {'cost@0.99':>10} {'x oracle':>9} {'cost@0.999':>11} {'x oracle':>9} "
           f"{'best SLO':>9} {'points':>6}", file=out)
     print(f"{'oracle':<15} {oracle:>10.1f} {1.0:>9.3f} {oracle:>11.1f} {1.0:>9.3f} {1.0:>9.5f} "

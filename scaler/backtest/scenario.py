@@ -13,7 +13,7 @@ filled from the past (:func:`fill_from_past`), never interpolated towards the sa
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,9 @@ class Scenario:
     """Minutes before the evaluation window: used to fit and to reach a steady state only."""
     filled_buckets: int = 0
     """Trace buckets that were collection gaps or missing, filled from the past."""
+    skipped_minutes: int = 0
+    """Minutes of the trace before minute 0, not replayed: a long trace is scored on its last
+    ``--eval-span`` only (:func:`last_span`)."""
     key: str = field(default="", compare=False)
     """Content hash of arrivals and observed (cache key for fits)."""
 
@@ -187,3 +190,25 @@ def scenario_from_series(
                             f"data); pass e.g. {warmup_flag} {max(1, int(span * 30))}m")
     return Scenario(name, series.start, arrivals, observed, float(capacity), warmup,
                     filled_buckets=filled)
+
+
+def last_span(scenario: Scenario, span_minutes: int | None, run_in_minutes: int) -> Scenario:
+    """The scenario scored on its last ``span_minutes`` only, replayed from ``run_in_minutes``
+    (or the warmup, if longer) before them; the same scenario when that skips nothing.
+
+    Why: every policy is simulated minute by minute, so a backtest's cost grows with the trace.
+    Scored on a bounded span, a trace of any length costs at most what span + run-in cost.
+    The run-in is what a fit sees (21 days) and covers the tuner's two-week replay and its
+    week of measured shares, so each policy enters the span in the state a replay from the
+    trace's first minute gives it. ``capacity`` stays the whole trace's: ``c`` is set by the
+    trace's busiest minute, wherever it lies. ``span_minutes=None`` scores everything.
+    """
+    if span_minutes is None:
+        return scenario
+    window = scenario.minutes - span_minutes
+    start = window - max(scenario.warmup_minutes, run_in_minutes)
+    if window <= scenario.warmup_minutes or start <= 0:
+        return scenario
+    return replace(scenario, start=scenario.start + start * MINUTE, arrivals=scenario.arrivals[start:],
+                   observed=scenario.observed[start:], warmup_minutes=window - start,
+                   skipped_minutes=scenario.skipped_minutes + start, key="")

@@ -123,6 +123,9 @@ def test_table_names_every_policy(trace: Path, capsys: pytest.CaptureFixture[str
         pytest.param(["TRACE", "--polling-interval", "0s"], "--polling-interval", id="polling"),
         pytest.param(["TRACE", "--quantiles", "0.3"], "--quantiles", id="quantile range"),
         pytest.param(["TRACE", "--refit-every", "10s"], "--refit-every", id="refit"),
+        pytest.param(["TRACE", "--eval-span", "soon"], "--eval-span", id="eval span garbage"),
+        pytest.param(["TRACE", "--eval-span", "10m"], "--eval-span 10m: must be at least 1h",
+                     id="eval span short"),
         pytest.param(["TRACE", "--jobs", "0"], "--jobs 0: must be >= 1", id="no jobs"),
         pytest.param(["TRACE", "--jobs", "100000"], "--jobs 100000: at most", id="too many jobs"),
         pytest.param(["TRACE", "--model", "x"], "--model goes with --prometheus", id="model w/o prom"),
@@ -146,3 +149,39 @@ def test_irregular_trace_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixtu
                     "2026-01-01T00:25:00Z,5\n")
     assert main(["--trace", str(path)]) == 2
     assert "irregular" in capsys.readouterr().err
+
+
+def _close(a: object, b: object) -> bool:
+    """Equal JSON, floats to 1e-9 (a cut trace sums its minutes' arrivals in another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    return a == b
+
+
+def test_a_long_trace_is_scored_on_its_last_span_as_if_cut_there(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # 24 days at 10 minutes; the last day scored, replayed from 21 days before it: 2 days skipped
+    whole = tmp_path / "whole.csv"
+    write_trace(whole, synthetic_trace(days=24, step_seconds=600, seed=2))
+    lines = whole.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.csv"
+    cut.write_text(lines[0] + "".join(lines[1 + 2 * 144:]))
+    runs = ["--quantiles", "0.9", "--headrooms", "1", "--jobs", "1", "--no-progress", "--slo", "0.99",
+            "--policies", "predictive,static"]
+    assert main(["--trace", str(whole), "--eval-span", "1d", *runs, "--json", str(tmp_path / "a.json")]) == 0
+    assert "its first 2d are not replayed; --eval-span all scores every minute" in capsys.readouterr().out
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert (a["minutes"], a["warmup_minutes"], a["skipped_minutes"], a["trace_minutes"]) == (
+        1440, 21 * 1440, 2 * 1440, 24 * 1440)
+    # the same run on the trace cut there, with the whole trace's capacity and the run-in as warmup
+    assert main(["--trace", str(cut), "--warmup", "21d", "--capacity", repr(a["capacity_per_replica"]),
+                 "--eval-span", "all", *runs, "--json", str(tmp_path / "b.json")]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["skipped_minutes"] == 0
+    for key in ("trace", "trace_minutes", "skipped_minutes", "seconds"):
+        del a[key], b[key]
+    assert a["auto"]["gpu_hours"] > 0 and _close(a, b)

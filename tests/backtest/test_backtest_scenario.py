@@ -12,10 +12,10 @@ from forecasting.fitted import FittedForecaster
 from forecasting.traces import read_trace, synthetic_trace
 from forecasting.types import Series
 from scaler.backtest import tape
-from scaler.backtest.scenario import fill_from_past, scenario_from_series
+from scaler.backtest.scenario import fill_from_past, last_span, scenario_from_series
 from scaler.backtest.sweep import MAX_FITS, REFIT_INTERVALS, BacktestSpec, refit_every, tape_spec
 from scaler.backtest.tape import ForecastTape, TapeSpec
-from tests.backtest.support import T0, synthetic
+from tests.backtest.support import T0, scenario, synthetic
 
 SERVEGEN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "servegen"
 
@@ -128,3 +128,22 @@ def test_the_fit_schedule_uses_the_interval_given_or_the_default() -> None:
     assert default.refit_every == 8 * 60  # 130 days: 6 h would be 520 fits
     assert len(default.fit_minutes(sc.minutes)) <= MAX_FITS
     assert tape_spec(sc, BacktestSpec(refit_every_s=3600.0)).refit_every == 60
+
+
+def test_a_long_trace_is_replayed_from_a_run_in_before_its_last_span() -> None:
+    sc = scenario(np.arange(1000.0), warmup=100, observed=np.arange(1000) % 7 != 0)
+    cut = last_span(sc, 200, 300)
+    # scored: the last 200 minutes; replayed from 300 before them; the rest skipped
+    assert (cut.minutes, cut.warmup_minutes, cut.skipped_minutes) == (500, 300, 500)
+    assert cut.start == sc.start + 500 * 60 and cut.capacity == sc.capacity
+    np.testing.assert_array_equal(cut.arrivals, sc.arrivals[500:])
+    np.testing.assert_array_equal(cut.observed, sc.observed[500:])
+    assert cut.key != sc.key
+    # a warmup longer than the run-in is kept whole
+    assert last_span(sc, 200, 50).warmup_minutes == 100
+
+
+@pytest.mark.parametrize(("span", "run_in"), [(None, 300), (900, 0), (950, 0), (800, 200), (700, 300)])
+def test_a_span_that_skips_nothing_keeps_the_scenario(span: int | None, run_in: int) -> None:
+    sc = scenario(np.ones(1000), warmup=100)
+    assert last_span(sc, span, run_in) is sc
