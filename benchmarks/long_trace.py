@@ -53,7 +53,9 @@ def details(command: str, report: dict[str, Any]) -> str:
     """What the run says about its own cost."""
     if command == "backtest":
         phases = ", ".join(f"{k} {v:.0f}" for k, v in report.get("seconds", {}).items())
-        return f"phases s: {phases}"
+        replayed = (report["trace_minutes"] - report.get("skipped_minutes", 0)) / 1440
+        return (f"scored {report['minutes'] / 1440:g} d, replayed {replayed:g} d of "
+                f"{report['trace_minutes'] / 1440:g} (--eval-span); phases s: {phases}")
     auto = report["models"]["auto"]
     history = report.get("history_s")
     shown = "all" if history is None else f"{history / 86400:g} d"
