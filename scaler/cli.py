@@ -277,6 +277,7 @@ Method and figures: docs/FORECASTING.md.
   prewarm backtest --trace traffic.csv --cold-start 8m:14m --json out/bt.json --plot out/bt.png
   prewarm backtest --prometheus http://prometheus:9090 --model llama-3-8b --since 14d --slo 0.99
   prewarm backtest --trace traffic.csv --slo 0.99 --timeline out/minutes.csv --tuner-log out/tuner.csv
+  prewarm backtest --trace year.csv --slo 0.99 --eval-span all    # score every minute, not the last 90 days
 
 Method, output contract and measured figures: docs/BACKTEST.md.
 """,

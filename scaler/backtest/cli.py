@@ -107,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="with --slo: one row per hourly step of its tuner (the share fed, the "
                                 "week's budget, the margin chosen and what its replay expects)")
     run_group.add_argument("--keep-gaps", action="store_true",
-                           help="replay collection gaps as zero traffic (default: interpolate them)")
+                           help="replay collection gaps as zero traffic (default: the policies see "
+                                "no data there, and the world's traffic is filled from the past)")
     run_group.add_argument("--seed", type=int, default=0, help="seed of cold-start draws (a range only)")
     run_group.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                            help="worker processes for the forecast tape (the fits and their forecasts, "
