@@ -281,7 +281,10 @@ def eval_span_minutes(text: str) -> int | None:
     """``--eval-span``: whole minutes, or None for ``all``."""
     if text == "all":
         return None
-    span = duration(text, "--eval-span")
+    try:
+        span = parse_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"--eval-span {exc}; or 'all' to score every minute") from None
     _check(span >= 3600, f"--eval-span {text}: must be at least 1h, or 'all'")
     return math.ceil(span / 60)
 
