@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from forecasting.durations import DurationError, accept_negative_durations, parse_duration
+from forecasting.eval_cli import DEFAULT_EVAL_DAYS
 from forecasting.extras import need_plot
 from forecasting.traces import TraceError, read_trace
 from forecasting.types import Series
@@ -43,9 +44,6 @@ from scaler.backtest.sweep import (
 )
 from scaler.backtest.tape import HISTORY
 from scaler.core.errors import ConfigError, SourceError
-
-DEFAULT_EVAL_DAYS = 90
-"""Days scored by default, as forecast-eval's ``--eval-span``: a year's trace costs what 111 days do."""
 
 
 class UsageError(ValueError):
@@ -83,10 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 "--slo, the baselines only)")
     run_group.add_argument("--warmup", default="7d",
                            help="history used only to fit and settle, not scored (default 7d)")
+    # The same default span as forecast-eval's: one answer to "how much of a long trace counts".
     run_group.add_argument("--eval-span", default=f"{DEFAULT_EVAL_DAYS}d",
                            help="score the last this-long of the trace after the warmup, replayed "
-                                "from 21 days before it (default %(default)s: a longer trace costs "
-                                "no more; 'all' replays and scores every minute after the warmup)")
+                                f"from {HISTORY // 1440} days before it (what a fit sees; default "
+                                "%(default)s: a longer trace costs no more; 'all' replays and scores "
+                                "every minute after the warmup)")
     run_group.add_argument("--refit-every", default=None,
                            help="predictive refit interval (default: 6h, or on a trace over 120 days the "
                                 "shortest of 8h, 12h, 1d, 2d, ... that keeps to 480 fits)")

@@ -200,8 +200,8 @@ def last_span(scenario: Scenario, span_minutes: int | None, run_in_minutes: int)
     Scored on a bounded span, a trace of any length costs at most what span + run-in cost.
     The run-in is what a fit sees (21 days) and covers the tuner's two-week replay and its
     week of measured shares, so each policy enters the span knowing what a replay from the
-    trace's first minute would have let it know. ``capacity`` stays the whole trace's: ``c`` is set by the
-    trace's busiest minute, wherever it lies. ``span_minutes=None`` scores everything.
+    trace's first minute would have let it know. ``capacity`` stays the whole trace's: ``c`` is
+    set by the trace's busiest minute, wherever it lies. ``span_minutes=None`` scores everything.
     """
     if span_minutes is None:
         return scenario
