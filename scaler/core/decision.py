@@ -22,7 +22,9 @@ median and a self-tuned margin (``scaler.core.slo``) goes on top, never below de
     base            = max(demand now, forecast p50 peak over [now, now + lead])
     spell           = max - mean of demand over the last 3 hours, or around this time of day
                       on the last 7 days (bursts come in spells and at times of day)
-    forecast need   = ceil(max(demand now, min(factor x base + extra + spread x spell, cap)) / capacity)
+    forecast need   = ceil(max(floor x demand now, min(factor x base + extra + spread x spell, cap)) / capacity)
+                      (floor: the factor, at most 1.2 - the cap limits what is anticipated,
+                      not the room over demand already there)
     stabilized      = max(need over the margin's hold: half a lead or a lead, tuned;
                       at least scaleDown.stabilization when that is set)
 
@@ -208,7 +210,7 @@ def decide(
     # What the SLO's margin goes on: the expected demand, or demand alone (see Margin.forecast).
     applied = base if margin is None or margin.forecast else demand
     if margin is not None:
-        wanted = margin.apply(applied, inputs.excursion)
+        wanted = margin.need(applied, demand, inputs.excursion)
         forecast_replicas = replicas_for(max(demand, wanted), model.capacityPerReplica)
     active = (
         demand > policy.activationDemand
@@ -227,7 +229,8 @@ def decide(
         model=model.name, at=now, replicas=replicas, reason=reason, valid=True,
         prewarm_replicas=_prewarm_replicas(inputs, model, replicas, now=now),
         slo_target=policy.slo.onTime if policy.slo else None, on_time=inputs.on_time,
-        margin=margin.value(applied, inputs.excursion, unit=model.capacityPerReplica) if margin else None,
+        margin=(margin.value(applied, inputs.excursion, unit=model.capacityPerReplica, demand=demand)
+                if margin else None),
         base=base,
         slo_aim=margin.aim if margin else None,
         active=active or replicas > 0, need=stabilized, need_reason=need_reason,

@@ -25,6 +25,7 @@ from scaler.core.decision import (
 )
 from scaler.core.model import Decision, Reason
 from scaler.core.replicas import replicas_for, replicas_of, whole
+from scaler.core.slo import Margin
 
 T0 = 1_767_225_600.0
 
@@ -131,6 +132,25 @@ def test_forecast_scales_up_ahead_of_demand() -> None:
     d, _ = decide(inputs, m, DecisionState(), now=T0)
     assert (d.replicas, d.reason, d.reactive_replicas, d.forecast_replicas) == (5, Reason.FORECAST, 2, 5)
     assert d.valid and d.active and d.expires_at == T0 + 120
+
+
+@pytest.mark.parametrize(
+    ("margin", "demand", "replicas"),
+    [
+        (Margin(1.1, cap=100.0), 80.0, 10),   # below the cap: min(1.1 x 90, 100) = 99
+        (Margin(1.1, cap=100.0), 120.0, 14),  # above it: 1.1 x 120 = 132, an HPA with 10 % room
+        (Margin(3.0, cap=100.0), 120.0, 15),  # the factor's room stops at 1.2x: 144
+        (Margin(1.0, extra=100.0, cap=100.0), 120.0, 12),  # a static count: demand itself
+    ],
+)
+def test_above_the_cap_demand_now_keeps_the_factors_room(margin: Margin, demand: float, replicas: int) -> None:
+    """The cap limits what the margin anticipates, not the room over demand already there: a cap
+    read off the past goes stale when the level moves, and then only demand passes it."""
+    m = model(slo={"onTime": 0.99})
+    inputs = DecisionInputs(demand=demand, forecast=flat(T0, 90.0), lead_seconds=600, margin=margin)
+    d, _ = decide(inputs, m, DecisionState(), now=T0)
+    assert d.replicas == replicas
+    assert d.margin == pytest.approx(margin.need(max(demand, 90.0), demand) / max(demand, 90.0))
 
 
 def test_reactive_floor_catches_bursts_the_forecast_missed() -> None:

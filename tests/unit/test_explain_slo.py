@@ -39,7 +39,7 @@ def test_explain_shows_the_margin_term_by_term() -> None:
     assert page is not None
     assert page["slo"]["shape"] == {"factor": 1.2, "applied_to": "expected demand",
                                     "standby_replicas": 100.0 / capacity, "spread": 0.5,
-                                    "cap_replicas": None, "hold_seconds": 360.0}
+                                    "cap_replicas": None, "floor_factor": 1.2, "hold_seconds": 360.0}
     line = next(x for x in render(page).splitlines() if x.startswith("  margin"))
     assert line == "  margin         1.2 x expected demand + 10 replicas standby + 0.5 x excursion, no cap, held 6m"
     static = Margin(1.0, extra=190.0, cap=190.0, forecast=False, hold_seconds=720.0)
@@ -47,3 +47,10 @@ def test_explain_shows_the_margin_term_by_term() -> None:
     assert page is not None
     line = next(x for x in render(page).splitlines() if x.startswith("  margin"))
     assert line == "  margin         1 x demand now + 19 replicas standby, capped at 19 replicas, held 12m"
+    # Above a cap the count follows demand now with the factor's room, at most 1.2x: said.
+    capped = Margin(3.0, cap=120.0, hold_seconds=360.0)
+    page = explain(snapshot(margins={"chat": capped}), "chat", now=T0)
+    assert page is not None and page["slo"]["shape"]["floor_factor"] == 1.2
+    line = next(x for x in render(page).splitlines() if x.startswith("  margin"))
+    assert line == ("  margin         3 x expected demand, capped at 12 replicas (1.2 x demand now above it), "
+                    "held 6m")
