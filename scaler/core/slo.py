@@ -166,7 +166,7 @@ count follows demand with this much room, as an HPA on load with a target of 0.8
 A cap read off the past goes stale when the level moves (weekly growth, a step up): demand then
 runs over it at every daily peak, and with only demand itself above it each ramp was late
 (fresh draws of weekly-trend at 10m: an HPA on load tuned on the warmup beat prewarm on both
-attainment and cost on every draw). The whole factor is too much: it also anticipates bursts
+attainment and cost on 6 of 7 draws, and on none since). The whole factor is too much: it also anticipates bursts
 (3x on spiky traffic), and 3x demand in a spike is what the cap is there to avoid (a spiky-daily
 draw at 10m cost 1.20x the cheapest hindsight baseline instead of 1.07x; docs/BACKTEST.md)."""
 STATIC_QUANTILES = (0.95, 0.98, 0.99, 0.999, 1.0)
