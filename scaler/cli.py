@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report(args.command, _config_error_text(exc), fmt)
         return 1 if args.command == "check-config" else 2
     except KeyboardInterrupt:
-        from scaler.fitpool import kill_children  # here: a light import for every other path
+        from scaler.fitpool import kill_children  # only this path needs it
 
         kill_children()  # a worker a pool was starting at that instant would hang the exit
         return 130

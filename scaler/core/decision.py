@@ -210,8 +210,8 @@ def decide(
     # What the SLO's margin goes on: the expected demand, or demand alone (see Margin.forecast).
     applied = base if margin is None or margin.forecast else demand
     if margin is not None:
-        wanted = margin.need(applied, demand, inputs.excursion)
-        forecast_replicas = replicas_for(max(demand, wanted), model.capacityPerReplica)
+        # Never below demand: the margin's floor keeps at least demand now (floor_factor >= 1).
+        forecast_replicas = replicas_for(margin.need(applied, demand, inputs.excursion), model.capacityPerReplica)
     active = (
         demand > policy.activationDemand
         or (peak is not None and peak > policy.activationDemand)

@@ -16,9 +16,9 @@ client's batch job), ``spread`` the error regime - in a bursty spell the next bu
 so the margin widens with how far demand has just strayed above its mean - and ``cap`` is the
 level above which paying for every burst costs more than a static count that meets the SLO
 would: above it only demand now raises the count, with the room of the factor up to 1.2x
-(:data:`FLOOR_FACTOR`: a cap read off the past goes stale when the level moves). ``hold`` keeps replicas
-ordered within the last cold start: dropping one and re-ordering it minutes later leaves the
-gap unserved for a whole cold start.
+(:data:`FLOOR_FACTOR`: a cap read off the past goes stale when the level moves). ``hold``
+keeps replicas ordered within the last cold start: dropping one and re-ordering it minutes
+later leaves the gap unserved for a whole cold start.
 
 **How the margin is chosen** (:func:`tune`). The model's own recent history - up to
 :data:`REPLAY_SECONDS` of the demand it saw and the base the decision had at each step - is
@@ -166,9 +166,10 @@ count follows demand with this much room, as an HPA on load with a target of 0.8
 A cap read off the past goes stale when the level moves (weekly growth, a step up): demand then
 runs over it at every daily peak, and with only demand itself above it each ramp was late
 (fresh draws of weekly-trend at 10m: an HPA on load tuned on the warmup beat prewarm on both
-attainment and cost on 6 of 7 draws, and on none since). The whole factor is too much: it also anticipates bursts
-(3x on spiky traffic), and 3x demand in a spike is what the cap is there to avoid (a spiky-daily
-draw at 10m cost 1.20x the cheapest hindsight baseline instead of 1.07x; docs/BACKTEST.md)."""
+attainment and cost on 6 of 7 draws, and on none since). The whole factor is too much: it also
+anticipates bursts (3x on spiky traffic), and 3x demand in a spike is what the cap is there to
+avoid (a spiky-daily draw at 10m cost 1.20x the cheapest hindsight baseline instead of 1.07x;
+docs/BACKTEST.md)."""
 STATIC_QUANTILES = (0.95, 0.98, 0.99, 0.999, 1.0)
 """Static counts tried: these quantiles of the replayed demand (and around its peak)."""
 STATIC_PEAK_SHARES = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.25, 1.5)
@@ -741,8 +742,7 @@ class _Replay:
         def column(name: str) -> FloatArray:
             return np.array([getattr(m, name) for m in ms], dtype=np.float64)
 
-        factor, spread = column("factor"), column("spread")
-        floor = np.array([m.floor_factor for m in ms], dtype=np.float64)
+        factor, spread, floor = column("factor"), column("spread"), column("floor_factor")
         # Each step's standby and cap: its replayed day's (one row for a list of margins).
         extras, caps = terms.extra[:, order], terms.cap[:, order]
         day = np.minimum(self.day, extras.shape[0] - 1)
