@@ -283,6 +283,22 @@ def test_a_lone_burst_is_a_one_off_only_when_the_outlier_peaked_in_it(hours_back
     assert budget_spent(week, 0.99, outlier=hours_back * 3600.0) is not one_off
 
 
+def test_a_burst_longer_than_a_one_off_is_not_one_while_it_goes_on() -> None:
+    """A one-off is at most two hours: while the newest three hours all missed the target, the
+    burst is longer than that and the week is judged whole; once an hour meets the target
+    again, its two worst hours may be a one-off as before. Found on regime-shift traffic: the
+    first three hours of a storm passed as a one-off, and the calm margin met the fourth."""
+    good, bad, storm = (1.0, 10_000.0), (0.98, 10_000.0), (0.0, 10_000.0)
+    # Two stormy hours then a third just under the target; the outlier peaked in the storm.
+    going = (*(good,) * 100, storm, storm, bad)
+    assert budget_spent(going, 0.99, outlier=1.5 * 3600.0)
+    assert not budget_spent((*going, good), 0.99, outlier=2.5 * 3600.0)  # it ended: a one-off
+    # Two hours of it are a one-off as before; so is a third hour at the target, or idle.
+    assert not budget_spent((*(good,) * 100, storm, storm), 0.99, outlier=0.5 * 3600.0)
+    assert not budget_spent((*(good,) * 100, storm, storm, (0.99, 10_000.0)), 0.99, outlier=1.5 * 3600.0)
+    assert not budget_spent((*(good,) * 100, storm, storm, (1.0, 0.0)), 0.99, outlier=1.5 * 3600.0)
+
+
 def test_retune_tells_a_lone_outlier_burst_from_a_spent_week() -> None:
     """The same week of measured shares (one two-hour burst holding every late request): with
     an outlier spike in the demand in those hours it stays calm and says why (``one_off``,
