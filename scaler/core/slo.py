@@ -391,7 +391,7 @@ def lone_burst(recent: tuple[tuple[float, float], ...], target: float, *, at: fl
     longest = ONE_OFF_HOURS + 1
     if len(recent) <= ONE_OFF_HOURS:
         return False
-    if len(recent) > longest and all(w > 0 and s < target for s, w in recent[-longest:]):
+    if len(recent) > longest and all(requests > 0 and share < target for share, requests in recent[-longest:]):
         return False
     late = np.array([(1.0 - s) * w for s, w in recent])
     burst = _window_sums(late[:, None], ONE_OFF_HOURS)[:, 0]
