@@ -387,16 +387,28 @@ def lone_burst(recent: tuple[tuple[float, float], ...], target: float, *, at: fl
     lasted longer than a one-off may, and still goes on. Found on regime-shift traffic (seed 13,
     10m): the first afternoon of a storm passed as a one-off for three hours, because two of
     them held most of its late requests, and the calm margin met the fourth (53,122 requests,
-    0.578 on time; all on time with this rule, and 0.97355 -> 0.97908 on time in the week)."""
+    0.578 on time; all on time with this rule, and 0.97355 -> 0.97908 on time in the week).
+
+    Nor when an hour missed the target again after the burst had ended (an hour after it met
+    the target, or was idle): a one-off happens once, and a second miss says the bursts recur.
+    The hours right after the burst, before one meets the target, are its tail. Found on
+    regime-shift traffic (fixed seed, 30m): after the storm's first afternoon passed as a
+    one-off, three more hours missed the target overnight and in the morning, each too small
+    to spend the rest of the week's budget, and the calm margin stayed on until the evening's
+    burst (docs/BACKTEST.md)."""
     longest = ONE_OFF_HOURS + 1
     if len(recent) <= ONE_OFF_HOURS:
         return False
-    if len(recent) > longest and all(requests > 0 and share < target for share, requests in recent[-longest:]):
+    missed = [requests > 0 and share < target for share, requests in recent]
+    if len(recent) > longest and all(missed[-longest:]):
         return False
     late = np.array([(1.0 - s) * w for s, w in recent])
     burst = _window_sums(late[:, None], ONE_OFF_HOURS)[:, 0]
     worst = int(np.argmax(burst))
     if burst[worst] <= ONE_OFF_SHARE * late.sum():
+        return False
+    after = missed[worst + ONE_OFF_HOURS:]
+    if False in after and any(after[after.index(False):]):  # missed again once the tail ended
         return False
     if at is not None:  # entries back from the newest (0) that the burst's hours span
         newest, oldest = len(recent) - worst - ONE_OFF_HOURS, len(recent) - 1 - worst

@@ -299,6 +299,23 @@ def test_a_burst_longer_than_a_one_off_is_not_one_while_it_goes_on() -> None:
     assert not budget_spent((*(good,) * 100, storm, storm, (1.0, 0.0)), 0.99, outlier=1.5 * 3600.0)
 
 
+def test_a_one_off_happens_once() -> None:
+    """An hour that missed the target after the burst had ended says the bursts recur: the week
+    is judged whole, however few late requests that hour holds. The hours right after the
+    burst, before one meets the target, are its tail and do not count. Found on regime-shift
+    traffic: three small misses after a storm's first afternoon left the calm margin on for a
+    day, until the next burst."""
+    good, storm, miss = (1.0, 10_000.0), (0.0, 10_000.0), (0.9, 10_000.0)
+    burst = (*(good,) * 100, storm, storm)  # 20,000 late; the outlier peaked in these hours
+    # The rest of the week holds 1,000 late requests, well within its budget (11,760).
+    assert not budget_spent((*burst, *(good,) * 16), 0.99, outlier=16.5 * 3600.0)
+    assert budget_spent((*burst, *(good,) * 10, miss, *(good,) * 5), 0.99, outlier=16.5 * 3600.0)
+    # An idle hour ended the burst as well as an hour on time would.
+    assert budget_spent((*burst, (1.0, 0.0), miss, *(good,) * 14), 0.99, outlier=16.5 * 3600.0)
+    # Its tail: the hour right after it missed too, then the burst was over.
+    assert not budget_spent((*burst, miss, *(good,) * 15), 0.99, outlier=16.5 * 3600.0)
+
+
 def test_retune_tells_a_lone_outlier_burst_from_a_spent_week() -> None:
     """The same week of measured shares (one two-hour burst holding every late request): with
     an outlier spike in the demand in those hours it stays calm and says why (``one_off``,
