@@ -393,9 +393,9 @@ def lone_burst(recent: tuple[tuple[float, float], ...], target: float, *, at: fl
     the target, or was idle): a one-off happens once, and a second miss says the bursts recur.
     The hours right after the burst, before one meets the target, are its tail. Found on
     regime-shift traffic (fixed seed, 30m): after the storm's first afternoon passed as a
-    one-off, three more hours missed the target overnight and in the morning, each too small
-    to spend the rest of the week's budget, and the calm margin stayed on until the evening's
-    burst (docs/BACKTEST.md)."""
+    one-off, three more hours missed the target overnight and in the morning, together too few
+    late requests to spend the rest of the week's budget, and the calm margin stayed on until
+    the evening's bursts (docs/BACKTEST.md)."""
     longest = ONE_OFF_HOURS + 1
     if len(recent) <= ONE_OFF_HOURS:
         return False

@@ -307,7 +307,7 @@ def test_a_one_off_happens_once() -> None:
     day, until the next burst."""
     good, storm, miss = (1.0, 10_000.0), (0.0, 10_000.0), (0.9, 10_000.0)
     burst = (*(good,) * 100, storm, storm)  # 20,000 late; the outlier peaked in these hours
-    # The rest of the week holds 1,000 late requests, well within its budget (11,760).
+    # A miss after it adds 1,000 late requests: the rest of the week stays within its budget (11,760).
     assert not budget_spent((*burst, *(good,) * 16), 0.99, outlier=16.5 * 3600.0)
     assert budget_spent((*burst, *(good,) * 10, miss, *(good,) * 5), 0.99, outlier=16.5 * 3600.0)
     # An idle hour ended the burst as well as an hour on time would.
