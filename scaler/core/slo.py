@@ -407,8 +407,8 @@ def lone_burst(recent: tuple[tuple[float, float], ...], target: float, *, at: fl
     worst = int(np.argmax(burst))
     if burst[worst] <= ONE_OFF_SHARE * late.sum():
         return False
-    after = missed[worst + ONE_OFF_HOURS:]
-    if False in after and any(after[after.index(False):]):  # missed again once the tail ended
+    # The misses right after the burst are its tail; one after the tail ended is a recurrence.
+    if any(itertools.dropwhile(bool, missed[worst + ONE_OFF_HOURS:])):
         return False
     if at is not None:  # entries back from the newest (0) that the burst's hours span
         newest, oldest = len(recent) - worst - ONE_OFF_HOURS, len(recent) - 1 - worst
