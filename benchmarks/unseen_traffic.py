@@ -27,8 +27,25 @@ trace CSV format (``timestamp_utc,requests``, ISO-8601 UTC, integer counts), one
   10-40 minutes).
 
 The last three were added in the fourteenth session, after the tuner had been built on the
-first six. Each kind has a fixed default seed, so the same command writes the same files; ``--seed N``
-draws fresh ones (kind k then uses seed N + k). The first row is 2026-01-05T00:00:00Z (a Monday).
+first six.
+
+Six event kinds were added in the twenty-ninth session (2026-12-07) as a held-out set, for the
+events the 9 kinds do not have: a flash crowd, a launch, a retirement, a holiday, a daylight-saving
+change, low volume. They are written only when asked for, by name or all six with ``--kinds events``;
+the default ``--kinds`` stays the 9 above. The event kinds:
+
+- ``dst``: a daily + weekly cycle peaking at 14:00 local time, local time UTC+1 until day 9 and
+  UTC+0 from then (a daylight-saving change: the UTC peak moves from 13:00 to 14:00).
+- ``holiday``: a daily + weekly cycle; day 11 (a Friday) is a public holiday at 15 %.
+- ``launch``: nothing for 4 days, then a model launch ramping up over 6 hours, growing 15 %/day.
+- ``low-volume``: a few requests a minute at the daily peak (4/min), noisy: discreteness matters.
+- ``flash``: a flash crowd (or a failover): day 10 from 10:00, six hours at 4x (ramping up over
+  20 minutes).
+- ``sunset``: a model being retired: from day 6 traffic halves every two days.
+
+Each kind has a fixed default seed, so the same command writes the same files; ``--seed N`` draws
+fresh ones (kind k then uses seed N + k, k its index in its own set: the 9 kinds count from 0, and
+so do the event kinds). The first row is 2026-01-05T00:00:00Z (a Monday).
 
 ``--run`` then runs ``prewarm backtest`` on every trace at each cold start (10m, 30m) and prints
 one table: each policy's ``cost_at_slo["0.99"]`` and its ratio to the oracle, plus the
@@ -41,6 +58,7 @@ Examples::
     .venv/bin/python benchmarks/unseen_traffic.py --out /tmp/unseen             # write the 9 traces
     .venv/bin/python benchmarks/unseen_traffic.py --out /tmp/fresh --seed 7     # a fresh draw
     .venv/bin/python benchmarks/unseen_traffic.py --kinds smooth,bursty-idle --out /tmp/u
+    .venv/bin/python benchmarks/unseen_traffic.py --kinds events --out /tmp/events  # the 6 event kinds
     .venv/bin/python benchmarks/unseen_traffic.py --run --out /tmp/unseen       # + 18 backtests
     .venv/bin/python benchmarks/unseen_traffic.py --run --out /tmp/unseen -- --slo 0.99
     .venv/bin/python benchmarks/unseen_traffic.py --report --out /tmp/unseen    # table from JSONs
@@ -296,13 +314,85 @@ KINDS: dict[str, tuple[int, Generator]] = {  # kind -> (default seed, generator)
 }
 
 
+# -------------------------------------------------------------------------------------------------
+# the event kinds (held out: not in the default --kinds)
+
+def dst(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
+    """A daylight-saving change: a daily + weekly cycle peaking at 14:00 local time, local time
+    UTC+1 until day 9 and UTC+0 from then, so the peak in UTC moves from 13:00 to 14:00."""
+    summer = 400.0 * daily_shape(n, peak_hour=13.0, depth=0.7)  # 14:00 at UTC+1
+    winter = 400.0 * daily_shape(n, peak_hour=14.0, depth=0.7)  # 14:00 at UTC+0
+    level = np.where(_day_index(n) >= 9, winter, summer)
+    level *= np.where(_weekend(n), 0.6, 1.0)
+    level *= np.exp(ar1(rng, n, sigma=0.08, tau_minutes=30))
+    return _poisson(rng, level)
+
+
+def holiday(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
+    """A public holiday: a daily + weekly cycle, and day 11 (a Friday) at 15 % of a normal day."""
+    level = 500.0 * daily_shape(n, peak_hour=15.0, depth=0.65)
+    level *= np.where(_weekend(n), 0.5, 1.0)
+    level *= np.where(_day_index(n) == 11, 0.15, 1.0) * np.exp(ar1(rng, n, sigma=0.08, tau_minutes=30))
+    return _poisson(rng, level)
+
+
+def launch(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
+    """A model launch: nothing for 4 days, then traffic ramps up over 6 hours and grows 15 %/day,
+    on a daily cycle."""
+    t = np.arange(n, dtype=np.float64) / DAY
+    level = np.where(t >= 4, 50.0 * 1.15 ** np.maximum(t - 4, 0) * np.minimum(1, (t - 4) * 4), 0.0)
+    level *= daily_shape(n, peak_hour=16.0, depth=0.6) * np.exp(ar1(rng, n, sigma=0.1, tau_minutes=30))
+    return _poisson(rng, level)
+
+
+def low_volume(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
+    """Low volume: a daily cycle with only about 4 requests/min at its peak, on noisy (drifting)
+    demand, so the per-minute counts are small integers and their discreteness matters."""
+    level = 4.0 * daily_shape(n, peak_hour=12.0, depth=0.8)
+    level *= np.exp(ar1(rng, n, sigma=0.2, tau_minutes=60))
+    return _poisson(rng, level)
+
+
+def flash(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
+    """A flash crowd (or a failover from another region): a daily cycle, and on day 10 from 10:00
+    six hours at 4x, ramping up over the first 20 minutes."""
+    level = 300.0 * daily_shape(n, peak_hour=18.0, depth=0.6)
+    level *= np.exp(ar1(rng, n, sigma=0.07, tau_minutes=30))
+    since = np.arange(n) - (10 * DAY + 10 * 60)  # minutes since day 10, 10:00
+    level *= 1 + 3 * np.clip(since / 20, 0, 1) * (since < 6 * 60)
+    return _poisson(rng, level)
+
+
+def sunset(rng: np.random.Generator, n: int = MINUTES) -> IntArray:
+    """A model being retired: a daily cycle, and from day 6 traffic halves every two days, down
+    to nearly nothing by day 13."""
+    t = np.arange(n, dtype=np.float64) / DAY
+    level = 400.0 * daily_shape(n, peak_hour=10.0, depth=0.6)
+    level *= 0.5 ** (np.maximum(t - 6, 0) / 2)
+    level *= np.exp(ar1(rng, n, sigma=0.08, tau_minutes=30))
+    return _poisson(rng, level)
+
+
+EVENTS: dict[str, tuple[int, Generator]] = {  # event kind -> (default seed, generator)
+    "dst": (1, dst),
+    "holiday": (2, holiday),
+    "launch": (3, launch),
+    "low-volume": (4, low_volume),
+    "flash": (5, flash),
+    "sunset": (6, sunset),
+}
+
+
 def generate(kind: str, seed: int | None = None, *, minutes: int = MINUTES,
              azure_dir: Path = AZURE_DIR) -> IntArray:
-    """Requests per minute of one kind; ``seed=None`` is the kind's fixed default seed."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
-    default, fn = KINDS[kind]
-    offset = list(KINDS).index(kind)
+    """Requests per minute of one kind (of ``KINDS`` or ``EVENTS``); ``seed=None`` is the kind's
+    fixed default seed, ``seed=N`` draws a fresh trace from seed N + the kind's index in its set."""
+    table = KINDS if kind in KINDS else EVENTS
+    if kind not in table:
+        raise ValueError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}, or an event kind: "
+                         f"{', '.join(EVENTS)}")
+    default, fn = table[kind]
+    offset = list(table).index(kind)
     rng = np.random.default_rng(default if seed is None else seed + offset)
     if kind == "azure-tiled":
         return azure_tiled(rng, minutes, azure_dir=azure_dir)
@@ -454,14 +544,16 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="unseen_traffic.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=doc.split("\n\n")[0],
-        epilog="kinds:\n" + doc.split("one per kind:\n\n")[1].split("\n\nEach kind")[0]
+        epilog="kinds:\n" + doc.split("one per kind:\n\n")[1].split("\n\nThe last three")[0]
+        + "\n\nevent kinds:\n" + doc[doc.find("Six event kinds"):].split("\n\nEach kind")[0]
         + "\n\nexamples:\n" + doc.split("Examples::\n\n")[1])
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "unseen",
                         help="directory for <kind>.csv (and <kind>-<cold>.json); default out/unseen")
     parser.add_argument("--kinds", default=",".join(KINDS),
-                        help=f"comma-separated subset (default all: {','.join(KINDS)})")
+                        help=f"comma-separated kinds, event kinds ({','.join(EVENTS)}) or `events` for "
+                             f"all six of those (default the 9 kinds: {','.join(KINDS)})")
     parser.add_argument("--seed", type=int, default=None,
-                        help="draw fresh traces (kind k uses seed+k); default: each kind's fixed seed")
+                        help="draw fresh traces (kind k of its set uses seed+k); default: each kind's fixed seed")
     parser.add_argument("--azure-dir", type=Path, default=AZURE_DIR,
                         help="folder with code_1min.csv and conv_1min.csv (azure-tiled); "
                              "default ../shared/data/azure_llm_2023")
@@ -478,10 +570,15 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--prewarm", type=Path, default=PREWARM,
                         help="the prewarm executable (default .venv/bin/prewarm)")
     args = parser.parse_args(argv)
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in KINDS]
+    kinds: list[str] = []
+    for k in (k.strip() for k in args.kinds.split(",")):
+        for name in (EVENTS if k == "events" else [k] if k else []):
+            if name not in kinds:
+                kinds.append(name)
+    bad = [k for k in kinds if k not in KINDS and k not in EVENTS]
     if bad or not kinds:
-        parser.error(f"--kinds: unknown {bad}; choose from {', '.join(KINDS)}")
+        parser.error(f"--kinds: unknown {bad}; choose from {', '.join(KINDS)}, the event kinds "
+                     f"{', '.join(EVENTS)} or `events`")
     args.kinds = kinds
     args.cold_starts = [c.strip() for c in args.cold_starts.split(",") if c.strip()]
     if extra and not args.run:

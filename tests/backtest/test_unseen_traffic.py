@@ -2,7 +2,9 @@
 
 Each kind: 14 days at 1-minute steps, integer counts, reproducible from its seed, with the property
 its name promises (idle stretches, a clean daily cycle, no seasonality, ...), written as a trace
-CSV that ``forecasting.traces.read_trace`` (the reader of ``prewarm backtest``) accepts.
+CSV that ``forecasting.traces.read_trace`` (the reader of ``prewarm backtest``) accepts. The six
+held-out event kinds (``EVENTS``: a daylight-saving change, a holiday, a launch, low volume, a
+flash crowd, a retirement) likewise, and they stay out of the default ``--kinds``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ut = load_benchmark("unseen_traffic")
 DAY = 1440
 SELF_CONTAINED = [k for k in ut.KINDS if k != "azure-tiled"]  # azure-tiled reads ../shared/data
+EVENT_KINDS = list(ut.EVENTS)
 
 
 def _runs_of_zeros(x: np.ndarray) -> np.ndarray:
@@ -45,7 +48,7 @@ def traces(azure_dir: Path) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("kind", SELF_CONTAINED)
+@pytest.mark.parametrize("kind", SELF_CONTAINED + EVENT_KINDS)
 def test_length_counts_and_seed(kind: str) -> None:
     x = ut.generate(kind)
     assert x.shape == (14 * DAY,)
@@ -63,7 +66,7 @@ def test_kinds_do_not_share_a_seed() -> None:
         ut.generate("nope")
 
 
-@pytest.mark.parametrize("kind", SELF_CONTAINED)
+@pytest.mark.parametrize("kind", SELF_CONTAINED + EVENT_KINDS)
 def test_csv_is_a_trace_the_backtest_reads(kind: str, tmp_path: Path) -> None:
     x = ut.generate(kind)
     path = tmp_path / f"{kind}.csv"
@@ -180,6 +183,110 @@ def test_azure_tiled_reads_its_shapes_from_the_given_folder(tmp_path: Path) -> N
         ut.azure_tiled(np.random.default_rng(1), azure_dir=tmp_path / "missing")
 
 
+# -------------------------------------------------------------------------------------------------
+# the event kinds (held out)
+
+def _days(kind: str, seed: int | None = None) -> np.ndarray:
+    return ut.generate(kind, seed).reshape(14, DAY).astype(float)
+
+
+def _best_lag(before: np.ndarray, after: np.ndarray) -> int:
+    """The shift in minutes (within +-3 h) that best lines the daily profile ``before`` up with ``after``."""
+    lags = np.arange(-180, 181)
+    return int(lags[np.argmax([np.dot(np.roll(before, lag), after) for lag in lags])])
+
+
+def test_event_kinds_are_held_out_of_the_default() -> None:
+    assert not set(ut.EVENTS) & set(ut.KINDS)
+    assert {k: seed for k, (seed, _) in ut.EVENTS.items()} == \
+        {"dst": 1, "holiday": 2, "launch": 3, "low-volume": 4, "flash": 5, "sunset": 6}
+    args, _ = ut._parse([])
+    assert args.kinds == list(ut.KINDS) and len(args.kinds) == 9, "the default is exactly the 9 kinds"
+    assert ut._parse(["--kinds", "events"])[0].kinds == EVENT_KINDS
+    assert ut._parse(["--kinds", "smooth,flash,events"])[0].kinds == \
+        ["smooth", "flash", "dst", "holiday", "launch", "low-volume", "sunset"]
+    with pytest.raises(SystemExit):
+        ut._parse(["--kinds", "flash,nope"])
+
+
+def test_a_fresh_event_draw_uses_seed_plus_the_index_in_events() -> None:
+    assert np.array_equal(ut.generate("holiday", seed=10), ut.holiday(np.random.default_rng(11)))
+    assert np.array_equal(ut.generate("dst", seed=10), ut.dst(np.random.default_rng(10)))
+    assert np.array_equal(ut.generate("flash"), ut.flash(np.random.default_rng(5)))
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_dst_moves_the_daily_peak_an_hour_later_from_day_9(seed: int | None) -> None:
+    x = _days("dst", seed)
+    assert 40 <= _best_lag(x[:9].mean(axis=0), x[9:].mean(axis=0)) <= 80, "13:00 UTC -> 14:00 UTC"
+    assert abs(_best_lag(x[:4].mean(axis=0), x[4:9].mean(axis=0))) <= 25, "no shift before day 9"
+    assert ut.autocorr(x.ravel(), DAY) > 0.6
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_holiday_is_day_11_at_15_percent(seed: int | None) -> None:
+    days = _days("holiday", seed).sum(axis=1)
+    assert 11 % 7 == 4, "day 11 is a Friday"
+    assert days[11] < 0.2 * min(days[10], days[4]), "a holiday: well under the Thursday and the Friday before"
+    assert days[11] < 0.4 * min(days[12], days[13]), "and well under the weekend after it"
+    weekdays = days[[d for d in range(14) if d % 7 < 5 and d != 11]]
+    assert weekdays.max() < 1.2 * weekdays.min(), "the other weekdays alike"
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_launch_is_nothing_for_4_days_then_ramps_up_and_grows(seed: int | None) -> None:
+    x = _days("launch", seed)
+    days = x.sum(axis=1)
+    assert days[:4].sum() == 0, "zero requests before the launch"
+    assert x[4, :60].sum() > 0, "requests from the first hour of day 4"
+    assert x[4, :360].sum() < 0.6 * x[5, :360].sum(), "a 6-hour ramp on day 4"
+    assert (np.diff(days[4:]) > 0).all(), "grows every day"
+    assert 2.5 < days[13] / days[5] < 3.6, "about 15 %/day (1.15**8 = 3.06)"
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_low_volume_is_a_few_requests_a_minute(seed: int | None) -> None:
+    x = ut.generate("low-volume", seed)
+    peak = x.reshape(14, 24, 60).mean(axis=2).mean(axis=0).max()
+    assert 2 < peak < 8, "about 4 requests/min at the daily peak"
+    assert x.max() <= 30 and x.mean() < 5
+    assert (x == 0).mean() > 0.1, "small integer counts: many minutes with none"
+    assert _daily_peak(x) > 0.1, "still a daily cycle"
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_flash_crowd_is_4x_for_six_hours_on_day_10(seed: int | None) -> None:
+    x = _days("flash", seed)
+    crowd = slice(10 * 60, 16 * 60)
+    assert 3.0 < x[10, crowd].sum() / x[9, crowd].sum() < 5.0, "4x from 10:00 to 16:00"
+    assert x[10, 10 * 60:10 * 60 + 5].mean() < 0.6 * x[10, 10 * 60 + 20:10 * 60 + 80].mean(), "a 20-minute ramp"
+    for rest in (slice(0, 10 * 60), slice(16 * 60, DAY)):
+        assert 0.8 < x[10, rest].sum() / x[9, rest].sum() < 1.25, "a normal day outside the six hours"
+    others = np.delete(x.sum(axis=1), 10)
+    assert others.max() < 1.25 * others.min(), "no crowd on any other day"
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_sunset_halves_every_two_days_from_day_6(seed: int | None) -> None:
+    days = _days("sunset", seed).sum(axis=1)
+    assert days[13] < 0.1 * days[5], "the last day well under a tenth of day 5"
+    assert np.abs(days[:6] / days[5] - 1).max() < 0.15, "steady until day 6"
+    for d in range(6, 12):
+        assert 0.4 < days[d + 2] / days[d] < 0.6, d
+
+
+def test_help_lists_both_sets(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        ut._parse(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for kind in [*ut.KINDS, *ut.EVENTS]:
+        assert f"- ``{kind}``:" in text, kind
+    assert "twenty-ninth session (2026-12-07)" in text and "--kinds events" in text
+    assert text.count("examples:") == 1 and "Examples::" not in text, "the epilog slices the docstring cleanly"
+    assert text.index("- ``regime-shift``") < text.index("event kinds:") < text.index("- ``dst``")
+
+
 def test_main_writes_the_kinds_and_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert ut.main(["--out", str(tmp_path), "--kinds", "smooth,random-walk", "--seed", "5"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -226,8 +333,8 @@ def test_table_reads_the_json_with_and_without_the_auto_block(tmp_path: Path) ->
     assert ut.report_table(["smooth"], tmp_path / "none", ["10m"]).startswith("(no backtest JSON")
 
 
-def test_run_calls_the_backtest_per_trace_and_cold_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """--run: one backtest per kind x cold start with the extra arguments, then the table."""
+def _fake_prewarm(tmp_path: Path) -> tuple[Path, Path]:
+    """An executable that records its arguments and writes a minimal backtest JSON."""
     fake = tmp_path / "prewarm"
     calls = tmp_path / "calls.txt"
     fake.write_text(f"#!{sys.executable}\n"
@@ -237,6 +344,12 @@ def test_run_calls_the_backtest_per_trace_and_cold_start(tmp_path: Path, capsys:
                     "json.dump({'oracle': {'gpu_hours': 10.0}, 'policies': {'static': {'cost_at_slo': {'0.99': 15.0}}}},"
                     " open(out, 'w'))\n")
     fake.chmod(0o755)
+    return fake, calls
+
+
+def test_run_calls_the_backtest_per_trace_and_cold_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--run: one backtest per kind x cold start with the extra arguments, then the table."""
+    fake, calls = _fake_prewarm(tmp_path)
     out = tmp_path / "traces"
     assert ut.main(["--run", "--out", str(out), "--kinds", "smooth", "--prewarm", str(fake), "--", "--slo", "0.99"]) == 0
     lines = calls.read_text().splitlines()
@@ -248,3 +361,17 @@ def test_run_calls_the_backtest_per_trace_and_cold_start(tmp_path: Path, capsys:
     captured = capsys.readouterr()
     assert "[2/2] smooth 30m: ok" in captured.err
     assert "| smooth | 30m | 10.0 | 15.0 (1.50x) | - |" in captured.out
+
+
+def test_run_and_report_take_the_event_kinds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake, calls = _fake_prewarm(tmp_path)
+    out = tmp_path / "traces"
+    assert ut.main(["--run", "--out", str(out), "--kinds", "events", "--cold-starts", "10m", "--prewarm", str(fake)]) == 0
+    assert [line.split()[2] for line in calls.read_text().splitlines()] == [str(out / f"{k}.csv") for k in EVENT_KINDS]
+    assert sorted(p.name for p in out.glob("*.csv")) == sorted(f"{k}.csv" for k in EVENT_KINDS)
+    assert np.array_equal(read_trace(out / "flash.csv").columns["requests"].values, ut.generate("flash").astype(float))
+    capsys.readouterr()
+    assert ut.main(["--report", "--out", str(out), "--kinds", "events", "--cold-starts", "10m"]) == 0
+    table = capsys.readouterr().out
+    for kind in EVENT_KINDS:
+        assert f"| {kind} | 10m | 10.0 | 15.0 (1.50x) |" in table
