@@ -128,6 +128,9 @@ must reach its aim without it (and the target with it), and after an outlier bur
 (:func:`outlier_burst`) the week is spent only if it is spent without it too."""
 ONE_OFF_PEAK = 1.5
 """A week's burst is an outlier when its peak is this many times anything else replayed."""
+BURST_ON_SECONDS = 600.0
+"""An outlier burst goes on while demand in this last stretch is still up (:func:`outlier_burst`):
+a few minutes, so a short spike ends with itself; one step where steps are longer."""
 HPA_WINDOW_SECONDS = 300.0
 """The HPA's scale-down stabilization window when the caller does not know it (Kubernetes'
 default, and the ``scaleDown`` the deploy examples set): the replicas kept are the most asked
@@ -419,22 +422,47 @@ def lone_burst(recent: tuple[tuple[float, float], ...], target: float, *, at: fl
 
 
 def outlier_burst(demand: FloatArray, *, step_seconds: float) -> float | None:
-    """Seconds from the last week's demand peak to the newest step when it peaked above
-    :data:`ONE_OFF_PEAK` x anything else in the replayed history (:data:`REPLAY_SECONDS`, the
-    :data:`ONE_OFF_HOURS` around the peak left out): a burst beyond what the model has shown,
-    which :func:`budget_spent` may judge as a one-off. None when it did not."""
+    """Seconds from the start of the last week's outlier burst to the newest step, once it has
+    ended; None when the week had none, or while it goes on. The burst is an outlier when its
+    peak is over :data:`ONE_OFF_PEAK` x every step of the replayed history
+    (:data:`REPLAY_SECONDS`) outside it: a burst beyond what the model has shown, which
+    :func:`budget_spent` may judge as a one-off.
+
+    The burst is the steps within :data:`ONE_OFF_HOURS` of one another that come within
+    :data:`ONE_OFF_PEAK` of its peak. It starts where demand rose from below
+    1 / :data:`ONE_OFF_PEAK` ** 2 of the peak, and goes on while the last :data:`BURST_ON_SECONDS`
+    are above that; where demand was never that low in the replay, it starts at its first high
+    step and goes on while steps are high. Why: a surge that stays for hours (a flash crowd, a
+    region's traffic failed over) peaks anywhere in it, often hours after its first hour, the
+    one that was late; and while it goes on, the calm margin cannot follow it (it was still
+    rising). On a six-hour surge at 4x the day's peak, at a 30-minute cold start (the ``flash``
+    event trace of ``benchmarks/unseen_traffic.py``), with the two hours around the peak as the
+    burst the late first hour was judged a pattern, and the spent choice held up to 13 replicas
+    of standby, then 1.5x the forecast, for the week after: 1.71x the cheapest hindsight
+    baseline. Judged as a one-off as soon as the late hour passed, the calm margin met the
+    still-rising surge and two hours went 0.71 and 0.76 on time. Judged once it ended: 0.99045
+    on time at 1.07x (docs/BACKTEST.md)."""
     history = np.asarray(demand, dtype=np.float64)[-int(REPLAY_SECONDS // step_seconds):]
     week = min(len(history), int(BUDGET_HOURS * 3600 // step_seconds))
     recent = history[len(history) - week:]
     if not np.isfinite(recent).any():
         return None
     peak = len(history) - week + int(np.nanargmax(recent))
-    around = max(1, round(ONE_OFF_HOURS * 3600 / step_seconds))
-    others = np.concatenate([history[:max(0, peak - around)], history[peak + around + 1:]])
-    others = others[np.isfinite(others)]
-    if history[peak] > ONE_OFF_PEAK * (float(others.max()) if others.size else 0.0):
-        return (len(history) - 1 - peak) * step_seconds
-    return None
+    seen = np.nan_to_num(history, nan=0.0)  # a missing step is not part of a burst
+    if seen[peak] <= 0:
+        return None
+    apart = max(1, round(ONE_OFF_HOURS * 3600 / step_seconds))
+    high = np.flatnonzero(seen * ONE_OFF_PEAK >= seen[peak])
+    if (np.diff(high) > apart).any():  # a step that high apart from the burst: a pattern
+        return None
+    raised = np.flatnonzero(seen[:high[0] + 1] * ONE_OFF_PEAK ** 2 >= seen[peak])
+    rises = np.flatnonzero(np.diff(raised) > apart)
+    start, level = (int(raised[rises[-1] + 1]) if rises.size else int(raised[0])), ONE_OFF_PEAK ** 2
+    if start < apart:  # no rise in view: the burst starts, and goes on, where it is high
+        start, level = int(high[0]), ONE_OFF_PEAK
+    if (seen[-max(1, round(BURST_ON_SECONDS / step_seconds)):] * level >= seen[peak]).any():
+        return None
+    return (len(history) - 1 - start) * step_seconds
 
 
 def _over_budget(entries: tuple[tuple[float, float], ...], target: float, hours: int) -> bool:

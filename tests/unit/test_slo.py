@@ -339,10 +339,30 @@ def test_retune_tells_a_lone_outlier_burst_from_a_spent_week() -> None:
     assert apart.spent and not apart.one_off
 
 
+def test_retune_lets_a_surge_that_stays_be_a_one_off() -> None:
+    """Late requests in the first hour of a six-hour surge whose peak came at its end, and none
+    after: once the surge has ended, a one-off, not a spent week. With the two hours around the
+    peak as the burst, the late hour was five hours from it and the week was spent (a flash
+    crowd at a 30-minute cold start, docs/BACKTEST.md: the spent choice then held a fat margin
+    for the week after)."""
+    demand = demand_trace(14, cv=0.1, seed=2)
+    begin = len(demand) - 2 * DAY
+    demand[begin:begin + 360] = np.linspace(3.0, 4.5, 360) * demand.max()
+    good, bad = (1.0, 10_000.0), (0.3, 10_000.0)
+    state = TunerState(recent=(*(good,) * 119, *(bad,) * 2, *(good,) * 46))  # late: 48 and 47 back
+    def step(d: np.ndarray) -> TunerState:
+        return retune(state, now=0.0, demand=d, base=np.full_like(d, np.nan), spec=SPEC, target=0.99,
+                      on_time=1.0, requests=10_000.0, step_seconds=STEP)
+
+    assert step(demand).one_off and not step(demand).spent
+    # While it goes on the week is judged whole: the calm margin could not follow it.
+    assert step(demand[:begin + 300]).spent
+
+
 def test_an_outlier_burst_is_beyond_anything_else_replayed() -> None:
-    """The last week's peak over 1.5x every other step of the two replayed weeks (the two hours
-    around it left out), and how long ago it was; a rise that keeps going, or a burst seen
-    before, is not one."""
+    """The last week's peak over 1.5x every step of the two replayed weeks outside its burst, and
+    how long ago the burst began; a burst seen before, or one as high more than two hours
+    apart, is not one."""
     demand = demand_trace(14, cv=0.1, seed=2)
     assert slo.outlier_burst(demand, step_seconds=STEP) is None
     spike = demand.copy()
@@ -355,6 +375,39 @@ def test_an_outlier_burst_is_beyond_anything_else_replayed() -> None:
     outside[-3 * DAY + 150] = 3.0 * demand.max()  # a second burst 2.5 hours on: a pattern
     assert slo.outlier_burst(outside, step_seconds=STEP) is None
     assert slo.outlier_burst(np.full(14 * DAY, np.nan), step_seconds=STEP) is None
+    assert slo.outlier_burst(np.zeros(14 * DAY), step_seconds=STEP) is None
+
+
+def test_an_outlier_surge_that_stays_starts_where_it_rose() -> None:
+    """A surge that stays for hours (a flash crowd, a failover) is one burst, however late in it
+    the peak comes; it starts where demand rose (the hour that was late), and it is judged once
+    it has ended."""
+    demand = demand_trace(14, cv=0.1, seed=2)
+    top = demand.max()
+    surge = demand.copy()
+    begin = len(demand) - 2 * DAY
+    surge[begin:begin + 360] = np.linspace(3.0, 4.5, 360) * top  # six hours, rising to its end
+    assert slo.outlier_burst(surge, step_seconds=STEP) == (2 * DAY - 1) * STEP  # its first minute
+    # Dips below two thirds of the peak inside it (a noisy plateau) do not split it...
+    dipped = surge.copy()
+    dipped[begin + 60:begin + 360:30] = top
+    assert slo.outlier_burst(dipped, step_seconds=STEP) == (2 * DAY - 1) * STEP
+    # ...but a step as high more than two hours from the rest of it makes a pattern.
+    again = surge.copy()
+    again[begin + 360 + 150] = 3.5 * top
+    assert slo.outlier_burst(again, step_seconds=STEP) is None
+    # While it goes on (up in the last ten minutes), it is not judged yet: nor is a spike.
+    assert slo.outlier_burst(surge[:begin + 300], step_seconds=STEP) is None
+    assert slo.outlier_burst(surge[:begin + 361], step_seconds=STEP) is None
+    assert slo.outlier_burst(surge[:begin + 370], step_seconds=STEP) == 369 * STEP
+
+
+def test_an_outlier_over_a_level_that_never_fell_starts_where_it_is_high() -> None:
+    """Demand never below 1/2.25 of the peak in the replay: no rise to start the burst at, so it
+    starts at its first step within 1.5x of the peak (as a spike on flat traffic does)."""
+    flat = np.full(14 * DAY, 100.0)
+    flat[-DAY:-DAY + 20] = 160.0  # 1.6x: an outlier, but the flat level is over 160 / 2.25
+    assert slo.outlier_burst(flat, step_seconds=STEP) == (DAY - 1) * STEP
 
 
 def test_the_calm_choice_lets_a_lone_burst_spend_the_reserve_not_the_budget() -> None:
