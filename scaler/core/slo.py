@@ -364,9 +364,10 @@ def budget_spent(recent: tuple[tuple[float, float], ...], target: float, *,
     start or a restart) the week's requests are extrapolated from the hours recorded (idle hours
     count as hours), so one bad first hour is a share of a week's budget, not a spent week.
 
-    With ``outlier`` (seconds since the week's demand peaked far above anything else replayed:
-    :func:`outlier_burst`), a burst of :data:`ONE_OFF_HOURS` holding over :data:`ONE_OFF_SHARE`
-    of the late requests is a one-off when it is that peak's, and the rest of the week decides.
+    With ``outlier`` (seconds since the week's burst far above anything else replayed began,
+    once it has ended: :func:`outlier_burst`), a burst of :data:`ONE_OFF_HOURS` holding over
+    :data:`ONE_OFF_SHARE` of the late requests is a one-off when it is at that burst's start,
+    and the rest of the week decides.
     Why: the spent choice covers the bursts it replays, recent ones first, at a high aim. After
     a lone spike at 4x the daily peak (a fresh draw of spiky traffic: more than the week's budget
     late in 20 minutes) it held 16-20 replicas for the whole next week where 10 met the SLO.
@@ -431,8 +432,8 @@ def outlier_burst(demand: FloatArray, *, step_seconds: float) -> float | None:
     The burst is the steps within :data:`ONE_OFF_HOURS` of one another that come within
     :data:`ONE_OFF_PEAK` of its peak. It starts where demand rose from below
     1 / :data:`ONE_OFF_PEAK` ** 2 of the peak, and goes on while the last :data:`BURST_ON_SECONDS`
-    are above that; where demand was never that low in the replay, it starts at its first high
-    step and goes on while steps are high. Why: a surge that stays for hours (a flash crowd, a
+    are above that (or missing: fail static); where demand was never that low in the replay, it
+    starts at its first high step and goes on while steps are high. Why: a surge that stays for hours (a flash crowd, a
     region's traffic failed over) peaks anywhere in it, often hours after its first hour, the
     one that was late; and while it goes on, the calm margin cannot follow it (it was still
     rising). On a six-hour surge at 4x the day's peak, at a 30-minute cold start (the ``flash``
@@ -460,7 +461,8 @@ def outlier_burst(demand: FloatArray, *, step_seconds: float) -> float | None:
     start, level = (int(raised[rises[-1] + 1]) if rises.size else int(raised[0])), ONE_OFF_PEAK ** 2
     if start < apart:  # no rise in view: the burst starts, and goes on, where it is high
         start, level = int(high[0]), ONE_OFF_PEAK
-    if (seen[-max(1, round(BURST_ON_SECONDS / step_seconds)):] * level >= seen[peak]).any():
+    last = history[-max(1, round(BURST_ON_SECONDS / step_seconds)):]
+    if not np.isfinite(last).all() or (last * level >= seen[peak]).any():  # missing: it may go on
         return None
     return (len(history) - 1 - start) * step_seconds
 

@@ -400,6 +400,10 @@ def test_an_outlier_surge_that_stays_starts_where_it_rose() -> None:
     assert slo.outlier_burst(surge[:begin + 300], step_seconds=STEP) is None
     assert slo.outlier_burst(surge[:begin + 361], step_seconds=STEP) is None
     assert slo.outlier_burst(surge[:begin + 370], step_seconds=STEP) == 369 * STEP
+    # Nor while the last minutes are missing: it may still go on (fail static).
+    unseen = surge[:begin + 370].copy()
+    unseen[-3:] = np.nan
+    assert slo.outlier_burst(unseen, step_seconds=STEP) is None
 
 
 def test_an_outlier_over_a_level_that_never_fell_starts_where_it_is_high() -> None:
