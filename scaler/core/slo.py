@@ -433,16 +433,18 @@ def outlier_burst(demand: FloatArray, *, step_seconds: float) -> float | None:
     :data:`ONE_OFF_PEAK` of its peak. It starts where demand rose from below
     1 / :data:`ONE_OFF_PEAK` ** 2 of the peak, and goes on while the last :data:`BURST_ON_SECONDS`
     are above that (or missing: fail static); where demand was never that low in the replay, it
-    starts at its first high step and goes on while steps are high. Why: a surge that stays for hours (a flash crowd, a
-    region's traffic failed over) peaks anywhere in it, often hours after its first hour, the
-    one that was late; and while it goes on, the calm margin cannot follow it (it was still
-    rising). On a six-hour surge at 4x the day's peak, at a 30-minute cold start (the ``flash``
-    event trace of ``benchmarks/unseen_traffic.py``), with the two hours around the peak as the
-    burst the late first hour was judged a pattern, and the spent choice held up to 13 replicas
-    of standby, then 1.5x the forecast, for the week after: 1.71x the cheapest hindsight
-    baseline. Judged as a one-off as soon as the late hour passed, the calm margin met the
-    still-rising surge and two hours went 0.71 and 0.76 on time. Judged once it ended: 0.99045
-    on time at 1.07x (docs/BACKTEST.md)."""
+    starts at its first high step and goes on while steps are high.
+
+    Why: a surge that stays for hours (a flash crowd, a region's traffic failed over) peaks
+    anywhere in it, often hours after its first hour, the one that was late; and while it goes
+    on, the calm margin cannot follow it (it was still rising). On a six-hour surge at 4x the
+    day's peak, at a 30-minute cold start (the ``flash`` event trace of
+    ``benchmarks/unseen_traffic.py``), with the two hours around the peak as the burst the late
+    first hour was judged a pattern, and the spent choice held up to 13 replicas of standby,
+    then 1.5x the forecast, for the week after: 1.71x the cheapest hindsight baseline. Judged as
+    a one-off as soon as the late hour passed, the calm margin met the still-rising surge and
+    two hours went 0.71 and 0.76 on time. Judged once it ended: 0.99045 on time at 1.07x
+    (docs/BACKTEST.md)."""
     history = np.asarray(demand, dtype=np.float64)[-int(REPLAY_SECONDS // step_seconds):]
     week = min(len(history), int(BUDGET_HOURS * 3600 // step_seconds))
     recent = history[len(history) - week:]
@@ -458,7 +460,8 @@ def outlier_burst(demand: FloatArray, *, step_seconds: float) -> float | None:
         return None
     raised = np.flatnonzero(seen[:high[0] + 1] * ONE_OFF_PEAK ** 2 >= seen[peak])
     rises = np.flatnonzero(np.diff(raised) > apart)
-    start, level = (int(raised[rises[-1] + 1]) if rises.size else int(raised[0])), ONE_OFF_PEAK ** 2
+    start = int(raised[rises[-1] + 1]) if rises.size else int(raised[0])
+    level = ONE_OFF_PEAK ** 2  # up: above the level it rose from
     if start < apart:  # no rise in view: the burst starts, and goes on, where it is high
         start, level = int(high[0]), ONE_OFF_PEAK
     last = history[-max(1, round(BURST_ON_SECONDS / step_seconds)):]
