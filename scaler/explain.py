@@ -87,8 +87,20 @@ def explain(snap: Snapshot, name: str, *, now: float) -> dict[str, Any] | None:
             "on_time_target": p.slo.onTime, "max_queue_seconds": p.slo.maxQueueTime,
             "measured_on_time": d.on_time, "margin": d.margin, "base_demand": d.base,
             "aim": d.slo_aim, "shape": None if margin is None else margin.terms(model.capacityPerReplica),
+            "budget": snap.budgets.get(name),
         }
     return out
+
+
+def _budget_note(slo: dict[str, Any]) -> str:
+    """How often the margin is chosen, and why, from the tuner's reading of the week's error
+    budget (or, without one, from the aim: the spent aim is the higher)."""
+    budget = slo.get("budget")
+    if budget is None:
+        budget = "spent" if slo["aim"] >= tuner_aim(slo["on_time_target"], spent=True) - 1e-12 else "calm"
+    return {"spent": " (week's error budget spent: re-chosen hourly)",
+            "lost": " (week over twice its error budget, past saving: re-chosen hourly at the daily aim)",
+            }.get(budget, " (re-chosen daily)")
 
 
 def render(e: dict[str, Any]) -> str:
@@ -124,9 +136,7 @@ def render(e: dict[str, Any]) -> str:
                      f"on base {num(slo['base_demand'])}"
                      + ("" if slo.get("aim") is None
                         else f", chosen to reach {100 * slo['aim']:.2f}% on the replayed two weeks"
-                        + (" (week's error budget spent: re-chosen hourly)"
-                           if slo["aim"] >= tuner_aim(slo["on_time_target"], spent=True) - 1e-12
-                           else " (re-chosen daily)")))
+                        + _budget_note(slo)))
         if slo.get("shape"):
             lines.append(f"  margin         {describe(slo['shape'])}")
     lines.append(f"  scale-down     window {duration(sd['stabilization_seconds'])}; need {sd['need']} "

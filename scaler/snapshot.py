@@ -46,6 +46,8 @@ class Snapshot:
     """Per model: Ready pods of its target Deployment (Kubernetes integration only)."""
     margins: Mapping[str, Margin] = field(default_factory=dict)
     """Per model with an SLO: the margin its tuner uses (the shape behind ``Decision.margin``)."""
+    budgets: Mapping[str, str] = field(default_factory=dict)
+    """Per model with an SLO: its tuner's reading of the week's error budget (``TunerState.budget``)."""
     answers: Mapping[tuple[str, Overrides], Decision] = field(default_factory=dict)
     """Finished decisions for the trigger-metadata overrides ScaledObjects asked with; a model
     asked without overrides is answered from ``decisions``."""

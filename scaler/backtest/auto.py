@@ -74,8 +74,7 @@ class TunerStep:
     margin: Margin
     """The margin held after the step."""
     budget: str
-    """The trailing week's error budget: ``calm``, ``spent``, or ``one-off`` (spent, but for a
-    lone burst, so calm)."""
+    """The trailing week's error budget (:attr:`TunerState.budget`)."""
     chosen: bool
     """The margin was chosen at this step (it may be the same as before)."""
 
@@ -142,7 +141,7 @@ class SelfTuned:
         self.tuner = self.retune(view.now, t, target=slo.onTime, on_time=on_time, requests=requests)
         if self.tuner.tuned_at != before.tuned_at:
             tuner = self.tuner
-            budget = "spent" if tuner.spent else "one-off" if tuner.one_off else "calm"
+            budget = tuner.budget
             self.steps.append(TunerStep(view.now, on_time, requests, tuner.margin, budget,
                                         chosen=tuner.chosen_at == view.now))
         forecast, note = self.forecasts.at(t)
@@ -311,7 +310,7 @@ TUNER_LOG_COLUMNS = ("timestamp_utc", "measured_on_time", "requests", "budget", 
 
 def write_tuner_log(result: AutoResult, path: Path) -> None:
     """One row per hourly tuner step of the auto policy (docs/BACKTEST.md ``--tuner-log``): the
-    share it was fed, the week's budget (calm, spent, or calm for a one-off burst), and the margin
+    share it was fed, the week's budget (calm, spent, lost, or calm for a one-off burst), and the margin
     it holds after the step, read out as serve's log and ``prewarm explain`` read it out."""
     capacity = result.controller.model.capacityPerReplica
     with path.open("w", newline="") as fh:

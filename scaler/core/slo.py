@@ -59,7 +59,10 @@ backtest: the simulated late share, as late as serve would see it), each weighte
   :func:`budget_spent`): the margin is re-chosen every hour on the replay with recent days
   weighted more (half-life :data:`HALF_LIFE_SECONDS`), aiming at target +
   :data:`SPENT_RESERVE` of the budget (0.9995); the calm daily choice resumes at once when the
-  week recovers.
+  week recovers;
+- *lost* - a spent week whose late requests exceed :data:`LOST_BUDGETS` of its budget (below
+  0.98 for 0.99): no margin brings it back before its bad hours leave it, so the hourly choice
+  on the same replay aims at the calm aim again (:func:`budget_lost`).
 
 A missing measurement records nothing and never buys a cheaper margin than the one in use. An
 idle hour (the histogram read, nothing finished) is a measurement: it records an hour with no
@@ -120,6 +123,8 @@ the top on purpose: once a week's bursts recur, the margin that covers them is t
 highest replayed share, and the aim only keeps the cheapest among the margins close to it (0.9:
 ServeGen m-small at 30m holds 0.988 instead of 0.991; 1.0: m-small at 10m costs 1.19x the
 cheapest hindsight baseline instead of 1.10x)."""
+LOST_BUDGETS = 2.0
+"""A spent week is lost when its late requests exceed this many error budgets (:func:`budget_lost`)."""
 ONE_OFF_HOURS = 2
 """A burst is at most this many consecutive hours (a 20-minute spike fits wherever it falls)."""
 ONE_OFF_SHARE = 0.5
@@ -205,7 +210,7 @@ class Margin:
     """On-time share the replay predicts for this margin (None: not tuned yet)."""
     aim: float | None = None
     """Share the replay had to reach: target + :data:`CALM_RESERVE` of the error budget, or
-    :data:`SPENT_RESERVE` of it in a spent week."""
+    :data:`SPENT_RESERVE` of it in a spent week that is not lost."""
     cost: float = math.inf
     """Replica-steps the replay charged this margin (what the tuner minimised)."""
 
@@ -269,6 +274,16 @@ STARTING_MARGIN = Margin(factor=2.0)
 
 
 @dataclass(frozen=True)
+class Outlier:
+    """The last week's outlier burst, once it has ended (:func:`outlier_burst`)."""
+
+    began: float
+    """Seconds from where it started (where demand rose) to the newest step."""
+    ended: float
+    """Seconds from its last high step to the newest step."""
+
+
+@dataclass(frozen=True)
 class TunerState:
     """What the tuner carries between calls (returned anew, never mutated)."""
 
@@ -279,12 +294,23 @@ class TunerState:
     """Last time a margin was chosen (or kept for want of a measurement)."""
     spent: bool = False
     """The trailing week's measured share is below target + :data:`SPENT_BELOW` of the budget."""
+    lost: bool = False
+    """The week is spent past saving (:func:`budget_lost`): the hourly choice aims at the calm aim."""
     one_off: bool = False
     """The week would be spent, but a lone outlier burst holds most of its late requests and the
     rest of it is not (:func:`lone_burst`, :func:`outlier_burst`): it stays calm. Told in serve's log."""
     recent: tuple[tuple[float, float], ...] = ()
     """The last :data:`BUDGET_HOURS` measured shares, with the requests behind each (an idle
     hour: :data:`IDLE_HOUR`)."""
+
+    @property
+    def budget(self) -> str:
+        """The week's error budget as an operator reads it: ``calm``, ``spent``, ``lost`` (spent
+        past saving: the hourly choice at the calm aim), or ``one-off`` (spent, but for a lone
+        burst, so calm)."""
+        if self.spent:
+            return "lost" if self.lost else "spent"
+        return "one-off" if self.one_off else "calm"
 
 
 IDLE_HOUR = (1.0, 0.0)
@@ -349,13 +375,15 @@ def due(state: TunerState, now: float) -> bool:
     return now - state.tuned_at >= RETUNE_SECONDS
 
 
-def aim(target: float, *, spent: bool) -> float:
-    """The replayed share a choice must reach: target plus the reserve of the error budget."""
-    return min(target + (SPENT_RESERVE if spent else CALM_RESERVE) * (1.0 - target), 1.0)
+def aim(target: float, *, spent: bool, lost: bool = False) -> float:
+    """The replayed share a choice must reach: target plus the reserve of the error budget (the
+    calm one in a lost week)."""
+    reserve = SPENT_RESERVE if spent and not lost else CALM_RESERVE
+    return min(target + reserve * (1.0 - target), 1.0)
 
 
 def budget_spent(recent: tuple[tuple[float, float], ...], target: float, *,
-                 outlier: float | None = None) -> bool:
+                 outlier: Outlier | None = None) -> bool:
     """The trailing week's late requests exceed ``1 - SPENT_BELOW`` of its error budget: over a
     full week, its request-weighted measured share is below target + :data:`SPENT_BELOW` of the
     budget. Counted in requests, because a quiet hour with two late out of ten is noise.
@@ -364,10 +392,9 @@ def budget_spent(recent: tuple[tuple[float, float], ...], target: float, *,
     start or a restart) the week's requests are extrapolated from the hours recorded (idle hours
     count as hours), so one bad first hour is a share of a week's budget, not a spent week.
 
-    With ``outlier`` (seconds since the week's burst far above anything else replayed began,
-    once it has ended: :func:`outlier_burst`), a burst of :data:`ONE_OFF_HOURS` holding over
-    :data:`ONE_OFF_SHARE` of the late requests is a one-off when it is at that burst's start,
-    and the rest of the week decides.
+    With ``outlier`` (the week's burst far above anything else replayed, once it has ended:
+    :func:`outlier_burst`), its hours holding over :data:`ONE_OFF_SHARE` of the late requests
+    are a one-off, and the rest of the week decides (:func:`lone_burst`).
     Why: the spent choice covers the bursts it replays, recent ones first, at a high aim. After
     a lone spike at 4x the daily peak (a fresh draw of spiky traffic: more than the week's budget
     late in 20 minutes) it held 16-20 replicas for the whole next week where 10 met the SLO.
@@ -378,20 +405,41 @@ def budget_spent(recent: tuple[tuple[float, float], ...], target: float, *,
     margin chosen then left the next burst late (docs/BACKTEST.md).
     """
     return _over_budget(recent, target, BUDGET_HOURS) and not (
-        outlier is not None and lone_burst(recent, target, at=outlier))
+        outlier is not None and lone_burst(recent, target, outlier))
 
 
-def lone_burst(recent: tuple[tuple[float, float], ...], target: float, *, at: float | None = None) -> bool:
-    """:data:`ONE_OFF_HOURS` consecutive hours hold over :data:`ONE_OFF_SHARE` of the recorded late
-    requests, and the rest of the record is within its budget. A record of that many hours or
-    fewer cannot tell a one-off from a pattern: never. With ``at`` (seconds before the newest
-    entry), those hours must be within an hour of it: an entry measures the hour before it.
+def budget_lost(recent: tuple[tuple[float, float], ...], target: float) -> bool:
+    """The trailing week's late requests exceed :data:`LOST_BUDGETS` of its error budget (the
+    week's requests extrapolated as in :func:`budget_spent`): the week is lost.
 
-    Nor when the newest :data:`ONE_OFF_HOURS` + 1 hours all missed the target: the burst has
-    lasted longer than a one-off may, and still goes on. Found on regime-shift traffic (seed 13,
-    10m): the first afternoon of a storm passed as a one-off for three hours, because two of
-    them held most of its late requests, and the calm margin met the fourth (53,122 requests,
-    0.578 on time; all on time with this rule, and 0.97355 -> 0.97908 on time in the week).
+    Why: the spent aim (:data:`SPENT_RESERVE`) buys the margin with the highest replayed share,
+    to win the week back while it can still be won. A week two budgets down cannot: its bad
+    hours stay in it until they are a week old, whatever the margin, and a 0.9995 aim then buys
+    the tail of every burst replayed. On the first days of a storm the history never showed
+    (regime-shift traffic, seed 13, 30m cold start) it held a static 19-20 replicas, 8x the calm
+    days' cost, for the five days after; at the calm aim, 3x the forecast and a standby, the same
+    days were all on time for 28 % fewer GPU-hours (docs/BACKTEST.md)."""
+    return _over_budget(recent, target, BUDGET_HOURS, budgets=LOST_BUDGETS)
+
+
+def lone_burst(recent: tuple[tuple[float, float], ...], target: float, burst: Outlier) -> bool:
+    """The hours of the outlier ``burst``, from its start to its end, hold over
+    :data:`ONE_OFF_SHARE` of the recorded late requests, and the rest of the record is within
+    its budget. An entry measures the hour before it, so an hour either way is the burst's too.
+    A record of :data:`ONE_OFF_HOURS` or fewer cannot tell a one-off from a pattern: never.
+
+    The burst's own hours, however many: a surge that stays for hours is late where it rose and
+    again where it rose further, and a margin chosen between them does not make the second
+    lateness another burst's. On a six-hour surge at 30m cold start (the ``flash`` event kind,
+    seed 13), the first and the third hour were late; with the two worst hours in a row as the
+    burst, those were not at its start, the week was spent, and the spent choice held up to 13
+    replicas of standby for the week after: 1.99x the cheapest hindsight baseline, 1.14x with
+    the surge's span (docs/BACKTEST.md).
+
+    Nor when the newest :data:`ONE_OFF_HOURS` + 1 hours all missed the target: something still
+    goes on. Found on regime-shift traffic (seed 13, 10m): the first afternoon of a storm passed
+    as a one-off for three hours, and the calm margin met the fourth (53,122 requests, 0.578 on
+    time; all on time with this rule, and 0.97355 -> 0.97908 on time in the week).
 
     Nor when an hour missed the target again after the burst had ended (an hour after it met
     the target, or was idle): a one-off happens once, and a second miss says the bursts recur.
@@ -406,25 +454,22 @@ def lone_burst(recent: tuple[tuple[float, float], ...], target: float, *, at: fl
     missed = [requests > 0 and share < target for share, requests in recent]
     if len(recent) > longest and all(missed[-longest:]):
         return False
+    # Its hours as slice bounds of the record: from the entry an hour older than the one holding
+    # its start to the entry an hour newer than the one holding its last high step.
+    after = len(recent) - int(burst.ended // RETUNE_SECONDS)  # the first entry after its end's
+    lo, hi = max(0, len(recent) - 2 - int(burst.began // RETUNE_SECONDS)), min(len(recent), after + 1)
     late = np.array([(1.0 - s) * w for s, w in recent])
-    burst = _window_sums(late[:, None], ONE_OFF_HOURS)[:, 0]
-    worst = int(np.argmax(burst))
-    if burst[worst] <= ONE_OFF_SHARE * late.sum():
+    if hi <= lo or late[lo:hi].sum() <= ONE_OFF_SHARE * late.sum():
         return False
     # The misses right after the burst are its tail; one after the tail ended is a recurrence.
-    if any(itertools.dropwhile(bool, missed[worst + ONE_OFF_HOURS:])):
+    if any(itertools.dropwhile(bool, missed[after:])):
         return False
-    if at is not None:  # entries back from the newest (0) that the burst's hours span
-        newest, oldest = len(recent) - worst - ONE_OFF_HOURS, len(recent) - 1 - worst
-        if not newest - 1 <= at // RETUNE_SECONDS <= oldest + 1:
-            return False
-    rest = recent[:worst] + recent[worst + ONE_OFF_HOURS:]
-    return not _over_budget(rest, target, BUDGET_HOURS - ONE_OFF_HOURS)
+    return not _over_budget(recent[:lo] + recent[hi:], target, BUDGET_HOURS - (hi - lo))
 
 
-def outlier_burst(demand: FloatArray, *, step_seconds: float) -> float | None:
-    """Seconds from the start of the last week's outlier burst to the newest step, once it has
-    ended; None when the week had none, or while it goes on. The burst is an outlier when its
+def outlier_burst(demand: FloatArray, *, step_seconds: float) -> Outlier | None:
+    """The last week's outlier burst, once it has ended: how long ago it started and ended;
+    None when the week had none, or while it goes on. The burst is an outlier when its
     peak is over :data:`ONE_OFF_PEAK` x every step of the replayed history
     (:data:`REPLAY_SECONDS`) outside it: a burst beyond what the model has shown, which
     :func:`budget_spent` may judge as a one-off.
@@ -467,18 +512,21 @@ def outlier_burst(demand: FloatArray, *, step_seconds: float) -> float | None:
     last = history[-max(1, round(BURST_ON_SECONDS / step_seconds)):]
     if not np.isfinite(last).all() or (last * level >= seen[peak]).any():  # missing: it may go on
         return None
-    return (len(history) - 1 - start) * step_seconds
+    end = start + int(np.flatnonzero(seen[start:] * level >= seen[peak])[-1])
+    newest = len(history) - 1
+    return Outlier(began=(newest - start) * step_seconds, ended=(newest - end) * step_seconds)
 
 
-def _over_budget(entries: tuple[tuple[float, float], ...], target: float, hours: int) -> bool:
-    """``entries``' late requests exceed ``1 - SPENT_BELOW`` of the error budget of ``hours``
-    hours at their rate of requests (extrapolated when fewer hours were recorded)."""
+def _over_budget(entries: tuple[tuple[float, float], ...], target: float, hours: int, *,
+                 budgets: float = 1.0 - SPENT_BELOW) -> bool:
+    """``entries``' late requests exceed ``budgets`` error budgets of ``hours`` hours at their
+    rate of requests (extrapolated when fewer hours were recorded)."""
     requests = sum(w for _, w in entries)
     if requests <= 0:
         return False
     late = sum((1.0 - s) * w for s, w in entries)
     span = requests * max(hours, len(entries)) / len(entries)
-    return late > (1.0 - SPENT_BELOW) * (1.0 - target) * span
+    return late > budgets * (1.0 - target) * span
 
 
 def tune(
@@ -958,9 +1006,10 @@ def retune(
     state = adapt(state, on_time, requests=requests)
     spent = budget_spent(state.recent, target, outlier=outlier_burst(demand, step_seconds=step_seconds))
     one_off = not spent and budget_spent(state.recent, target)  # spent, but for a lone burst
+    lost = spent and budget_lost(state.recent, target)
     # Leaving a spent week re-chooses at once: the spent choice is the expensive one.
     choose = spent or state.spent or now - state.chosen_at >= CHOOSE_SECONDS
-    state = replace(state, tuned_at=now, spent=spent, one_off=one_off)
+    state = replace(state, tuned_at=now, spent=spent, lost=lost, one_off=one_off)
     if not choose:
         return state
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
@@ -971,7 +1020,7 @@ def retune(
     hold = measured(on_time, requests) is None and state.margin.expected is not None
     share, rest, cost = past.judge_bursts(options.plus(state.margin) if hold else options, recency=spent)
     n = len(options.margins)
-    margin = _pick(past, options.margins, share[:n], cost[:n], aim=aim(target, spent=spent),
+    margin = _pick(past, options.margins, share[:n], cost[:n], aim=aim(target, spent=spent, lost=lost),
                    rest=None if spent else (rest[:n], target))
     if hold and margin.cost < cost[-1]:
         return replace(state, chosen_at=now)

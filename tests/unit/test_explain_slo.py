@@ -13,13 +13,25 @@ def test_explain_shows_the_slo_the_margin_and_the_share_the_tuner_aimed_at() -> 
     page = explain(snapshot(), "chat", now=T0)
     assert page is not None
     assert page["slo"] == {"on_time_target": 0.99, "max_queue_seconds": 1.0, "measured_on_time": 0.95,
-                           "margin": 1.3, "base_demand": None, "aim": 0.995, "shape": None}
+                           "margin": 1.3, "base_demand": None, "aim": 0.995, "shape": None, "budget": None}
     line = next(x for x in render(page).splitlines() if x.startswith("  SLO"))
     assert "99% of requests queued <= 1s; measured 95.00%; margin x1.3" in line
     assert line.endswith("chosen to reach 99.50% on the replayed two weeks (re-chosen daily)")
     page["slo"]["aim"] = 0.9995
     line = next(x for x in render(page).splitlines() if x.startswith("  SLO"))
     assert line.endswith("chosen to reach 99.95% on the replayed two weeks (week's error budget spent: re-chosen hourly)")
+
+
+def test_explain_says_a_lost_week_is_chosen_hourly_at_the_daily_aim() -> None:
+    """A lost week aims as low as a calm one; the tuner's reading of the budget tells them apart."""
+    page = explain(snapshot(budgets={"chat": "lost"}), "chat", now=T0)
+    assert page is not None and page["slo"]["budget"] == "lost"
+    line = next(x for x in render(page).splitlines() if x.startswith("  SLO"))
+    assert line.endswith("chosen to reach 99.50% on the replayed two weeks (week over twice its error "
+                         "budget, past saving: re-chosen hourly at the daily aim)")
+    page = explain(snapshot(budgets={"chat": "calm"}), "chat", now=T0)
+    assert page is not None
+    assert next(x for x in render(page).splitlines() if x.startswith("  SLO")).endswith("(re-chosen daily)")
 
 
 def test_explain_without_a_tuned_margin_says_nothing_of_an_aim() -> None:
