@@ -450,10 +450,6 @@ def _log_tuning(model: str, target: float, before: TunerState, after: TunerState
     if after.spent != before.spent:
         log.info("%s: %s", who, "the week's error budget is spent: re-choosing the margin hourly"
                  if after.spent else "the week's error budget recovered: back to the daily choice")
-    if after.lost != before.lost and after.spent:
-        log.info("%s: %s", who, "the week is over twice its error budget and cannot be won back before its "
-                 "late hours age out: the hourly choice aims at the daily choice's aim" if after.lost
-                 else "the week is back within twice its error budget: the hourly choice aims high again")
     if after.one_off and not before.one_off:
         log.info("%s: a lone burst far above anything replayed spent the week's budget; the rest "
                  "of the week is within it, so the margin stays on the daily choice", who)

@@ -99,7 +99,8 @@ def _budget_note(slo: dict[str, Any]) -> str:
     if budget is None:
         budget = "spent" if slo["aim"] >= tuner_aim(slo["on_time_target"], spent=True) - 1e-12 else "calm"
     return {"spent": " (week's error budget spent: re-chosen hourly)",
-            "lost": " (week over twice its error budget, past saving: re-chosen hourly at the daily aim)",
+            "one-off": " (a lone outlier burst spent the week's budget, the rest of the week did not: "
+                       "re-chosen daily)",
             }.get(budget, " (re-chosen daily)")
 
 

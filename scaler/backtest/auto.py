@@ -310,7 +310,7 @@ TUNER_LOG_COLUMNS = ("timestamp_utc", "measured_on_time", "requests", "budget", 
 
 def write_tuner_log(result: AutoResult, path: Path) -> None:
     """One row per hourly tuner step of the auto policy (docs/BACKTEST.md ``--tuner-log``): the
-    share it was fed, the week's budget (calm, spent, lost, or calm for a one-off burst), and the margin
+    share it was fed, the week's budget (calm, spent, or calm for a one-off burst), and the margin
     it holds after the step, read out as serve's log and ``prewarm explain`` read it out."""
     capacity = result.controller.model.capacityPerReplica
     with path.open("w", newline="") as fh:

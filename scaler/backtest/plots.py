@@ -160,10 +160,10 @@ def plot_tuner(bt: Backtest, ax: Any) -> None:
     aims = np.array([np.nan if s.margin.aim is None else 1.0 - s.margin.aim for s in steps])
     ax.step(hours, aims, where="post", color="tab:green", lw=1.2, label="1 - aim of the margin held")
     ax.axhline(1.0 - auto.slo, color="tab:red", lw=0.8, ls="--", label=f"1 - target {auto.slo:g}")
-    spans = runs(np.array([s.budget in ("spent", "lost") for s in steps]))
+    spans = runs(np.array([s.budget == "spent" for s in steps]))
     for i, (lo, hi) in enumerate(spans):
         ax.axvspan(hours[lo], hours[hi - 1] + 1.0, color="tab:red", alpha=0.07, lw=0,
-                   label=None if i else "week's error budget spent (hourly choice)")
+                   label=None if i else "week's error budget spent (hourly choice, higher aim)")
     ax.set_yscale("log")
     ax.set_ylim(TUNER_FLOOR / 3, 30.0)  # the decades above 1 hold the legend, clear of the data
     ax.set_ylabel("late share (1 - on-time)")

@@ -97,8 +97,8 @@ class Decision:
     """Expected demand the margin applies to: max(demand now, forecast peak over the lead)."""
     slo_aim: float | None = None
     """On-time share the tuner's replay chose the margin for: ``slo.onTime`` + half the error
-    budget in a calm week or a lost one (over twice its budget late), + 0.95 of it while the week's
-    budget is spent (``scaler.core.slo``); None: not tuned yet."""
+    budget in a calm week, + 0.95 of it while the week's budget is spent (``scaler.core.slo``);
+    None: not tuned yet."""
     expires_at: float = 0.0
     """After this (Unix seconds) the decision is stale: GetMetrics fails UNAVAILABLE."""
     sampled_at: float | None = None

@@ -59,10 +59,7 @@ backtest: the simulated late share, as late as serve would see it), each weighte
   :func:`budget_spent`): the margin is re-chosen every hour on the replay with recent days
   weighted more (half-life :data:`HALF_LIFE_SECONDS`), aiming at target +
   :data:`SPENT_RESERVE` of the budget (0.9995); the calm daily choice resumes at once when the
-  week recovers;
-- *lost* - a spent week whose late requests exceed :data:`LOST_BUDGETS` of its budget (below
-  0.98 for 0.99): no margin brings it back before its bad hours leave it, so the hourly choice
-  on the same replay aims at the calm aim again (:func:`budget_lost`).
+  week recovers.
 
 A missing measurement records nothing and never buys a cheaper margin than the one in use. An
 idle hour (the histogram read, nothing finished) is a measurement: it records an hour with no
@@ -123,8 +120,6 @@ the top on purpose: once a week's bursts recur, the margin that covers them is t
 highest replayed share, and the aim only keeps the cheapest among the margins close to it (0.9:
 ServeGen m-small at 30m holds 0.988 instead of 0.991; 1.0: m-small at 10m costs 1.19x the
 cheapest hindsight baseline instead of 1.10x)."""
-LOST_BUDGETS = 2.0
-"""A spent week is lost when its late requests exceed this many error budgets (:func:`budget_lost`)."""
 ONE_OFF_HOURS = 2
 """A burst is at most this many consecutive hours (a 20-minute spike fits wherever it falls)."""
 ONE_OFF_SHARE = 0.5
@@ -210,7 +205,7 @@ class Margin:
     """On-time share the replay predicts for this margin (None: not tuned yet)."""
     aim: float | None = None
     """Share the replay had to reach: target + :data:`CALM_RESERVE` of the error budget, or
-    :data:`SPENT_RESERVE` of it in a spent week that is not lost."""
+    :data:`SPENT_RESERVE` of it in a spent week."""
     cost: float = math.inf
     """Replica-steps the replay charged this margin (what the tuner minimised)."""
 
@@ -294,8 +289,6 @@ class TunerState:
     """Last time a margin was chosen (or kept for want of a measurement)."""
     spent: bool = False
     """The trailing week's measured share is below target + :data:`SPENT_BELOW` of the budget."""
-    lost: bool = False
-    """The week is spent past saving (:func:`budget_lost`): the hourly choice aims at the calm aim."""
     one_off: bool = False
     """The week would be spent, but a lone outlier burst holds most of its late requests and the
     rest of it is not (:func:`lone_burst`, :func:`outlier_burst`): it stays calm. Told in serve's log."""
@@ -305,11 +298,10 @@ class TunerState:
 
     @property
     def budget(self) -> str:
-        """The week's error budget as an operator reads it: ``calm``, ``spent``, ``lost`` (spent
-        past saving: the hourly choice at the calm aim), or ``one-off`` (spent, but for a lone
-        burst, so calm)."""
+        """The week's error budget as an operator reads it: ``calm``, ``spent``, or ``one-off``
+        (spent, but for a lone outlier burst, so calm)."""
         if self.spent:
-            return "lost" if self.lost else "spent"
+            return "spent"
         return "one-off" if self.one_off else "calm"
 
 
@@ -375,11 +367,9 @@ def due(state: TunerState, now: float) -> bool:
     return now - state.tuned_at >= RETUNE_SECONDS
 
 
-def aim(target: float, *, spent: bool, lost: bool = False) -> float:
-    """The replayed share a choice must reach: target plus the reserve of the error budget (the
-    calm one in a lost week)."""
-    reserve = SPENT_RESERVE if spent and not lost else CALM_RESERVE
-    return min(target + reserve * (1.0 - target), 1.0)
+def aim(target: float, *, spent: bool) -> float:
+    """The replayed share a choice must reach: target plus the reserve of the error budget."""
+    return min(target + (SPENT_RESERVE if spent else CALM_RESERVE) * (1.0 - target), 1.0)
 
 
 def budget_spent(recent: tuple[tuple[float, float], ...], target: float, *,
@@ -406,20 +396,6 @@ def budget_spent(recent: tuple[tuple[float, float], ...], target: float, *,
     """
     return _over_budget(recent, target, BUDGET_HOURS) and not (
         outlier is not None and lone_burst(recent, target, outlier))
-
-
-def budget_lost(recent: tuple[tuple[float, float], ...], target: float) -> bool:
-    """The trailing week's late requests exceed :data:`LOST_BUDGETS` of its error budget (the
-    week's requests extrapolated as in :func:`budget_spent`): the week is lost.
-
-    Why: the spent aim (:data:`SPENT_RESERVE`) buys the margin with the highest replayed share,
-    to win the week back while it can still be won. A week two budgets down cannot: its bad
-    hours stay in it until they are a week old, whatever the margin, and a 0.9995 aim then buys
-    the tail of every burst replayed. On the first days of a storm the history never showed
-    (regime-shift traffic, seed 13, 30m cold start) it held a static 19-20 replicas, 8x the calm
-    days' cost, for the five days after; at the calm aim, 3x the forecast and a standby, the same
-    days were all on time for 28 % fewer GPU-hours (docs/BACKTEST.md)."""
-    return _over_budget(recent, target, BUDGET_HOURS, budgets=LOST_BUDGETS)
 
 
 def lone_burst(recent: tuple[tuple[float, float], ...], target: float, burst: Outlier) -> bool:
@@ -517,16 +493,15 @@ def outlier_burst(demand: FloatArray, *, step_seconds: float) -> Outlier | None:
     return Outlier(began=(newest - start) * step_seconds, ended=(newest - end) * step_seconds)
 
 
-def _over_budget(entries: tuple[tuple[float, float], ...], target: float, hours: int, *,
-                 budgets: float = 1.0 - SPENT_BELOW) -> bool:
-    """``entries``' late requests exceed ``budgets`` error budgets of ``hours`` hours at their
-    rate of requests (extrapolated when fewer hours were recorded)."""
+def _over_budget(entries: tuple[tuple[float, float], ...], target: float, hours: int) -> bool:
+    """``entries``' late requests exceed ``1 - SPENT_BELOW`` of the error budget of ``hours``
+    hours at their rate of requests (extrapolated when fewer hours were recorded)."""
     requests = sum(w for _, w in entries)
     if requests <= 0:
         return False
     late = sum((1.0 - s) * w for s, w in entries)
     span = requests * max(hours, len(entries)) / len(entries)
-    return late > budgets * (1.0 - target) * span
+    return late > (1.0 - SPENT_BELOW) * (1.0 - target) * span
 
 
 def tune(
@@ -1006,10 +981,9 @@ def retune(
     state = adapt(state, on_time, requests=requests)
     spent = budget_spent(state.recent, target, outlier=outlier_burst(demand, step_seconds=step_seconds))
     one_off = not spent and budget_spent(state.recent, target)  # spent, but for a lone burst
-    lost = spent and budget_lost(state.recent, target)
     # Leaving a spent week re-chooses at once: the spent choice is the expensive one.
     choose = spent or state.spent or now - state.chosen_at >= CHOOSE_SECONDS
-    state = replace(state, tuned_at=now, spent=spent, lost=lost, one_off=one_off)
+    state = replace(state, tuned_at=now, spent=spent, one_off=one_off)
     if not choose:
         return state
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
@@ -1020,7 +994,7 @@ def retune(
     hold = measured(on_time, requests) is None and state.margin.expected is not None
     share, rest, cost = past.judge_bursts(options.plus(state.margin) if hold else options, recency=spent)
     n = len(options.margins)
-    margin = _pick(past, options.margins, share[:n], cost[:n], aim=aim(target, spent=spent, lost=lost),
+    margin = _pick(past, options.margins, share[:n], cost[:n], aim=aim(target, spent=spent),
                    rest=None if spent else (rest[:n], target))
     if hold and margin.cost < cost[-1]:
         return replace(state, chosen_at=now)

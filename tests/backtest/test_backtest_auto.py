@@ -128,7 +128,7 @@ def test_the_plot_draws_the_tuner_hour_by_hour(auto_run: Backtest) -> None:
         assert len(dots) + len(floor) == sum(s.on_time is not None for s in steps)
         assert len(dots) == sum(s.on_time is not None and s.on_time < 1.0 - TUNER_FLOOR for s in steps)
         assert lines["1 - target 0.99"].get_ydata()[0] == pytest.approx(0.01)
-        spent = [s.budget in ("spent", "lost") for s in steps]
+        spent = [s.budget == "spent" for s in steps]
         assert len(ax.patches) == len(runs(np.array(spent)))  # axvspan: one patch per stretch
     finally:
         plt.close(fig)
@@ -206,7 +206,7 @@ def test_cli_slo_table_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureF
         steps = list(csv.DictReader(fh))
     assert tuple(steps[0]) == TUNER_LOG_COLUMNS
     assert len(steps) == -(-report["trace_minutes"] // 60)
-    assert {s["budget"] for s in steps} <= {"calm", "spent", "lost", "one-off"}
+    assert {s["budget"] for s in steps} <= {"calm", "spent", "one-off"}
     assert steps[0]["replayed_on_time"] == ""  # before a day of history: the starting margin, untuned
     chosen = [s for s in steps if s["chosen"] == "1"]
     assert chosen and all(float(s["aim"]) >= 0.99 and s["replayed_on_time"] != "" for s in chosen)

@@ -22,13 +22,14 @@ def test_explain_shows_the_slo_the_margin_and_the_share_the_tuner_aimed_at() -> 
     assert line.endswith("chosen to reach 99.95% on the replayed two weeks (week's error budget spent: re-chosen hourly)")
 
 
-def test_explain_says_a_lost_week_is_chosen_hourly_at_the_daily_aim() -> None:
-    """A lost week aims as low as a calm one; the tuner's reading of the budget tells them apart."""
-    page = explain(snapshot(budgets={"chat": "lost"}), "chat", now=T0)
-    assert page is not None and page["slo"]["budget"] == "lost"
+def test_explain_says_why_a_spent_week_stays_on_the_daily_choice() -> None:
+    """A week spent by a lone outlier burst is chosen for at the calm aim, daily: the tuner's
+    reading of the budget, carried in the snapshot, says why (the aim alone cannot)."""
+    page = explain(snapshot(budgets={"chat": "one-off"}), "chat", now=T0)
+    assert page is not None and page["slo"]["budget"] == "one-off"
     line = next(x for x in render(page).splitlines() if x.startswith("  SLO"))
-    assert line.endswith("chosen to reach 99.50% on the replayed two weeks (week over twice its error "
-                         "budget, past saving: re-chosen hourly at the daily aim)")
+    assert line.endswith("chosen to reach 99.50% on the replayed two weeks (a lone outlier burst spent the "
+                         "week's budget, the rest of the week did not: re-chosen daily)")
     page = explain(snapshot(budgets={"chat": "calm"}), "chat", now=T0)
     assert page is not None
     assert next(x for x in render(page).splitlines() if x.startswith("  SLO")).endswith("(re-chosen daily)")

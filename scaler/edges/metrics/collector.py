@@ -274,7 +274,7 @@ class ForecastCollector(Collector):
             ("slo_requests", "Requests finished over slo.window behind prewarm_slo_on_time_ratio."),
             ("slo_target_ratio", "Target share of requests on time (slo.onTime)."),
             ("slo_margin", "Safety margin the decision holds the SLO with: demand provisioned for / expected demand, at least one replica's capacity (1 = none)."),
-            ("slo_aim_ratio", "On-time share the margin tuner's replay aims at: slo.onTime + half the error budget in a calm week or a lost one (over twice its budget late), + 0.95 of it while the week's budget is spent."),
+            ("slo_aim_ratio", "On-time share the margin tuner's replay aims at: slo.onTime + half the error budget in a calm week, + 0.95 of it while the week's budget is spent."),
         )
         for model, d in sorted(snap.decisions.items()):
             signals = getattr(snap.observations.get(model), "signals", {})
