@@ -170,15 +170,14 @@ class Engine:
                 if time.perf_counter() - slice_started > LOOP_SLICE_SECONDS:
                     await asyncio.sleep(0)  # let gRPC handlers run: thousands of models take a while
                     slice_started = time.perf_counter()
+            tuners = {m.name: models[m.name].tuner for m in settings.models if m.policy.slo is not None}
             snapshot = Snapshot(
                 at=now, generation=self.holder.current.generation + 1, settings=settings,
                 decisions=decisions, observations=observations, forecasts=forecasts,
                 fits={k: rt.fit for k, rt in self.models.items() if rt.fit is not None},
                 cold_starts=colds,
-                margins={m.name: models[m.name].tuner.margin for m in settings.models
-                         if m.policy.slo is not None},
-                budgets={m.name: models[m.name].tuner.budget for m in settings.models
-                         if m.policy.slo is not None},
+                margins={name: tuner.margin for name, tuner in tuners.items()},
+                budgets={name: tuner.budget for name, tuner in tuners.items()},
                 forecast_for_now={k: rt.forecast_for_now for k, rt in self.models.items()
                                   if rt.forecast_for_now is not None},
                 answers=finish_all(settings, decisions, self.triggers, by_target),

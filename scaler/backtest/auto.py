@@ -141,8 +141,7 @@ class SelfTuned:
         self.tuner = self.retune(view.now, t, target=slo.onTime, on_time=on_time, requests=requests)
         if self.tuner.tuned_at != before.tuned_at:
             tuner = self.tuner
-            budget = tuner.budget
-            self.steps.append(TunerStep(view.now, on_time, requests, tuner.margin, budget,
+            self.steps.append(TunerStep(view.now, on_time, requests, tuner.margin, tuner.budget,
                                         chosen=tuner.chosen_at == view.now))
         forecast, note = self.forecasts.at(t)
         inputs = DecisionInputs(demand=demand, forecast=forecast, lead_seconds=self.lead_seconds,
