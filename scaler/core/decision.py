@@ -22,9 +22,9 @@ median and a self-tuned margin (``scaler.core.slo``) goes on top, never below de
     base            = max(demand now, forecast p50 peak over [now, now + lead])
     spell           = max - mean of demand over the last 3 hours, or around this time of day
                       on the last 7 days (bursts come in spells and at times of day)
-    forecast need   = ceil(max(floor x demand now, min(factor x base + extra + spread x spell, cap)) / capacity)
-                      (floor: the factor, at most 1.2 - the cap limits what is anticipated,
-                      not the room over demand already there)
+    forecast need   = ceil(max(floor x base, min(factor x base + extra + spread x spell, cap)) / capacity)
+                      (floor: the factor, at most 1.2 - the cap limits what is anticipated
+                      beyond the expected level, not the room over the level itself)
     stabilized      = max(need over the margin's hold: half a lead or a lead, tuned;
                       at least scaleDown.stabilization when that is set)
 
@@ -210,7 +210,7 @@ def decide(
     # What the SLO's margin goes on: the expected demand, or demand alone (see Margin.forecast).
     applied = base if margin is None or margin.forecast else demand
     if margin is not None:
-        # Never below demand: the margin's floor keeps at least demand now (floor_factor >= 1).
+        # Never below demand: the margin's floor keeps at least the base (floor_factor >= 1).
         forecast_replicas = replicas_for(margin.need(applied, demand, inputs.excursion), model.capacityPerReplica)
     active = (
         demand > policy.activationDemand

@@ -7,7 +7,7 @@ quantile::
     base     = max(demand now, forecast p50 peak over [now, now + lead])     (demand units)
     spell    = max - mean of demand over the last 3 hours, or at this time of day on the
                last 7 days (the larger)                                     (excursion)
-    need     = max(floor x demand now, min(factor x base + extra + spread x spell, cap))
+    need     = max(floor x base, min(factor x base + extra + spread x spell, cap))
                                                             (margin.need; floor = min(factor, 1.2))
     held     = max(need over the last ``hold`` seconds)                       (hold >= lead)
 
@@ -15,8 +15,9 @@ quantile::
 client's batch job), ``spread`` the error regime - in a bursty spell the next burst is likelier,
 so the margin widens with how far demand has just strayed above its mean - and ``cap`` is the
 level above which paying for every burst costs more than a static count that meets the SLO
-would: above it only demand now raises the count, with the room of the factor up to 1.2x
-(:data:`FLOOR_FACTOR`: a cap read off the past goes stale when the level moves). ``hold``
+would: above it only the expected demand raises the count, with the room of the factor up to
+1.2x (:data:`FLOOR_FACTOR`: a cap read off the past goes stale when the level moves, and the
+cap limits what is anticipated beyond the expected level, not the level itself). ``hold``
 keeps replicas ordered within the last cold start: dropping one and re-ordering it minutes
 later leaves the gap unserved for a whole cold start.
 
@@ -193,8 +194,8 @@ class Margin:
     spread: float = 0.0
     """Multiplier on the excursion (``scaler.core.excursion``): a wider margin in a bursty spell."""
     cap: float = math.inf
-    """The margin never lifts the need above this (demand units); demand now still does
-    (:meth:`need`)."""
+    """The margin never lifts the need above this (demand units); the expected demand still
+    does (:meth:`need`)."""
     forecast: bool = True
     """Apply the margin to the forecast's peak (True), or to demand now (False: the replayed
     history had no record of the forecasts, e.g. the first week after ``serve`` starts, so the
@@ -215,18 +216,28 @@ class Margin:
 
     @property
     def floor_factor(self) -> float:
-        """What demand now is multiplied by, whatever the cap: the factor, at most
+        """What the expected demand is multiplied by, whatever the cap: the factor, at most
         :data:`FLOOR_FACTOR` (and at least 1)."""
         return min(max(self.factor, 1.0), FLOOR_FACTOR)
 
     def need(self, base: float, demand: float, excursion: float = 0.0) -> float:
-        """Demand to provision for: :meth:`apply`, never below demand now times
-        :attr:`floor_factor`. The cap limits what the margin anticipates (forecast, standby,
-        excursion), not the room kept over demand already there.
+        """Demand to provision for: :meth:`apply`, never below the expected demand (``base``,
+        or ``demand`` now where higher) times :attr:`floor_factor`. The cap limits what the
+        margin anticipates beyond the expected level (the factor's burst room, a standby, the
+        excursion), not the room kept over the level itself.
 
         E.g. factor 1.1 capped at 100: demand 80 with base 90 -> min(99, 100) = 99; demand 120
-        -> 132 (an HPA with 10 % room); factor 3 capped at 100, demand 120 -> 144 (1.2x)."""
-        return max(self.floor_factor * demand, self.apply(base, excursion))
+        -> 132 (an HPA with 10 % room); demand 80 with base 120 (a ramp the forecast sees) ->
+        132; factor 3 capped at 100, demand 120 -> 144 (1.2x).
+
+        Why the expected demand, not demand now (since 2026-12-07): on traffic whose level
+        grows, a cap read off the past is below the morning ramp, and with only demand now
+        above it every minute of the ramp waited a cold start for its replicas. On the seed-41
+        weekly-trend trace at 30m the calm margin "1.1 x expected demand, capped at 13.6
+        replicas" left the ramps of two days late (0.98859 on time), while an HPA on load kept
+        25 % over demand and served them; with the forecast's ramp above the cap 0.99401, for
+        2.4 % fewer GPU-hours (docs/BACKTEST.md)."""
+        return max(self.floor_factor * max(base, demand), self.apply(base, excursion))
 
     def value(self, base: float, excursion: float = 0.0, *, unit: float = 1.0, demand: float = 0.0) -> float:
         """The margin as one number: provisioned (:meth:`need`) / expected demand (1 = no margin).
@@ -259,8 +270,8 @@ def describe(terms: Mapping[str, Any]) -> str:
         out.append(f"{num(terms['spread'], 2)} x excursion")
     cap = terms["cap_replicas"]
     capped = "no cap" if cap is None else f"capped at {num(cap, 1)} replicas"
-    if cap is not None and terms["floor_factor"] > 1.0:  # at 1, "demand now" goes without saying
-        capped += f" ({num(terms['floor_factor'], 2)} x demand now above it)"
+    if cap is not None and terms["floor_factor"] > 1.0:  # at 1, following the level goes without saying
+        capped += f" ({num(terms['floor_factor'], 2)} x {terms['applied_to']} above it)"
     return f"{' + '.join(out)}, {capped}, held {duration(terms['hold_seconds'])}"
 
 
@@ -620,8 +631,9 @@ def candidates(past: _Replay) -> list[Margin]:
 
 
 def _statics(past: _Replay) -> list[Margin]:
-    """Static counts (min(base + level, level) = level: the base never matters). Where nothing is
-    forecastable this is what meets the SLO cheapest, and the tuner must be able to say so."""
+    """Static counts (min(base + level, level) = level: below the level the base never matters;
+    above it the count follows the base, the floor). Where nothing is forecastable this is what
+    meets the SLO cheapest, and the tuner must be able to say so."""
     whole_hold = past.spec.hold_steps * past.step_seconds
     return [Margin(1.0, level, 0.0, level, hold_seconds=whole_hold) for level in past.static_levels()]
 
@@ -801,7 +813,8 @@ class _Replay:
         serve and the HPA would run it.
 
         Per step: the decision sees the last step's demand plus the candidate's own backlog; it
-        asks for ``ceil(margin.need(max(base, seen), seen, excursion) / capacity)``; the HPA
+        asks for ``ceil(margin.need(max(base, seen), seen, excursion) / capacity)`` (the floor on
+        ``max(base, seen)``, as the decision's on its base); the HPA
         keeps the most asked over the margin's hold plus its own scale-down window; the replicas
         serving are the fewest kept over the last cold start (a dropped one restarts cold); and
         the backlog is served first (FIFO), so after a shortfall this step's arrivals wait too.
@@ -844,7 +857,7 @@ class _Replay:
                       extra: FloatArray, cap: FloatArray) -> FloatArray:
             """What each candidate asks for, seeing ``seen`` (its own backlog included)."""
             wanted = np.minimum(factor * np.maximum(base, seen) + extra + spread * excursion, cap)
-            return replicas_of(np.maximum(floor * seen, wanted), c)
+            return replicas_of(np.maximum(floor * np.maximum(base, seen), wanted), c)
 
         # On most steps no candidate has a backlog, nor had one within a hold and a cold start
         # (68 % of the steps replayed in a ServeGen m-small run, 74 % on a smooth synthetic

@@ -135,22 +135,29 @@ def test_forecast_scales_up_ahead_of_demand() -> None:
 
 
 @pytest.mark.parametrize(
-    ("margin", "demand", "replicas"),
+    ("margin", "demand", "peak", "replicas"),
     [
-        (Margin(1.1, cap=100.0), 80.0, 10),   # below the cap: min(1.1 x 90, 100) = 99
-        (Margin(1.1, cap=100.0), 120.0, 14),  # above it: 1.1 x 120 = 132, an HPA with 10 % room
-        (Margin(3.0, cap=100.0), 120.0, 15),  # the factor's room stops at 1.2x: 144
-        (Margin(1.0, extra=100.0, cap=100.0), 120.0, 12),  # a static count: demand itself
+        (Margin(1.1, cap=100.0), 80.0, 90.0, 10),    # below the cap: min(1.1 x 90, 100) = 99
+        (Margin(1.1, cap=100.0), 120.0, 90.0, 14),   # above it: 1.1 x 120 = 132, an HPA with 10 % room
+        (Margin(3.0, cap=100.0), 120.0, 90.0, 15),   # the factor's room stops at 1.2x: 144
+        (Margin(1.0, extra=100.0, cap=100.0), 120.0, 90.0, 12),  # a static count: demand itself
+        (Margin(1.1, cap=100.0), 80.0, 120.0, 14),   # a ramp the forecast sees: 1.1 x 120, not the cap
+        (Margin(3.0, cap=100.0), 80.0, 120.0, 15),   # its room stops at 1.2x there too: 144
+        (Margin(1.0, extra=100.0, cap=100.0), 80.0, 120.0, 12),  # a static count: the forecast's peak
     ],
 )
-def test_above_the_cap_demand_now_keeps_the_factors_room(margin: Margin, demand: float, replicas: int) -> None:
-    """The cap limits what the margin anticipates, not the room over demand already there: a cap
-    read off the past goes stale when the level moves, and then only demand passes it."""
+def test_above_the_cap_the_expected_demand_keeps_the_factors_room(
+        margin: Margin, demand: float, peak: float, replicas: int) -> None:
+    """The cap limits what the margin anticipates beyond the expected level, not the room over
+    the level itself: a cap read off the past goes stale when the level moves, and then only
+    the expected demand (demand now, or the forecast's peak over the lead where higher) passes
+    it. With the floor on demand now (before 2026-12-07) the last three asked for the cap, 10
+    replicas, and a ramp one cold start long waited a cold start for the rest."""
     m = model(slo={"onTime": 0.99})
-    inputs = DecisionInputs(demand=demand, forecast=flat(T0, 90.0), lead_seconds=600, margin=margin)
+    inputs = DecisionInputs(demand=demand, forecast=flat(T0, peak), lead_seconds=600, margin=margin)
     d, _ = decide(inputs, m, DecisionState(), now=T0)
     assert d.replicas == replicas
-    assert d.margin == pytest.approx(margin.need(max(demand, 90.0), demand) / max(demand, 90.0))
+    assert d.margin == pytest.approx(margin.need(max(demand, peak), demand) / max(demand, peak))
 
 
 def test_reactive_floor_catches_bursts_the_forecast_missed() -> None:

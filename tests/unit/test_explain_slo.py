@@ -60,10 +60,10 @@ def test_explain_shows_the_margin_term_by_term() -> None:
     assert page is not None
     line = next(x for x in render(page).splitlines() if x.startswith("  margin"))
     assert line == "  margin         1 x demand now + 19 replicas standby, capped at 19 replicas, held 12m"
-    # Above a cap the count follows demand now with the factor's room, at most 1.2x: said.
+    # Above a cap the count follows the expected demand with the factor's room, at most 1.2x: said.
     capped = Margin(3.0, cap=120.0, hold_seconds=360.0)
     page = explain(snapshot(margins={"chat": capped}), "chat", now=T0)
     assert page is not None and page["slo"]["shape"]["floor_factor"] == 1.2
     line = next(x for x in render(page).splitlines() if x.startswith("  margin"))
-    assert line == ("  margin         3 x expected demand, capped at 12 replicas (1.2 x demand now above it), "
+    assert line == ("  margin         3 x expected demand, capped at 12 replicas (1.2 x expected demand above it), "
                     "held 6m")

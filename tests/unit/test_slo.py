@@ -96,15 +96,32 @@ def test_a_capped_margin_keeps_the_factors_room_over_demand_now_in_the_replay() 
     assert [margin.need(s, s) for s in (10.0, 40.0, 50.0, 30.0)] == pytest.approx([12.0, 48.0, 60.0, 36.0])
 
 
+def test_a_capped_margin_keeps_the_factors_room_over_the_recorded_forecast_in_the_replay() -> None:
+    """As in the decision: where the base its decision had (the forecast's peak over the lead)
+    is above the cap, the replayed candidate asks for 1.2 x that base, not the cap: factor 1.5
+    capped at 10, demand 10 and base 30 at one step asks ceil(36 / 10) = 4 replicas there and
+    ceil(12 / 10) = 2 everywhere else (with the floor on demand now it asked 2 there too)."""
+    demand = np.full(300, 10.0)
+    base = np.full_like(demand, np.nan)
+    base[250] = 30.0
+    past = slo._Replay.of(demand, base, by_hand_spec(), step_seconds=600.0)
+    assert past is not None
+    margin = Margin(factor=1.5, cap=10.0, hold_seconds=600.0)
+    late, held = past.closed_loop([margin], np.ones_like(demand))
+    assert late[0] == 0.0
+    assert held[0] == pytest.approx(299 * 2 + 4)
+    assert margin.need(30.0, 10.0) == pytest.approx(36.0)
+
+
 @pytest.mark.parametrize("factor", slo.FACTORS)
 @pytest.mark.parametrize("cap", [50.0, math.inf])
 @pytest.mark.parametrize(("base", "demand"), [(80.0, 60.0), (120.0, 120.0), (40.0, 10.0)])
 def test_the_floor_binds_only_above_a_cap(factor: float, cap: float, base: float, demand: float) -> None:
-    """Never below demand now; without a cap the margin on the base (never below demand) is
-    already above demand times the floor, so the floor changes nothing there."""
+    """Never below the expected demand times the floor; without a cap the margin on the base
+    (never below demand) is already above that, so the floor changes nothing there."""
     margin = Margin(factor, extra=5.0, spread=0.5, cap=cap)
     need = margin.need(base, demand, excursion=4.0)
-    assert need >= demand and need >= min(factor, slo.FLOOR_FACTOR) * demand
+    assert need >= demand and need >= min(factor, slo.FLOOR_FACTOR) * max(base, demand)
     if math.isinf(cap):
         assert need == margin.apply(base, 4.0)
 
@@ -195,9 +212,10 @@ def test_a_cap_read_off_the_replay_is_judged_on_the_days_that_broke_it() -> None
     demand = np.full(22 * DAY, 20.0)
     for d in range(22):
         demand[d * DAY + 600:d * DAY + 640] = 100.0 * 1.15 ** d
-    # A forecast that knows the lead ahead: only the cap can make the margin late.
+    # A forecast that sees the lead ahead, 20 % short: the factor covers that, and 1.2 x the
+    # forecast (the room kept above a cap) does not, so only the cap can make the margin late.
     ahead = SPEC.cold_steps + 1
-    base = np.array([demand[t:t + ahead].max() for t in range(demand.shape[0])])
+    base = 0.8 * np.array([demand[t:t + ahead].max() for t in range(demand.shape[0])])
     past = slo._Replay.of(demand, base, SPEC, step_seconds=STEP)
     assert past is not None
     margins = slo.family(past)
