@@ -233,10 +233,11 @@ class Margin:
         Why the expected demand, not demand now (since 2026-12-07): on traffic whose level
         grows, a cap read off the past is below the morning ramp, and with only demand now
         above it every minute of the ramp waited a cold start for its replicas. On the seed-41
-        weekly-trend trace at 30m the calm margin "1.1 x expected demand, capped at 13.6
-        replicas" left the ramps of two days late (0.98859 on time), while an HPA on load kept
-        25 % over demand and served them; with the forecast's ramp above the cap 0.99401, for
-        2.4 % fewer GPU-hours (docs/BACKTEST.md)."""
+        weekly-trend trace at 30m the margin "1.1 x expected demand + 1 replicas standby, capped
+        at 13.6 replicas" left the morning of the 40 % step up late (17,306 late requests; 0.98859
+        on time in the week), while an HPA on load kept 25 % over demand and served it; with
+        the forecast's ramp above the cap 2,911 late, 0.99401 on time, for 2.4 % fewer
+        GPU-hours (docs/BACKTEST.md)."""
         return max(self.floor_factor * max(base, demand), self.apply(base, excursion))
 
     def value(self, base: float, excursion: float = 0.0, *, unit: float = 1.0, demand: float = 0.0) -> float:
@@ -856,8 +857,9 @@ class _Replay:
         def asked_for(seen: FloatArray | float, base: FloatArray | float, excursion: FloatArray | float,
                       extra: FloatArray, cap: FloatArray) -> FloatArray:
             """What each candidate asks for, seeing ``seen`` (its own backlog included)."""
-            wanted = np.minimum(factor * np.maximum(base, seen) + extra + spread * excursion, cap)
-            return replicas_of(np.maximum(floor * np.maximum(base, seen), wanted), c)
+            expected = np.maximum(base, seen)
+            wanted = np.minimum(factor * expected + extra + spread * excursion, cap)
+            return replicas_of(np.maximum(floor * expected, wanted), c)
 
         # On most steps no candidate has a backlog, nor had one within a hold and a cold start
         # (68 % of the steps replayed in a ServeGen m-small run, 74 % on a smooth synthetic
