@@ -333,6 +333,36 @@ def test_table_reads_the_json_with_and_without_the_auto_block(tmp_path: Path) ->
     assert ut.report_table(["smooth"], tmp_path / "none", ["10m"]).startswith("(no backtest JSON")
 
 
+@pytest.mark.parametrize(("attainment", "ratio", "past", "cell", "counts"), [
+    (0.99, 0.95, (0.98, 170.0), "| ok |", (1, 1, 1, 0)),
+    (0.979, 0.95, (0.97, 170.0), "| under 98 % |", (0, 1, 0, 0)),
+    (0.99, 1.2, (0.97, 170.0), "| over 1.1x |", (1, 0, 0, 0)),
+    (0.99, 1.05, (0.995, 140.0), "| beaten by reactive-util |", (1, 1, 1, 1)),
+    # as on time and no dearer: not beaten (it must be cheaper and at least as much on time)
+    (0.99, 1.05, (0.99, 150.0), "| ok |", (1, 1, 1, 0)),
+    (0.97, 1.3, (0.99, 100.0), "| under 98 %; over 1.1x; beaten by reactive-util |", (0, 0, 0, 1)),
+    # no baseline reached its attainment at any cost: the cost check passes (EVALUATION.md)
+    (0.995, None, (0.9, 100.0), "| ok |", (1, 1, 1, 0)),
+])
+def test_table_names_the_issues_checks_each_run_fails(tmp_path: Path, attainment: float, ratio: float | None,
+                                                       past: tuple[float, float], cell: str,
+                                                       counts: tuple[int, int, int, int]) -> None:
+    """Each run's row says which check it fails (98 % on time, 1.1x the cheapest hindsight
+    baseline) and which warmup-tuned baseline beat it on both counts; a line counts them."""
+    auto = {"slo": 0.99, "slo_attainment": attainment, "gpu_hours": 150.0, "vs_oracle": 1.5,
+            "vs_baselines": {"reactive-util": ratio}, "best_baseline_ratio": ratio,
+            "baselines_tuned_on_past": {"reactive-util": {"knob": 0.7, "slo_attainment": past[0],
+                                                          "gpu_hours": past[1]}}}
+    (tmp_path / "smooth-30m.json").write_text(json.dumps(_report(100.0, auto)))
+    text = ut.report_table(["smooth"], tmp_path, ["30m"])
+    row = next(line for line in text.splitlines() if line.startswith("| smooth | 30m | 0.99 |"))
+    assert row.endswith(cell)
+    on_time, cost, both, beaten = counts
+    assert (f"checks: at least 98 % on time on {on_time} of 1 runs, at most 1.1x the cheapest hindsight "
+            f"baseline on {cost}, both on {both}; beaten on attainment and cost by a baseline tuned on "
+            f"the warmup on {beaten}") in text
+
+
 def _fake_prewarm(tmp_path: Path) -> tuple[Path, Path]:
     """An executable that records its arguments and writes a minimal backtest JSON."""
     fake = tmp_path / "prewarm"
