@@ -63,6 +63,7 @@ Examples::
     .venv/bin/python benchmarks/unseen_traffic.py --kinds events --out /tmp/events  # the 6 event kinds
     .venv/bin/python benchmarks/unseen_traffic.py --run --out /tmp/unseen       # + 18 backtests
     .venv/bin/python benchmarks/unseen_traffic.py --run --out /tmp/unseen -- --slo 0.99
+    .venv/bin/python benchmarks/unseen_traffic.py --run --parallel 2 --seed 61 --out /tmp/h61 -- --slo 0.99
     .venv/bin/python benchmarks/unseen_traffic.py --report --out /tmp/unseen    # table from JSONs
 """
 
@@ -75,6 +76,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -444,22 +446,32 @@ def summary_line(kind: str, requests: IntArray) -> str:
 # --run: backtests and the table
 
 def run_backtests(kinds: Sequence[str], out: Path, colds: Sequence[str], extra: Sequence[str],
-                  prewarm: Path) -> dict[tuple[str, str], float]:
-    """One ``prewarm backtest`` per kind x cold start, sequentially; wall seconds of each."""
+                  prewarm: Path, parallel: int = 1) -> dict[tuple[str, str], float]:
+    """One ``prewarm backtest`` per kind x cold start, ``parallel`` at a time; wall seconds of
+    each. One at a time, a backtest gets ``--jobs 2`` (its predictive runs share two cores);
+    several at a time get ``--jobs 1`` each, so N of them keep N cores busy."""
     times: dict[tuple[str, str], float] = {}
-    total = len(kinds) * len(colds)
-    for i, (kind, cold) in enumerate(((k, c) for k in kinds for c in colds), start=1):
+    runs = [(k, c) for k in kinds for c in colds]
+    jobs = "2" if parallel == 1 else "1"
+
+    def one(kind: str, cold: str) -> tuple[float, subprocess.CompletedProcess[str]]:
         argv = [str(prewarm), "backtest", "--trace", str(out / f"{kind}.csv"), "--cold-start", cold,
-                "--no-progress", "--jobs", "2", "--json", str(out / f"{kind}-{cold}.json"), *extra]
-        print(f"[{i}/{total}] {kind} {cold}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
+                "--no-progress", "--jobs", jobs, "--json", str(out / f"{kind}-{cold}.json"), *extra]
+        print(f"{kind} {cold}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         done = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        times[(kind, cold)] = time.perf_counter() - started
-        status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
-        print(f"[{i}/{total}] {kind} {cold}: {status} in {times[(kind, cold)]:.0f} s", file=sys.stderr,
-              flush=True)
-        if done.returncode != 0:
-            print(done.stderr.strip()[-2000:], file=sys.stderr)
+        return time.perf_counter() - started, done
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = {pool.submit(one, kind, cold): (kind, cold) for kind, cold in runs}
+        for i, future in enumerate(as_completed(futures), start=1):
+            kind, cold = futures[future]
+            seconds, done = future.result()
+            times[(kind, cold)] = seconds
+            status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
+            print(f"[{i}/{len(runs)}] {kind} {cold}: {status} in {seconds:.0f} s", file=sys.stderr, flush=True)
+            if done.returncode != 0:
+                print(done.stderr.strip()[-2000:], file=sys.stderr)
     return times
 
 
@@ -615,6 +627,9 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="with --run: use the <kind>.csv already in --out instead of writing them")
     parser.add_argument("--cold-starts", default=",".join(COLD_STARTS),
                         help="with --run: cold starts to run (default 10m,30m)")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="with --run: backtests at a time (default 1, with --jobs 2 each; "
+                             "N > 1 gives each --jobs 1, so N cores stay busy)")
     parser.add_argument("--prewarm", type=Path, default=PREWARM,
                         help="the prewarm executable (default .venv/bin/prewarm)")
     args = parser.parse_args(argv)
@@ -629,6 +644,8 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                      f"{', '.join(EVENTS)} or `events`")
     args.kinds = kinds
     args.cold_starts = [c.strip() for c in args.cold_starts.split(",") if c.strip()]
+    if args.parallel < 1:
+        parser.error(f"--parallel: {args.parallel} is not a count of backtests at a time (1 or more)")
     if extra and not args.run:
         parser.error("arguments after `--` are for the backtests: use them with --run")
     return args, extra
@@ -651,7 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
     times = None
     if args.run:
-        times = run_backtests(args.kinds, out, args.cold_starts, extra, args.prewarm)
+        times = run_backtests(args.kinds, out, args.cold_starts, extra, args.prewarm, args.parallel)
     if args.run or args.report:
         print()
         print(report_table(args.kinds, out, args.cold_starts, times))

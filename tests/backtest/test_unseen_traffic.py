@@ -393,6 +393,27 @@ def test_run_calls_the_backtest_per_trace_and_cold_start(tmp_path: Path, capsys:
     assert "| smooth | 30m | 10.0 | 15.0 (1.50x) | - |" in captured.out
 
 
+def test_run_in_parallel_gives_each_backtest_one_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--parallel 2: every kind x cold start still runs once, each with --jobs 1, and the table
+    is the same; a count under 1 is refused by name."""
+    fake, calls = _fake_prewarm(tmp_path)
+    out = tmp_path / "traces"
+    assert ut.main(["--run", "--parallel", "2", "--out", str(out), "--kinds", "smooth,step-down",
+                    "--prewarm", str(fake)]) == 0
+    lines = sorted(calls.read_text().splitlines())
+    assert len(lines) == 4 and all(" --jobs 1 " in line for line in lines)
+    assert {line.split()[2] + " " + line.split()[4] for line in lines} == {
+        f"{out / f'{k}.csv'} {c}" for k in ("smooth", "step-down") for c in ("10m", "30m")}
+    captured = capsys.readouterr()
+    assert "[4/4]" in captured.err
+    for kind in ("smooth", "step-down"):
+        for cold in ("10m", "30m"):
+            assert f"| {kind} | {cold} | 10.0 | 15.0 (1.50x) |" in captured.out
+    with pytest.raises(SystemExit):
+        ut._parse(["--run", "--parallel", "0"])
+    assert "--parallel: 0 is not a count" in capsys.readouterr().err
+
+
 def test_run_and_report_take_the_event_kinds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fake, calls = _fake_prewarm(tmp_path)
     out = tmp_path / "traces"
