@@ -644,6 +644,8 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                      f"{', '.join(EVENTS)} or `events`")
     args.kinds = kinds
     args.cold_starts = [c.strip() for c in args.cold_starts.split(",") if c.strip()]
+    if args.run and not args.prewarm.is_file():
+        parser.error(f"--prewarm: {args.prewarm} is not a file (run scripts/bootstrap.sh, or name the executable)")
     if args.parallel < 1:
         parser.error(f"--parallel: {args.parallel} is not a count of backtests at a time (1 or more)")
     if extra and not args.run:

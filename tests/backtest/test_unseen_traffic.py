@@ -298,7 +298,7 @@ def test_main_writes_the_kinds_and_prints_a_summary(tmp_path: Path, capsys: pyte
 
 
 def test_arguments_after_double_dash_go_to_the_backtests() -> None:
-    args, extra = ut._parse(["--run", "--out", "/tmp/x", "--", "--slo", "0.99"])
+    args, extra = ut._parse(["--run", "--out", "/tmp/x", "--prewarm", sys.executable, "--", "--slo", "0.99"])
     assert args.run and extra == ["--slo", "0.99"] and args.cold_starts == ["10m", "30m"]
     with pytest.raises(SystemExit):
         ut._parse(["--kinds", "smooth,nope"])
@@ -410,8 +410,11 @@ def test_run_in_parallel_gives_each_backtest_one_job(tmp_path: Path, capsys: pyt
         for cold in ("10m", "30m"):
             assert f"| {kind} | {cold} | 10.0 | 15.0 (1.50x) |" in captured.out
     with pytest.raises(SystemExit):
-        ut._parse(["--run", "--parallel", "0"])
+        ut._parse(["--run", "--parallel", "0", "--prewarm", str(fake)])
     assert "--parallel: 0 is not a count" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ut._parse(["--run", "--prewarm", str(tmp_path / "nope")])
+    assert f"--prewarm: {tmp_path / 'nope'} is not a file" in capsys.readouterr().err
 
 
 def test_run_and_report_take_the_event_kinds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
