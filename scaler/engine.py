@@ -32,6 +32,7 @@ from scaler.core.model import ColdStart, Decision, Observation
 from scaler.core.ports import MetricSource
 from scaler.core.slo import (
     BUDGET_HOURS,
+    ONE_OFF_PEAK,
     RETUNE_SECONDS,
     ReplaySpec,
     TunerState,
@@ -452,6 +453,9 @@ def _log_tuning(model: str, target: float, before: TunerState, after: TunerState
     if after.one_off and not before.one_off:
         log.info("%s: a lone burst far above anything replayed spent the week's budget; the rest "
                  "of the week is within it, so the margin stays on the daily choice", who)
+    if after.outlier_capped and not before.outlier_capped:
+        log.info("%s: the week's bursts recur and one went far above the rest; the hourly choice "
+                 "replays that one capped at %gx the highest demand outside it", who, ONE_OFF_PEAK)
     m = after.margin
     if m != before.margin and m.expected is not None and m.aim is not None:
         log.info("%s: new margin %s (its replay of the recent history gives %.4f on time; aim %.4f)",

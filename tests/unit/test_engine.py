@@ -364,3 +364,17 @@ async def test_a_failed_recall_starts_a_new_week_and_keeps_the_demand_history() 
         assert h.engine.stats.source_errors == {"timeout": 1}
     finally:
         await h.close()
+
+
+def test_the_log_says_when_the_tuner_replays_an_outlier_capped(caplog: pytest.LogCaptureFixture) -> None:
+    """An SRE reads why the spent week's margin is leaner than the outlier: once, when it starts."""
+    from scaler.core.slo import TunerState
+    from scaler.engine import _log_tuning
+
+    spent = TunerState(spent=True)
+    capped = dataclasses.replace(spent, outlier_capped=True)
+    with caplog.at_level(logging.INFO, logger="prewarm.engine"):
+        _log_tuning("chat", 0.99, spent, capped, capacity=10.0)
+        _log_tuning("chat", 0.99, capped, capped, capacity=10.0)
+    said = "one went far above the rest; the hourly choice replays that one capped at 1.5x"
+    assert caplog.text.count(said) == 1
