@@ -488,8 +488,8 @@ def capped_outlier(demand: FloatArray, burst: Outlier, *, step_seconds: float) -
     seed 13, 30m) two bursts at once reached 8.4x the calm peak, and 19-20 replicas were held
     for the four days after, all on time, where the later bursts needed 6. Capped at the highest
     burst outside it, the margin met the next record short (98 % on time on 7 of the 16 storm
-    runs instead of 9); with room of 1.5x over it, the storms kept their attainment for up to
-    36 % fewer GPU-hours (docs/BACKTEST.md). The outlier still counts, at a size the bursts
+    runs instead of 9); with room of 1.5x over it, the storms kept their attainment (one lost 0.6
+    points) for up to 36 % fewer GPU-hours (docs/BACKTEST.md). The outlier still counts, at a size the bursts
     around it make plausible: the next record is bigger than the last."""
     d = np.array(demand, dtype=np.float64)
     n = len(d)
