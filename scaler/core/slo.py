@@ -458,7 +458,7 @@ def lone_burst(recent: tuple[tuple[float, float], ...], target: float, burst: Ou
     # The misses right after the burst are its tail; one after the tail ended is a recurrence.
     if any(itertools.dropwhile(bool, missed[after:])):
         return False
-    return not _over_budget(recent[:lo] + recent[hi:], target, BUDGET_HOURS - (hi - lo))
+    return not spent_without(recent, target, burst)
 
 
 def _burst_entries(entries: int, burst: Outlier) -> tuple[int, int, int]:
