@@ -83,6 +83,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from scaler.backtest.report import beaten_in
+
 ROOT = Path(__file__).resolve().parents[1]
 AZURE_DIR = ROOT.parent / "shared" / "data" / "azure_llm_2023"
 PREWARM = ROOT / ".venv" / "bin" / "prewarm"
@@ -543,17 +545,6 @@ def report_table(kinds: Sequence[str], out: Path, colds: Sequence[str],
     return "\n".join(lines)
 
 
-def _beaten_by(auto: dict[str, Any]) -> list[str]:
-    """Baselines tuned on the warmup that reached at least the auto run's attainment for fewer
-    GPU-hours: what a user without prewarm would have done better with."""
-    att, gpu = auto.get("slo_attainment"), auto.get("gpu_hours")
-    if att is None or gpu is None:
-        return []
-    return [name for name, t in (auto.get("baselines_tuned_on_past") or {}).items()
-            if isinstance(t, dict) and t.get("slo_attainment") is not None and t.get("gpu_hours") is not None
-            and t["slo_attainment"] >= att and t["gpu_hours"] < gpu]
-
-
 def _passes(auto: dict[str, Any]) -> tuple[bool, bool]:
     """(on time: at least :data:`ON_TIME_BAR`, cost: at most :data:`RATIO_BAR` x the cheapest
     hindsight baseline). A null ratio passes: no baseline reached that attainment at any cost
@@ -568,7 +559,7 @@ def _checks(auto: dict[str, Any]) -> str:
     out = [] if on_time else [f"under {100 * ON_TIME_BAR:g} %"]
     if not cost:
         out.append(f"over {RATIO_BAR:g}x")
-    beaten = _beaten_by(auto)
+    beaten = beaten_in(auto)
     if beaten:
         out.append("beaten by " + ", ".join(beaten))
     return "; ".join(out) or "ok"
@@ -580,7 +571,7 @@ def _checks_summary(autos: list[dict[str, Any]]) -> str:
     return (f"checks: at least {100 * ON_TIME_BAR:g} % on time on {sum(p[0] for p in passes)} of {len(autos)} "
             f"runs, at most {RATIO_BAR:g}x the cheapest hindsight baseline on {sum(p[1] for p in passes)}, "
             f"both on {sum(p[0] and p[1] for p in passes)}; beaten on attainment and cost by a baseline "
-            f"tuned on the warmup on {sum(bool(_beaten_by(a)) for a in autos)}")
+            f"tuned on the warmup on {sum(bool(beaten_in(a)) for a in autos)}")
 
 
 def _late_kinds(shares: object) -> str:

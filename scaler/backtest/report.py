@@ -17,10 +17,11 @@ figure (settings, warmup, capacity, forecaster)::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from forecasting.traces import format_timestamp
-from scaler.backtest.auto import BASELINES, AutoResult
+from scaler.backtest.auto import BASELINES, AutoResult, beaten_by
 from scaler.backtest.misses import DAYS, by_kind
 from scaler.backtest.pareto import Point, pareto_frontier
 from scaler.backtest.scenario import MINUTE
@@ -153,6 +154,18 @@ def auto_json(auto: AutoResult, start: float) -> dict[str, Any]:
     }
 
 
+def beaten_in(auto: Mapping[str, Any]) -> list[str]:
+    """:func:`.auto.beaten_by` read off a JSON ``auto`` block (as :func:`auto_json` writes it);
+    a block without the figures names none."""
+    att, gpu = auto.get("slo_attainment"), auto.get("gpu_hours")
+    if att is None or gpu is None:
+        return []
+    rivals = {name: (t["slo_attainment"], t["gpu_hours"])
+              for name, t in (auto.get("baselines_tuned_on_past") or {}).items()
+              if isinstance(t, dict) and t.get("slo_attainment") is not None and t.get("gpu_hours") is not None}
+    return beaten_by(gpu, att, rivals)
+
+
 EPISODES_IN_JSON = 10
 """The largest episodes of late requests the JSON lists (the table prints 3)."""
 _KIND_TEXT = {"beyond-history": "beyond the history", "beyond-time-of-day": "beyond this time of day",
@@ -192,6 +205,11 @@ def print_auto(auto: AutoResult, oracle: float, start: float, out: TextIO) -> No
         print(f"  {name:<15} tuned on the warmup ({how}): {t.label:<12} attainment "
               f"{t.slo_attainment:.5f}, {t.gpu_hours:.1f} GPU-hours "
               f"(auto / it: {auto.gpu_hours / t.gpu_hours:.3f})", file=out)
+    if auto.tuned_on_past:
+        beaten = auto.beaten_by
+        print("  beaten on both attainment and cost by " + ", ".join(f"{n} tuned on the warmup" for n in beaten)
+              if beaten else "  cheaper than every baseline tuned on the warmup that reached its attainment",
+              file=out)
     _print_episodes(auto, start, out)
 
 

@@ -14,11 +14,11 @@ import pytest
 
 from forecasting.cleaning import runs
 from scaler.backtest import cli
-from scaler.backtest.auto import TIMELINE_COLUMNS, TUNER_LOG_COLUMNS, tuned_on_past, versus
+from scaler.backtest.auto import TIMELINE_COLUMNS, TUNER_LOG_COLUMNS, beaten_by, tuned_on_past, versus
 from scaler.backtest.misses import KINDS
 from scaler.backtest.pareto import Point
 from scaler.backtest.plots import TUNER_FLOOR, plot_tuner
-from scaler.backtest.report import EPISODES_IN_JSON, to_json
+from scaler.backtest.report import EPISODES_IN_JSON, beaten_in, to_json
 from scaler.backtest.sim import RunResult
 from scaler.backtest.sweep import Backtest, run_backtest
 from tests.backtest.support import scenario
@@ -40,6 +40,18 @@ def test_versus_picks_the_cheapest_baseline_at_the_reached_attainment() -> None:
     assert ratios["reactive-queue"] is None
     assert (best, ratio) == ("reactive-util", pytest.approx(1.1))
     assert versus(99.0, 0.9999, frontiers)[1:] == (None, None)
+
+
+def test_beaten_by_names_the_baselines_as_much_on_time_for_less() -> None:
+    rivals = {"static": (0.996, 90.0), "lean": (0.99, 50.0), "dear": (0.996, 120.0), "tie": (0.995, 100.0),
+              "same-share": (0.995, 99.0)}
+    assert beaten_by(100.0, 0.995, rivals) == ["static", "same-share"]
+    assert beaten_by(100.0, 0.999, rivals) == []
+    # read off the JSON block; a block without the figures names none
+    block = {"slo_attainment": 0.995, "gpu_hours": 100.0, "baselines_tuned_on_past": {
+        "static": {"slo_attainment": 0.996, "gpu_hours": 90.0}, "broken": {"slo_attainment": None}}}
+    assert beaten_in(block) == ["static"]
+    assert beaten_in({"slo_attainment": None}) == []
 
 
 def test_tuned_on_past_picks_on_the_warmup_and_scores_on_the_window() -> None:
@@ -185,6 +197,10 @@ def test_cli_slo_table_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureF
     assert (tmp_path / "b.png").stat().st_size > 10_000  # four panels: the tuner's among them
     printed = capsys.readouterr().out
     assert "self-tuned (--slo 0.99, one run, no hindsight)" in printed
+    # and whether a baseline tuned on the warmup did as well for less, as the JSON's figures say
+    beaten = beaten_in(json.loads(out.read_text())["auto"])
+    assert (("beaten on both attainment and cost by " + ", ".join(f"{n} tuned on the warmup" for n in beaten))
+            if beaten else "cheaper than every baseline tuned on the warmup that reached its attainment") in printed
     report = json.loads(out.read_text())
     assert "predictive" not in report["policies"]  # no quantile sweep unless asked for
     assert set(report["auto"]["vs_baselines"]) == {"reactive-util", "reactive-queue", "static"}
