@@ -202,7 +202,7 @@ class AutoResult:
 
     @property
     def beaten_by(self) -> list[str]:
-        """The baselines tuned on the warmup that did at least as well on time for no more GPU-hours."""
+        """The baselines tuned on the warmup that did at least as well on time for fewer GPU-hours."""
         return beaten_by(self.gpu_hours, self.slo_attainment,
                          {n: (t.slo_attainment, t.gpu_hours) for n, t in self.tuned_on_past.items()})
 

@@ -208,7 +208,7 @@ def print_auto(auto: AutoResult, oracle: float, start: float, out: TextIO) -> No
     if auto.tuned_on_past:
         beaten = auto.beaten_by
         print("  beaten on both attainment and cost by " + ", ".join(f"{n} tuned on the warmup" for n in beaten)
-              if beaten else "  cheaper than every baseline tuned on the warmup that reached its attainment",
+              if beaten else "  no baseline tuned on the warmup reached its attainment for fewer GPU-hours",
               file=out)
     _print_episodes(auto, start, out)
 
