@@ -21,7 +21,8 @@ median and a self-tuned margin (``scaler.core.slo``) goes on top, never below de
 
     base            = max(demand now, forecast p50 peak over [now, now + lead])
     spell           = max - mean of demand over the last 3 hours, or around this time of day
-                      on the last 7 days (bursts come in spells and at times of day)
+                      on the last 7 days, the second largest day's (bursts come in spells, and
+                      at times of day where two days had one)
     forecast need   = ceil(max(floor x base, min(factor x base + extra + spread x spell, cap)) / capacity)
                       (floor: the factor, at most 1.2 - the cap limits what is anticipated
                       beyond the expected level, not the room over the level itself)

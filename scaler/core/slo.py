@@ -6,7 +6,7 @@ quantile::
 
     base     = max(demand now, forecast p50 peak over [now, now + lead])     (demand units)
     spell    = max - mean of demand over the last 3 hours, or at this time of day on the
-               last 7 days (the larger)                                     (excursion)
+               last 7 days (the second largest day's), the larger            (excursion)
     need     = max(floor x base, min(factor x base + extra + spread x spell, cap))
                                                             (margin.need; floor = min(factor, 1.2))
     held     = max(need over the last ``hold`` seconds)                       (hold >= lead)
