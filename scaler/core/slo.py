@@ -1047,14 +1047,15 @@ def retune(
     outlier = outlier_burst(demand, step_seconds=step_seconds)
     spent = budget_spent(state.recent, target, outlier=outlier)
     one_off = not spent and budget_spent(state.recent, target)  # spent, but for a lone burst
-    capped = spent and outlier is not None and spent_without(state.recent, target, outlier)
+    # The outlier a spent week replays capped: its other bursts spend the week too.
+    cap = outlier if spent and outlier is not None and spent_without(state.recent, target, outlier) else None
     # Leaving a spent week re-chooses at once: the spent choice is the expensive one.
     choose = spent or state.spent or now - state.chosen_at >= CHOOSE_SECONDS
-    state = replace(state, tuned_at=now, spent=spent, one_off=one_off, outlier_capped=capped)
+    state = replace(state, tuned_at=now, spent=spent, one_off=one_off, outlier_capped=cap is not None)
     if not choose:
         return state
-    if capped and outlier is not None:
-        demand = capped_outlier(demand, outlier, step_seconds=step_seconds)
+    if cap is not None:
+        demand = capped_outlier(demand, cap, step_seconds=step_seconds)
     past = _Replay.of(demand, base, spec, step_seconds=step_seconds)
     if past is None:  # too little history yet: try again next hour
         return state
