@@ -525,7 +525,7 @@ def report_table(kinds: Sequence[str], out: Path, colds: Sequence[str],
         tuned += [b for b in (a.get("baselines_tuned_on_past") or {}) if b not in tuned]
     head = ["trace", "cold", "slo", "auto attainment", "auto GPU-h", "x oracle", "best_baseline_ratio",
             *[f"vs {b}" for b in baselines], *[f"{b} tuned on past (att / GPU-h)" for b in tuned],
-            "late: beyond history / time of day / within (%)", "checks"]
+            "late: beyond history / time of day / within (%)", "checks", "picked on the warmup (att / ratio)"]
     lines += ["", "auto (SLO target only, self-tuning, one run):", "",
               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (kind, cold), a in autos.items():
@@ -540,6 +540,7 @@ def report_table(kinds: Sequence[str], out: Path, colds: Sequence[str],
                          f"{_fmt(t.get('slo_attainment'), '.4f')} / {_fmt(t.get('gpu_hours'))}")
         cells.append(_late_kinds(a.get("late_by_kind")))
         cells.append(_checks(a))
+        cells.append(_picked_cell(a))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _checks_summary(list(autos.values()))]
     return "\n".join(lines)
@@ -548,7 +549,8 @@ def report_table(kinds: Sequence[str], out: Path, colds: Sequence[str],
 def _passes(auto: dict[str, Any]) -> tuple[bool, bool]:
     """(on time: at least :data:`ON_TIME_BAR`, cost: at most :data:`RATIO_BAR` x the cheapest
     hindsight baseline). A null ratio passes: no baseline reached that attainment at any cost
-    (EVALUATION.md: the auto policy did what none could)."""
+    (EVALUATION.md: the auto policy did what none could). Also takes a ``baselines_tuned_on_past``
+    entry, which has the same two keys."""
     att, ratio = auto.get("slo_attainment"), auto.get("best_baseline_ratio")
     return att is not None and att >= ON_TIME_BAR, ratio is None or ratio <= RATIO_BAR
 
@@ -565,13 +567,53 @@ def _checks(auto: dict[str, Any]) -> str:
     return "; ".join(out) or "ok"
 
 
+def picked(auto: dict[str, Any]) -> dict[str, Any] | None:
+    """The baseline a user without prewarm would have deployed, judging on the warmup
+    (``auto.picked_on_past``), as its ``baselines_tuned_on_past`` entry; None in a JSON from
+    before that key."""
+    name = auto.get("picked_on_past")
+    entry = (auto.get("baselines_tuned_on_past") or {}).get(name) if isinstance(name, str) else None
+    ok = isinstance(entry, dict) and entry.get("slo_attainment") is not None and entry.get("gpu_hours")
+    return entry if ok else None
+
+
+def _picked_cell(auto: dict[str, Any]) -> str:
+    entry = picked(auto)
+    if entry is None:
+        return "-"
+    return (f"{auto['picked_on_past']} {entry.get('label', '')}: {_fmt(entry.get('slo_attainment'), '.4f')} / "
+            f"{_fmt(entry.get('gpu_hours'))}")
+
+
 def _checks_summary(autos: list[dict[str, Any]]) -> str:
-    """The issue's checks over every run in the table, in one line."""
+    """The issue's checks over every run in the table, in one line; then prewarm beside the
+    baseline a user would have deployed on the warmup's evidence, where the JSON has it."""
     passes = [_passes(a) for a in autos]
-    return (f"checks: at least {100 * ON_TIME_BAR:g} % on time on {sum(p[0] for p in passes)} of {len(autos)} "
+    line = (f"checks: at least {100 * ON_TIME_BAR:g} % on time on {sum(p[0] for p in passes)} of {len(autos)} "
             f"runs, at most {RATIO_BAR:g}x the cheapest hindsight baseline on {sum(p[1] for p in passes)}, "
             f"both on {sum(p[0] and p[1] for p in passes)}; beaten on attainment and cost by a baseline "
             f"tuned on the warmup on {sum(bool(beaten_in(a)) for a in autos)}")
+    pairs = [(a, e) for a in autos if (e := picked(a)) is not None]
+    return line if not pairs else line + "\n" + versus_picked(pairs)
+
+
+def versus_picked(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """prewarm (an ``auto`` block) beside the baseline picked on the warmup (its entry), run by
+    run: how often each held the target and the bar, and who was cheaper where both held it."""
+    def share(block: dict[str, Any], bar: float) -> bool:
+        return float(block["slo_attainment"]) >= bar
+
+    slo = float(pairs[0][0].get("slo") or 0.99)
+    both = [(a, e) for a, e in pairs if share(a, slo) and share(e, slo)]
+    cheaper = sum(float(a["gpu_hours"]) < float(e["gpu_hours"]) for a, e in both)
+    ratios = sorted(float(a["gpu_hours"]) / float(e["gpu_hours"]) for a, e in both)
+    median = f"{ratios[len(ratios) // 2]:.2f}x" if ratios else "-"
+    return (f"beside the baseline a user would have deployed on the warmup's evidence (the cheapest "
+            f"that met the target there), over {len(pairs)} runs: {100 * slo:g} % on time: prewarm "
+            f"{sum(share(a, slo) for a, _ in pairs)}, it {sum(share(e, slo) for _, e in pairs)}; "
+            f"{100 * ON_TIME_BAR:g} %: prewarm {sum(share(a, ON_TIME_BAR) for a, _ in pairs)}, it "
+            f"{sum(share(e, ON_TIME_BAR) for _, e in pairs)}; where both held {100 * slo:g} % ({len(both)}), "
+            f"prewarm was cheaper on {cheaper} (median GPU-hours prewarm / it {median})")
 
 
 def _late_kinds(shares: object) -> str:

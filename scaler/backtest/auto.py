@@ -178,6 +178,24 @@ class TunedOnPast:
     """The knob met the target on the warmup (else: the best the warmup saw)."""
     slo_attainment: float
     gpu_hours: float
+    warmup_attainment: float
+    """What it was picked on: its attainment and GPU-hours over the warmup after its first day."""
+    warmup_gpu_hours: float
+
+
+def picked_on_past(tuned: Mapping[str, TunedOnPast]) -> str | None:
+    """The baseline a user without prewarm would deploy, judging on the warmup alone: the one that
+    met the target there for the fewest GPU-hours, or, where none met it, the one closest to it
+    (fewer GPU-hours among equals). None without any.
+
+    E.g. static met it for 300 GPU-hours and reactive-util for 250: reactive-util; neither met
+    it, static 0.985 and reactive-util 0.97: static."""
+    if not tuned:
+        return None
+    reached = [name for name, t in tuned.items() if t.reached]
+    if reached:
+        return min(reached, key=lambda n: tuned[n].warmup_gpu_hours)
+    return max(tuned, key=lambda n: (tuned[n].warmup_attainment, -tuned[n].warmup_gpu_hours))
 
 
 @dataclass(frozen=True)
@@ -205,6 +223,11 @@ class AutoResult:
         """The baselines tuned on the warmup that did at least as well on time for fewer GPU-hours."""
         return beaten_by(self.gpu_hours, self.slo_attainment,
                          {n: (t.slo_attainment, t.gpu_hours) for n, t in self.tuned_on_past.items()})
+
+    @property
+    def picked_on_past(self) -> str | None:
+        """The baseline tuned on the warmup that a user would have deployed (:func:`picked_on_past`)."""
+        return picked_on_past(self.tuned_on_past)
 
 
 def versus(gpu_hours: float, attainment: float,
@@ -251,9 +274,9 @@ def tuned_on_past(points: list[Point], runs: list[RunResult], scenario: Scenario
     scored = [(run.attainment(scenario.arrivals, past), run.gpu_hours(gpus_per_replica, past), i)
               for i, run in enumerate(runs)]
     reaching = [s for s in scored if s[0] >= slo]
-    _, _, i = min(reaching, key=lambda s: s[1]) if reaching else max(scored, key=lambda s: (s[0], -s[1]))
+    att, gpu, i = min(reaching, key=lambda s: s[1]) if reaching else max(scored, key=lambda s: (s[0], -s[1]))
     p = points[i]
-    return TunedOnPast(p.knob, p.label, bool(reaching), p.slo_attainment, p.gpu_hours)
+    return TunedOnPast(p.knob, p.label, bool(reaching), p.slo_attainment, p.gpu_hours, att, gpu)
 
 
 Baselines = Mapping[str, tuple[list[Point], list[RunResult]]]

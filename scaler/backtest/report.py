@@ -138,8 +138,10 @@ def auto_json(auto: AutoResult, start: float) -> dict[str, Any]:
         "best_baseline_ratio": auto.best_baseline_ratio,
         "baselines_tuned_on_past": {
             name: {"knob": t.knob, "slo_attainment": t.slo_attainment, "gpu_hours": t.gpu_hours,
-                   "label": t.label, "reached_on_warmup": t.reached}
+                   "label": t.label, "reached_on_warmup": t.reached,
+                   "warmup_slo_attainment": t.warmup_attainment, "warmup_gpu_hours": t.warmup_gpu_hours}
             for name, t in auto.tuned_on_past.items()},
+        "picked_on_past": auto.picked_on_past,
         "best_baseline": auto.best_baseline,
         "last_margin": {"factor": margin.factor, "extra": margin.extra,
                         "spread": margin.spread, "cap": margin.cap if math.isfinite(margin.cap) else None,
@@ -210,6 +212,12 @@ def print_auto(auto: AutoResult, oracle: float, start: float, out: TextIO) -> No
         print("  beaten on both attainment and cost by " + ", ".join(f"{n} tuned on the warmup" for n in beaten)
               if beaten else "  no baseline tuned on the warmup reached its attainment for fewer GPU-hours",
               file=out)
+    picked = auto.picked_on_past
+    if picked is not None:
+        how = ("the cheapest that met the target there" if auto.tuned_on_past[picked].reached
+               else "none met the target there; the closest")
+        print(f"  a user judging on the warmup alone would deploy {picked} {auto.tuned_on_past[picked].label} "
+              f"({how})", file=out)
     _print_episodes(auto, start, out)
 
 

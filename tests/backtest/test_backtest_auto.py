@@ -14,7 +14,15 @@ import pytest
 
 from forecasting.cleaning import runs
 from scaler.backtest import cli
-from scaler.backtest.auto import TIMELINE_COLUMNS, TUNER_LOG_COLUMNS, beaten_by, tuned_on_past, versus
+from scaler.backtest.auto import (
+    TIMELINE_COLUMNS,
+    TUNER_LOG_COLUMNS,
+    TunedOnPast,
+    beaten_by,
+    picked_on_past,
+    tuned_on_past,
+    versus,
+)
 from scaler.backtest.misses import KINDS
 from scaler.backtest.pareto import Point
 from scaler.backtest.plots import TUNER_FLOOR, plot_tuner
@@ -67,6 +75,20 @@ def test_tuned_on_past_picks_on_the_warmup_and_scores_on_the_window() -> None:
     picked = tuned_on_past(points, runs, sc, slo=0.99, gpus_per_replica=1)
     assert picked is not None and picked.label == "A" and picked.reached
     assert (picked.slo_attainment, picked.gpu_hours) == (0.98, 72.0)
+    # what it was picked on: the warmup after its first day (1 day at 3 replicas, none late)
+    assert (picked.warmup_attainment, picked.warmup_gpu_hours) == (1.0, 72.0)
+
+
+def test_a_user_picks_the_baseline_that_met_the_target_on_the_warmup_for_least() -> None:
+    def tuned(reached: bool, warmup: float, warmup_gpu: float) -> TunedOnPast:
+        return TunedOnPast(1.0, "k", reached, 0.99, 100.0, warmup, warmup_gpu)
+
+    assert picked_on_past({"static": tuned(True, 0.999, 300.0), "reactive-util": tuned(True, 0.991, 250.0),
+                           "reactive-queue": tuned(False, 0.9, 100.0)}) == "reactive-util"
+    # none met it: the closest, the cheaper among equals
+    assert picked_on_past({"static": tuned(False, 0.985, 300.0), "reactive-util": tuned(False, 0.97, 50.0)}) == "static"
+    assert picked_on_past({"a": tuned(False, 0.98, 300.0), "b": tuned(False, 0.98, 200.0)}) == "b"
+    assert picked_on_past({}) is None
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +107,8 @@ def test_auto_block_follows_the_contract(auto_run: Backtest) -> None:
     assert block["best_baseline_ratio"] == (max(reached) if reached else None)
     for name, tuned in block["baselines_tuned_on_past"].items():
         assert name in {"reactive-util", "static"}
-        assert {"knob", "slo_attainment", "gpu_hours"} <= set(tuned)
+        assert {"knob", "slo_attainment", "gpu_hours", "warmup_slo_attainment", "warmup_gpu_hours"} <= set(tuned)
+    assert block["picked_on_past"] in block["baselines_tuned_on_past"]
     # the tuner's choice is reported, and it was tuned (a day of history exists)
     assert block["last_margin"]["expected"] is not None
     # where the late requests came from: every kind, and the episodes as the run had them
@@ -202,6 +225,10 @@ def test_cli_slo_table_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureF
     assert (("beaten on both attainment and cost by " + ", ".join(f"{n} tuned on the warmup" for n in beaten))
             if beaten else "no baseline tuned on the warmup reached its attainment for fewer GPU-hours") in printed
     report = json.loads(out.read_text())
+    # and the baseline a user without prewarm would have deployed, judging on the warmup
+    picked = report["auto"]["picked_on_past"]
+    label = report["auto"]["baselines_tuned_on_past"][picked]["label"]
+    assert f"a user judging on the warmup alone would deploy {picked} {label} (" in printed
     assert "predictive" not in report["policies"]  # no quantile sweep unless asked for
     assert set(report["auto"]["vs_baselines"]) == {"reactive-util", "reactive-queue", "static"}
     # the table names the largest episode of late requests, as the JSON does

@@ -356,11 +356,35 @@ def test_table_names_the_issues_checks_each_run_fails(tmp_path: Path, attainment
     (tmp_path / "smooth-30m.json").write_text(json.dumps(_report(100.0, auto)))
     text = ut.report_table(["smooth"], tmp_path, ["30m"])
     row = next(line for line in text.splitlines() if line.startswith("| smooth | 30m | 0.99 |"))
-    assert row.endswith(cell)
+    assert row.endswith(cell + " - |")  # no baseline picked on the warmup in this JSON
     on_time, cost, both, beaten = counts
     assert (f"checks: at least 98 % on time on {on_time} of 1 runs, at most 1.1x the cheapest hindsight "
             f"baseline on {cost}, both on {both}; beaten on attainment and cost by a baseline tuned on "
             f"the warmup on {beaten}") in text
+
+
+def test_table_sets_prewarm_beside_the_baseline_a_user_would_have_picked(tmp_path: Path) -> None:
+    """The baseline that met the target on the warmup for the fewest GPU-hours is what a user
+    without prewarm deploys: each row names it, and a line counts who held the target and who
+    was cheaper where both did."""
+    def auto(att: float, gpu: float, static: tuple[float, float]) -> dict[str, object]:
+        return {"slo": 0.99, "slo_attainment": att, "gpu_hours": gpu, "best_baseline_ratio": 1.0,
+                "picked_on_past": "static",
+                "baselines_tuned_on_past": {"static": {"label": "12 replicas", "slo_attainment": static[0],
+                                                       "gpu_hours": static[1]}}}
+    runs = {"smooth": auto(0.995, 90.0, (0.996, 100.0)),       # both hold 0.99, prewarm cheaper
+            "spiky-daily": auto(0.992, 120.0, (0.999, 100.0)),  # both hold it, the static count cheaper
+            "bursty-idle": auto(0.985, 80.0, (0.97, 60.0))}     # prewarm 98 % only, static neither
+    for kind, block in runs.items():
+        (tmp_path / f"{kind}-30m.json").write_text(json.dumps(_report(100.0, block)))
+    text = ut.report_table(list(runs), tmp_path, ["30m"])
+    assert "| static 12 replicas: 0.9960 / 100.0 |" in text
+    assert ("beside the baseline a user would have deployed on the warmup's evidence (the cheapest that met "
+            "the target there), over 3 runs: 99 % on time: prewarm 2, it 2; 98 %: prewarm 3, it 2; where "
+            "both held 99 % (2), prewarm was cheaper on 1 (median GPU-hours prewarm / it 1.20x)") in text
+    # a JSON from before the key, or naming a baseline it has no figures for: no pick, no line
+    assert ut.picked({"picked_on_past": "static", "baselines_tuned_on_past": {}}) is None
+    assert ut.picked({"picked_on_past": None}) is None
 
 
 def _fake_prewarm(tmp_path: Path) -> tuple[Path, Path]:
