@@ -70,7 +70,7 @@ def fmt(x: float | None, spec: str = ".3f") -> str:
 
 def table(out: Path, names: list[str], colds: list[str]) -> None:
     print("| trace | cold | attainment | GPU-h | x oracle | / cheapest hindsight baseline | "
-          "warmup-tuned baselines (attainment, GPU-h) | checks | wall s |")
+          "warmup-tuned baselines (attainment, GPU-h; * = a user's pick) | checks | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         for cold in colds:
@@ -79,7 +79,9 @@ def table(out: Path, names: list[str], colds: list[str]) -> None:
                 continue
             report = json.loads(path.read_text())
             auto, c = report["auto"], checks(report)
-            past = "; ".join(f"{n} {b['label']}: {b['slo_attainment']:.4f}, {b['gpu_hours']:.0f}"
+            # the one a user without prewarm would deploy on the warmup's evidence is starred
+            past = "; ".join(f"{n} {b['label']}{' *' if n == auto.get('picked_on_past') else ''}: "
+                             f"{b['slo_attainment']:.4f}, {b['gpu_hours']:.0f}"
                              for n, b in auto["baselines_tuned_on_past"].items())
             cmd = out / f"{name}-{cold}.cmd"
             wall = cmd.read_text().split("\n")[1] if cmd.exists() else "-"
