@@ -599,21 +599,30 @@ def _checks_summary(autos: list[dict[str, Any]]) -> str:
 
 def versus_picked(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     """prewarm (an ``auto`` block) beside the baseline picked on the warmup (its entry), run by
-    run: how often each held the target and the bar, and who was cheaper where both held it."""
-    def share(block: dict[str, Any], bar: float) -> bool:
-        return float(block["slo_attainment"]) >= bar
+    run: how often each held the target and the bar, how the two compare on both counts, and who
+    was cheaper where both held the target."""
+    def att(block: dict[str, Any]) -> float:
+        return float(block["slo_attainment"])
+
+    def gpu(block: dict[str, Any]) -> float:
+        return float(block["gpu_hours"])
 
     slo = float(pairs[0][0].get("slo") or 0.99)
-    both = [(a, e) for a, e in pairs if share(a, slo) and share(e, slo)]
-    cheaper = sum(float(a["gpu_hours"]) < float(e["gpu_hours"]) for a, e in both)
-    ratios = sorted(float(a["gpu_hours"]) / float(e["gpu_hours"]) for a, e in both)
+    both = [(a, e) for a, e in pairs if att(a) >= slo and att(e) >= slo]
+    ratios = sorted(gpu(a) / gpu(e) for a, e in both)
     median = f"{ratios[len(ratios) // 2]:.2f}x" if ratios else "-"
+    dominates = sum(att(a) >= att(e) and gpu(a) < gpu(e) for a, e in pairs)
+    dearer = sum(att(a) > att(e) and gpu(a) >= gpu(e) for a, e in pairs)
+    leaner = sum(att(a) < att(e) and gpu(a) < gpu(e) for a, e in pairs)
+    beaten = sum(att(e) >= att(a) and gpu(e) < gpu(a) for a, e in pairs)
     return (f"beside the baseline a user would have deployed on the warmup's evidence (the cheapest "
             f"that met the target there), over {len(pairs)} runs: {100 * slo:g} % on time: prewarm "
-            f"{sum(share(a, slo) for a, _ in pairs)}, it {sum(share(e, slo) for _, e in pairs)}; "
-            f"{100 * ON_TIME_BAR:g} %: prewarm {sum(share(a, ON_TIME_BAR) for a, _ in pairs)}, it "
-            f"{sum(share(e, ON_TIME_BAR) for _, e in pairs)}; where both held {100 * slo:g} % ({len(both)}), "
-            f"prewarm was cheaper on {cheaper} (median GPU-hours prewarm / it {median})")
+            f"{sum(att(a) >= slo for a, _ in pairs)}, it {sum(att(e) >= slo for _, e in pairs)}; "
+            f"{100 * ON_TIME_BAR:g} %: prewarm {sum(att(a) >= ON_TIME_BAR for a, _ in pairs)}, it "
+            f"{sum(att(e) >= ON_TIME_BAR for _, e in pairs)}; prewarm as much on time for fewer GPU-hours on "
+            f"{dominates}, more on time for more on {dearer}, less on time for fewer on {leaner}, beaten on "
+            f"both on {beaten}; where both held {100 * slo:g} % ({len(both)}), prewarm was cheaper on "
+            f"{sum(gpu(a) < gpu(e) for a, e in both)} (median GPU-hours prewarm / it {median})")
 
 
 def _late_kinds(shares: object) -> str:
