@@ -525,7 +525,7 @@ def report_table(kinds: Sequence[str], out: Path, colds: Sequence[str],
         tuned += [b for b in (a.get("baselines_tuned_on_past") or {}) if b not in tuned]
     head = ["trace", "cold", "slo", "auto attainment", "auto GPU-h", "x oracle", "best_baseline_ratio",
             *[f"vs {b}" for b in baselines], *[f"{b} tuned on past (att / GPU-h)" for b in tuned],
-            "late: beyond history / time of day / within (%)", "checks", "picked on the warmup (att / ratio)"]
+            "late: beyond history / time of day / within (%)", "checks", "picked on the warmup (att / GPU-h)"]
     lines += ["", "auto (SLO target only, self-tuning, one run):", "",
               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (kind, cold), a in autos.items():
@@ -549,8 +549,7 @@ def report_table(kinds: Sequence[str], out: Path, colds: Sequence[str],
 def _passes(auto: dict[str, Any]) -> tuple[bool, bool]:
     """(on time: at least :data:`ON_TIME_BAR`, cost: at most :data:`RATIO_BAR` x the cheapest
     hindsight baseline). A null ratio passes: no baseline reached that attainment at any cost
-    (EVALUATION.md: the auto policy did what none could). Also takes a ``baselines_tuned_on_past``
-    entry, which has the same two keys."""
+    (EVALUATION.md: the auto policy did what none could)."""
     att, ratio = auto.get("slo_attainment"), auto.get("best_baseline_ratio")
     return att is not None and att >= ON_TIME_BAR, ratio is None or ratio <= RATIO_BAR
 
@@ -573,6 +572,7 @@ def picked(auto: dict[str, Any]) -> dict[str, Any] | None:
     before that key."""
     name = auto.get("picked_on_past")
     entry = (auto.get("baselines_tuned_on_past") or {}).get(name) if isinstance(name, str) else None
+    # GPU-hours must be positive too: prewarm's are divided by them
     ok = isinstance(entry, dict) and entry.get("slo_attainment") is not None and entry.get("gpu_hours")
     return entry if ok else None
 
@@ -616,7 +616,7 @@ def versus_picked(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     leaner = sum(att(a) < att(e) and gpu(a) < gpu(e) for a, e in pairs)
     beaten = sum(att(e) >= att(a) and gpu(e) < gpu(a) for a, e in pairs)
     return (f"beside the baseline a user would have deployed on the warmup's evidence (the cheapest "
-            f"that met the target there), over {len(pairs)} runs: {100 * slo:g} % on time: prewarm "
+            f"that met the target there, or the closest), over {len(pairs)} runs: {100 * slo:g} % on time: prewarm "
             f"{sum(att(a) >= slo for a, _ in pairs)}, it {sum(att(e) >= slo for _, e in pairs)}; "
             f"{100 * ON_TIME_BAR:g} %: prewarm {sum(att(a) >= ON_TIME_BAR for a, _ in pairs)}, it "
             f"{sum(att(e) >= ON_TIME_BAR for _, e in pairs)}; prewarm as much on time for fewer GPU-hours on "

@@ -380,7 +380,7 @@ def test_table_sets_prewarm_beside_the_baseline_a_user_would_have_picked(tmp_pat
     text = ut.report_table(list(runs), tmp_path, ["30m"])
     assert "| static 12 replicas: 0.9940 / 100.0 |" in text
     assert ("beside the baseline a user would have deployed on the warmup's evidence (the cheapest that met "
-            "the target there), over 3 runs: 99 % on time: prewarm 2, it 2; 98 %: prewarm 3, it 2; prewarm "
+            "the target there, or the closest), over 3 runs: 99 % on time: prewarm 2, it 2; 98 %: prewarm 3, it 2; prewarm "
             "as much on time for fewer GPU-hours on 1, more on time for more on 1, less on time for fewer on "
             "0, beaten on both on 1; where both held 99 % (2), prewarm was cheaper on 1 (median GPU-hours "
             "prewarm / it 1.20x)") in text
