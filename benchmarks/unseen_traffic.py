@@ -83,6 +83,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from scaler.backtest.auto import beaten_by
 from scaler.backtest.report import beaten_in
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -611,10 +612,11 @@ def versus_picked(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     both = [(a, e) for a, e in pairs if att(a) >= slo and att(e) >= slo]
     ratios = sorted(gpu(a) / gpu(e) for a, e in both)
     median = f"{ratios[len(ratios) // 2]:.2f}x" if ratios else "-"
-    dominates = sum(att(a) >= att(e) and gpu(a) < gpu(e) for a, e in pairs)
+    # "as much on time for fewer GPU-hours" either way round is beaten_by's rule (a tie is neither)
+    dominates = sum(bool(beaten_by(gpu(e), att(e), {"prewarm": (att(a), gpu(a))})) for a, e in pairs)
+    beaten = sum(bool(beaten_by(gpu(a), att(a), {"pick": (att(e), gpu(e))})) for a, e in pairs)
     dearer = sum(att(a) > att(e) and gpu(a) >= gpu(e) for a, e in pairs)
     leaner = sum(att(a) < att(e) and gpu(a) < gpu(e) for a, e in pairs)
-    beaten = sum(att(e) >= att(a) and gpu(e) < gpu(a) for a, e in pairs)
     return (f"beside the baseline a user would have deployed on the warmup's evidence (the cheapest "
             f"that met the target there, or the closest), over {len(pairs)} runs: {100 * slo:g} % on time: prewarm "
             f"{sum(att(a) >= slo for a, _ in pairs)}, it {sum(att(e) >= slo for _, e in pairs)}; "

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -183,19 +184,27 @@ class TunedOnPast:
     warmup_gpu_hours: float
 
 
-def picked_on_past(tuned: Mapping[str, TunedOnPast]) -> str | None:
+K = TypeVar("K")
+
+
+def picked_on_past(tuned: Mapping[str, TunedOnPast], slo: float) -> str | None:
     """The baseline a user without prewarm would deploy, judging on the warmup alone: the one that
-    met the target there for the fewest GPU-hours, or, where none met it, the one closest to it
-    (fewer GPU-hours among equals). None without any.
+    met ``slo`` there for the fewest GPU-hours, or, where none met it, the one closest to it
+    (fewer GPU-hours among equals). None without any. The rule :func:`tuned_on_past` picks each
+    baseline's knob by (:func:`_cheapest_meeting`), across the baselines.
 
     E.g. static met it for 300 GPU-hours and reactive-util for 250: reactive-util; neither met
     it, static 0.985 and reactive-util 0.97: static."""
     if not tuned:
         return None
-    reached = [name for name, t in tuned.items() if t.reached]
-    if reached:
-        return min(reached, key=lambda n: tuned[n].warmup_gpu_hours)
-    return max(tuned, key=lambda n: (tuned[n].warmup_attainment, -tuned[n].warmup_gpu_hours))
+    return _cheapest_meeting([(t.warmup_attainment, t.warmup_gpu_hours, n) for n, t in tuned.items()], slo)[2]
+
+
+def _cheapest_meeting(scored: Sequence[tuple[float, float, K]], slo: float) -> tuple[float, float, K]:
+    """Of (attainment, GPU-hours, what) judged on the warmup: the cheapest reaching ``slo``, or,
+    where none does, the highest attainment (fewer GPU-hours among equals)."""
+    reaching = [s for s in scored if s[0] >= slo]
+    return min(reaching, key=lambda s: s[1]) if reaching else max(scored, key=lambda s: (s[0], -s[1]))
 
 
 @dataclass(frozen=True)
@@ -227,7 +236,7 @@ class AutoResult:
     @property
     def picked_on_past(self) -> str | None:
         """The baseline tuned on the warmup that a user would have deployed (:func:`picked_on_past`)."""
-        return picked_on_past(self.tuned_on_past)
+        return picked_on_past(self.tuned_on_past, self.slo)
 
 
 def versus(gpu_hours: float, attainment: float,
@@ -273,10 +282,9 @@ def tuned_on_past(points: list[Point], runs: list[RunResult], scenario: Scenario
         return None
     scored = [(run.attainment(scenario.arrivals, past), run.gpu_hours(gpus_per_replica, past), i)
               for i, run in enumerate(runs)]
-    reaching = [s for s in scored if s[0] >= slo]
-    att, gpu, i = min(reaching, key=lambda s: s[1]) if reaching else max(scored, key=lambda s: (s[0], -s[1]))
+    att, gpu, i = _cheapest_meeting(scored, slo)
     p = points[i]
-    return TunedOnPast(p.knob, p.label, bool(reaching), p.slo_attainment, p.gpu_hours, att, gpu)
+    return TunedOnPast(p.knob, p.label, att >= slo, p.slo_attainment, p.gpu_hours, att, gpu)
 
 
 Baselines = Mapping[str, tuple[list[Point], list[RunResult]]]

@@ -84,11 +84,11 @@ def test_a_user_picks_the_baseline_that_met_the_target_on_the_warmup_for_least()
         return TunedOnPast(1.0, "k", reached, 0.99, 100.0, warmup, warmup_gpu)
 
     assert picked_on_past({"static": tuned(True, 0.999, 300.0), "reactive-util": tuned(True, 0.991, 250.0),
-                           "reactive-queue": tuned(False, 0.9, 100.0)}) == "reactive-util"
+                           "reactive-queue": tuned(False, 0.9, 100.0)}, 0.99) == "reactive-util"
     # none met it: the closest, the cheaper among equals
-    assert picked_on_past({"static": tuned(False, 0.985, 300.0), "reactive-util": tuned(False, 0.97, 50.0)}) == "static"
-    assert picked_on_past({"a": tuned(False, 0.98, 300.0), "b": tuned(False, 0.98, 200.0)}) == "b"
-    assert picked_on_past({}) is None
+    assert picked_on_past({"static": tuned(False, 0.985, 300.0), "reactive-util": tuned(False, 0.97, 50.0)}, 0.99) == "static"
+    assert picked_on_past({"a": tuned(False, 0.98, 300.0), "b": tuned(False, 0.98, 200.0)}, 0.99) == "b"
+    assert picked_on_past({}, 0.99) is None
 
 
 @pytest.fixture(scope="module")
